@@ -1,0 +1,53 @@
+# Every target builds the project's own virtual environment first; nothing is installed by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Main job: a lin-kv test of Rast under partitions, with the embedded runner.
+NODES ?= 3
+TIME ?= 30
+RATE ?= 100
+CHECK_ARGS ?=
+
+.PHONY: all venv test test-fast check maelstrom bench sim clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e"
+
+check: $(STAMP)
+	bin/maelstrom-py test -w lin-kv --bin bin/rast --node-count $(NODES) --concurrency 2n \
+	  --rate $(RATE) --time-limit $(TIME) --nemesis partition --nemesis-interval 5 $(CHECK_ARGS)
+
+# The same test under the real Maelstrom jar, where it is installed.
+maelstrom: $(STAMP)
+	@if [ -n "$$MAELSTROM_JAR" ] && [ -f "$$MAELSTROM_JAR" ]; then \
+	  java -Djava.awt.headless=true -jar "$$MAELSTROM_JAR" test -w lin-kv --bin "$(CURDIR)/bin/rast" \
+	    --node-count $(NODES) --concurrency 2n --rate $(RATE) --time-limit $(TIME) --nemesis partition; \
+	elif command -v maelstrom >/dev/null 2>&1; then \
+	  maelstrom test -w lin-kv --bin "$(CURDIR)/bin/rast" \
+	    --node-count $(NODES) --concurrency 2n --rate $(RATE) --time-limit $(TIME) --nemesis partition; \
+	else \
+	  echo "The real Maelstrom is not installed here."; \
+	  echo "Get maelstrom.tar.bz2 from https://github.com/jepsen-io/maelstrom/releases (needs Java 11+,"; \
+	  echo "gnuplot and graphviz), then either put its 'maelstrom' script on PATH or set"; \
+	  echo "MAELSTROM_JAR=/path/to/maelstrom/lib/maelstrom.jar and run 'make maelstrom' again."; \
+	  echo "Without it, 'make check' runs the same test under the embedded runner."; \
+	  exit 2; \
+	fi
+
+clean:
+	rm -rf $(VENV) store .pytest_cache .hypothesis *.egg-info
