@@ -1,0 +1,726 @@
+"""Write-ahead log for the Rast node: Raft hard state and log entries in a data directory.
+
+What it owns
+    The files in one data directory: ``LOCK`` (an exclusive ``flock``, held while open) and the
+    segment file ``wal-<first_index, 20 digits>.log``. Only one segment exists today; the name
+    carries the index of its first entry so that snapshots can later start a new segment.
+    `WalWriter` owns one background thread that does the writes and fsyncs off the event loop
+    (group commit) and wakes the loop through a non-blocking pipe.
+
+What it may not touch
+    Raft itself (it knows terms and indices, never roles or messages), the event loop, stdio.
+    Entry data are opaque: the bytes handed to `append` are the bytes on disk and the bytes
+    `recover` returns; they are never decoded or re-encoded.
+
+On-disk format (little-endian)
+    A segment is a sequence of records::
+
+        u32 payload_length | u32 crc32(payload) | payload
+
+    ``payload_length`` counts the payload only and must lie in ``[9, record_bytes_max]``
+    (the smallest payload is a hard state with no vote). The payload opens with a type byte:
+
+    ====  ============  =========================================================
+    type  name          body
+    ====  ============  =========================================================
+    0     header        8 bytes magic ``b"RASTWAL\\0"``, u32 format version (1),
+                        u64 first_index. Always the first record of a segment.
+    1     hard state    u64 current_term, then voted_for as utf-8 (empty = None)
+    2     entry         u64 index, u64 term, then the entry's data bytes
+    ====  ============  =========================================================
+
+    One `append` call writes its hard state record (if any) before its entry records, so a
+    torn tail can never leave an entry whose term is above the recovered current_term.
+    Replay: the last hard state record wins; an entry at ``index <= last_index`` replaces the
+    suffix from ``index`` on (a follower cutting a conflicting suffix); ``index > last + 1``
+    is a gap, i.e. corruption.
+
+Recovery
+    Records are read in order and checked for length bounds (without allocating: a huge length
+    field is rejected before any read), CRC and meaning (type, index continuity, terms never
+    decreasing). At the first torn or corrupt record the file is truncated to the end of the
+    last good record, the truncation is fsynced, a WARNING names the offset and byte count, and
+    what was good is returned. A segment whose header is valid but foreign (wrong magic or
+    version) raises `WalError` instead: that is not ours to cut. When more than half of the
+    segment is superseded (replaced suffixes, old hard states) and it is at least
+    ``compact_bytes_min`` long, it is rewritten compactly and atomically (temp file, fsync,
+    rename, fsync of the directory).
+
+Invariants (asserted on both sides of every disk write)
+    * Before a write: the write offset equals the bytes known to be in the file; after it, the
+      whole buffer was written and ``fstat`` agrees on the size.
+    * `append` input: ``first_index <= start_index <= last_index + 1``; entry terms never
+      decrease along the log and never exceed current_term (after this call's hard state);
+      current_term never decreases; within one term voted_for only goes from None to a node.
+    * `recover` output: entries contiguous from first_index, terms non-decreasing and
+      ``<= current_term``.
+    * After a failed write or fsync the log is poisoned: nothing is retried (after a failed
+      fsync the kernel may have dropped the dirty pages; only a restart + recovery can tell
+      what is durable).
+
+Threads
+    `WriteAheadLog` is not thread-safe. Once a `WalWriter` wraps it, only `WalWriter.submit`
+    (caller's thread: validation and encoding) and the writer thread (write and fsync) touch it,
+    on disjoint state.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import re
+import struct
+import threading
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = [
+    "Recovered",
+    "WalError",
+    "WalLockedError",
+    "WalWriterError",
+    "WriteAheadLog",
+    "WalWriter",
+    "record_bytes_max",
+    "segment_name",
+]
+
+log = logging.getLogger(__name__)
+
+record_bytes_max = 16 * 1024 * 1024  # largest payload accepted; anything larger is corruption
+write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyond this
+compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
+writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
+
+MAGIC = b"RASTWAL\0"
+FORMAT_VERSION = 1
+LOCK_NAME = "LOCK"
+
+TYPE_HEADER = 0
+TYPE_HARD_STATE = 1
+TYPE_ENTRY = 2
+
+_REC = struct.Struct("<II")  # payload_length, crc32(payload)
+_HEADER = struct.Struct("<B8sIQ")  # type, magic, version, first_index
+_HARD_STATE = struct.Struct("<BQ")  # type, current_term (+ vote utf-8)
+_ENTRY = struct.Struct("<BQQ")  # type, index, term (+ data)
+_PAYLOAD_BYTES_MIN = _HARD_STATE.size
+_SEGMENT_RE = re.compile(r"^wal-(\d{20})\.log$")
+
+
+def segment_name(first_index: int) -> str:
+    """File name of the segment whose first entry has index `first_index`."""
+    assert first_index >= 1
+    return f"wal-{first_index:020d}.log"
+
+
+class WalError(Exception):
+    """The data directory cannot be used as a WAL (foreign file, lock held, poisoned log)."""
+
+
+class WalLockedError(WalError):
+    """Another WriteAheadLog (in this or another process) holds the directory's lock."""
+
+
+class WalWriterError(WalError):
+    """The writer thread failed; the node must stop (what is durable is unknown)."""
+
+
+@dataclass
+class Recovered:
+    current_term: int  # 0 on a fresh directory
+    voted_for: str | None
+    first_index: int  # index of entries[0]; 1 on a fresh directory
+    entries: list[tuple[int, bytes]]  # (term, data) in index order, data exactly as appended
+    truncated_bytes: int  # bytes of torn/corrupt tail cut off during recovery (0 normally)
+
+
+def _record(payload_parts: Sequence[bytes], out: list[bytes]) -> int:
+    """Append one framed record made of `payload_parts` to `out`; return its size in bytes."""
+    length = 0
+    crc = 0
+    for part in payload_parts:
+        length += len(part)
+        crc = zlib.crc32(part, crc)
+    assert _PAYLOAD_BYTES_MIN <= length <= record_bytes_max, f"record payload {length} bytes out of bounds"
+    out.append(_REC.pack(length, crc))
+    out.extend(payload_parts)
+    return _REC.size + length
+
+
+def _encode_header(first_index: int) -> bytes:
+    out: list[bytes] = []
+    _record([_HEADER.pack(TYPE_HEADER, MAGIC, FORMAT_VERSION, first_index)], out)
+    return b"".join(out)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WriteAheadLog:
+    """Durable Raft hard state and log in one directory; see the module docstring for the format."""
+
+    def __init__(self, dir_path: str, *, fsync: bool = True) -> None:
+        self.dir_path = os.path.abspath(dir_path)
+        self.fsync = fsync
+        created_dirs = self._make_dirs(self.dir_path)
+        self._lock_fd = self._take_lock()
+        if created_dirs and fsync:
+            for d in created_dirs:
+                _fsync_dir(os.path.dirname(d))
+        self._fd: int | None = None  # segment file, opened by recover()
+        self._segment_path: str | None = None
+        self._recovered = False
+        self._failed = False
+        self._closed = False
+        # Byte-level state: touched by the thread that writes (the WalWriter thread once wrapped).
+        self._file_bytes = 0  # bytes known to be in the segment file
+        self._pending: list[bytes] = []  # encoded, not yet written
+        self._pending_bytes = 0
+        # Logical state: touched by the thread that appends (validation and encoding).
+        self._current_term = 0
+        self._voted_for: str | None = None
+        self._first_index = 1
+        self._terms: list[int] = []  # term of each entry, index first_index + i
+        self._recovered_entries: list[tuple[int, bytes]] = []  # filled by _replay
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_dirs(path: str) -> list[str]:
+        """Create `path` and missing parents; return the created ones, outermost first."""
+        missing = []
+        p = path
+        while not os.path.isdir(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
+        missing.reverse()
+        for d in missing:
+            try:
+                os.mkdir(d)
+            except FileExistsError:
+                pass
+        return missing
+
+    def _take_lock(self) -> int:
+        path = os.path.join(self.dir_path, LOCK_NAME)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = b""
+            try:
+                holder = os.pread(fd, 32, 0).strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise WalLockedError(
+                    f"WAL directory {self.dir_path} is in use (lock {path} held by pid "
+                    f"{holder.decode(errors='replace') or '?'}); one node per data directory"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> Recovered:
+        """Read the segment, cut a torn/corrupt tail, and return the durable state. Call once."""
+        assert not self._recovered, "recover() is called once"
+        assert not self._closed
+        self._recovered = True
+        segments = []
+        for name in sorted(os.listdir(self.dir_path)):
+            if _SEGMENT_RE.match(name):
+                segments.append(name)
+            elif name.endswith(".log.tmp"):
+                log.info("removing leftover %s from an interrupted rewrite", name)
+                os.unlink(os.path.join(self.dir_path, name))
+        if len(segments) > 1:
+            raise WalError(f"{self.dir_path}: {len(segments)} segments; only one is supported")
+
+        if not segments:
+            self._segment_path = os.path.join(self.dir_path, segment_name(1))
+            self._create_segment(1)
+            return self._recovered_state(0)
+
+        self._segment_path = os.path.join(self.dir_path, segments[0])
+        name_first_index = int(_SEGMENT_RE.match(segments[0]).group(1))  # type: ignore[union-attr]
+        self._fd = os.open(self._segment_path, os.O_RDWR | os.O_CLOEXEC)
+        size = os.fstat(self._fd).st_size
+        good_bytes, reason = self._replay(size, name_first_index)
+        truncated = size - good_bytes
+        if truncated:
+            log.warning(
+                "WAL %s: %s at offset %d; truncating %d bytes (file was %d bytes)",
+                self._segment_path, reason, good_bytes, truncated, size,
+            )
+            os.ftruncate(self._fd, good_bytes)
+            if self.fsync:
+                self._datasync()
+            assert os.fstat(self._fd).st_size == good_bytes
+        self._file_bytes = good_bytes
+        if good_bytes == 0:
+            # Nothing usable, not even the header (crash right after creation): start afresh.
+            os.close(self._fd)
+            self._fd = None
+            self._create_segment(name_first_index)
+        else:
+            self._maybe_compact()
+        return self._recovered_state(truncated)
+
+    def _recovered_state(self, truncated: int) -> Recovered:
+        r = Recovered(
+            current_term=self._current_term,
+            voted_for=self._voted_for,
+            first_index=self._first_index,
+            entries=self._recovered_entries,
+            truncated_bytes=truncated,
+        )
+        self._recovered_entries = []  # the caller owns the list now
+        # Output side: what recovery hands to Raft must be a well-formed log.
+        assert r.current_term >= 0 and r.first_index >= 1 and r.truncated_bytes >= 0
+        assert len(r.entries) == len(self._terms)
+        prev = 0
+        for i, (term, data) in enumerate(r.entries):
+            assert isinstance(data, bytes)
+            assert term == self._terms[i]
+            assert prev <= term <= r.current_term, f"entry {r.first_index + i} term {term}"
+            prev = term
+        assert self._fd is not None and os.fstat(self._fd).st_size == self._file_bytes
+        return r
+
+    def _create_segment(self, first_index: int) -> None:
+        assert self._segment_path is not None
+        self._fd = os.open(self._segment_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._first_index = first_index
+        self._file_bytes = 0
+        self._write_all([_encode_header(first_index)])
+        if self.fsync:
+            self._datasync()
+            _fsync_dir(self.dir_path)
+
+    def _replay(self, size: int, name_first_index: int) -> tuple[int, str]:
+        """Apply the segment's records to the logical state.
+
+        Returns (bytes of good records, why replay stopped early or "") and leaves the entries
+        in self._recovered_entries.
+        """
+        assert self._fd is not None
+        entries: list[tuple[int, bytes]] = []
+        self._recovered_entries = entries
+        if size == 0:
+            return 0, ""
+        with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as mm:
+            buf = memoryview(mm)
+            try:
+                off = 0
+                reason = ""
+                first_index = None
+                while off < size:
+                    if size - off < _REC.size:
+                        reason = "torn record header"
+                        break
+                    length, crc = _REC.unpack_from(buf, off)
+                    if length < _PAYLOAD_BYTES_MIN or length > record_bytes_max:
+                        reason = f"corrupt record length {length}"
+                        break
+                    end = off + _REC.size + length
+                    if end > size:
+                        reason = f"torn record ({length} byte payload, {size - off - _REC.size} present)"
+                        break
+                    payload = buf[off + _REC.size:end]
+                    if zlib.crc32(payload) != crc:
+                        reason = "record checksum mismatch"
+                        break
+                    rtype = payload[0]
+                    if first_index is None:
+                        if rtype != TYPE_HEADER or length != _HEADER.size:
+                            reason = "segment does not start with a header record"
+                            break
+                        _, magic, version, first_index = _HEADER.unpack_from(payload)
+                        if magic != MAGIC or version != FORMAT_VERSION:
+                            raise WalError(
+                                f"{self._segment_path}: not a Rast WAL segment of format "
+                                f"{FORMAT_VERSION} (magic {magic!r}, version {version})"
+                            )
+                        if first_index != name_first_index:
+                            raise WalError(
+                                f"{self._segment_path}: header first_index {first_index} "
+                                "does not match the file name"
+                            )
+                        self._first_index = first_index
+                    elif rtype == TYPE_HARD_STATE:
+                        (_, term) = _HARD_STATE.unpack_from(payload)
+                        try:
+                            vote = bytes(payload[_HARD_STATE.size:]).decode() or None
+                        except UnicodeDecodeError:
+                            reason = "hard state with a vote that is not utf-8"
+                            break
+                        if term < self._current_term or (
+                            term == self._current_term
+                            and self._voted_for is not None
+                            and vote != self._voted_for
+                        ):
+                            reason = f"hard state going backwards (term {term})"
+                            break
+                        self._current_term, self._voted_for = term, vote
+                    elif rtype == TYPE_ENTRY and length >= _ENTRY.size:
+                        _, index, term = _ENTRY.unpack_from(payload)
+                        last = first_index + len(entries) - 1
+                        if not first_index <= index <= last + 1:
+                            reason = f"entry index {index} outside [{first_index}, {last + 1}]"
+                            break
+                        k = index - first_index
+                        prev_term = entries[k - 1][0] if k > 0 else 0
+                        if term < prev_term or term > self._current_term:
+                            reason = f"entry {index} with term {term} out of order"
+                            break
+                        del entries[k:]
+                        entries.append((term, bytes(payload[_ENTRY.size:])))
+                    else:
+                        reason = f"unknown record type {rtype}"
+                        break
+                    off = end
+            finally:
+                payload = None  # type: ignore[assignment]
+                buf.release()
+        self._terms = [t for t, _ in entries]
+        return off, reason
+
+    def _maybe_compact(self) -> None:
+        """Rewrite the segment compactly if most of it is superseded (atomic: tmp, rename)."""
+        header_bytes = len(_encode_header(self._first_index))
+        # Sizes of live records: the header, the last hard state, each live entry.
+        live = header_bytes
+        if self._current_term or self._voted_for is not None:
+            live += _REC.size + _HARD_STATE.size + len((self._voted_for or "").encode())
+        entries = self._recovered_entries
+        for term, data in entries:
+            live += _REC.size + _ENTRY.size + len(data)
+        superseded = self._file_bytes - live
+        assert superseded >= 0
+        if self._file_bytes < compact_bytes_min or superseded * 2 <= self._file_bytes:
+            return
+        assert self._segment_path is not None and self._fd is not None
+        tmp_path = self._segment_path + ".tmp"
+        out: list[bytes] = [_encode_header(self._first_index)]
+        if self._current_term or self._voted_for is not None:
+            self._encode_hard_state(self._current_term, self._voted_for, out)
+        for i, (term, data) in enumerate(entries):
+            self._encode_entry(self._first_index + i, term, data, out)
+        blob = b"".join(out)
+        assert len(blob) == live
+        fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            written = os.write(fd, blob)
+            while written < len(blob):
+                written += os.write(fd, memoryview(blob)[written:])
+            assert os.fstat(fd).st_size == live
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp_path)
+            raise
+        os.rename(tmp_path, self._segment_path)
+        if self.fsync:
+            _fsync_dir(self.dir_path)
+        os.close(self._fd)
+        self._fd = fd
+        log.info(
+            "WAL %s rewritten compactly: %d -> %d bytes", self._segment_path, self._file_bytes, live
+        )
+        self._file_bytes = live
+
+    # -- appending -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode_hard_state(term: int, vote: str | None, out: list[bytes]) -> None:
+        _record([_HARD_STATE.pack(TYPE_HARD_STATE, term), (vote or "").encode()], out)
+
+    @staticmethod
+    def _encode_entry(index: int, term: int, data: bytes, out: list[bytes]) -> None:
+        _record([_ENTRY.pack(TYPE_ENTRY, index, term), data], out)
+
+    def _encode(
+        self,
+        hard_state: tuple[int, str | None] | None,
+        start_index: int | None,
+        entries: Sequence[tuple[int, bytes]],
+    ) -> list[bytes]:
+        """Validate one append against the logical state, apply it, and return its records."""
+        assert self._recovered, "recover() must be called before append"
+        assert not self._closed
+        if self._failed:
+            raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
+        out: list[bytes] = []
+        if hard_state is not None:
+            term, vote = hard_state
+            assert isinstance(term, int) and term >= self._current_term, (
+                f"current_term going backwards: {self._current_term} -> {term}"
+            )
+            assert vote is None or (isinstance(vote, str) and vote), f"bad voted_for {vote!r}"
+            assert term > self._current_term or self._voted_for is None or vote == self._voted_for, (
+                f"vote changed within term {term}: {self._voted_for!r} -> {vote!r}"
+            )
+            self._encode_hard_state(term, vote, out)
+            self._current_term, self._voted_for = term, vote
+        if entries:
+            assert start_index is not None
+            last = self._first_index + len(self._terms) - 1
+            assert self._first_index <= start_index <= last + 1, (
+                f"start_index {start_index} outside [{self._first_index}, {last + 1}]"
+            )
+            k = start_index - self._first_index
+            prev_term = self._terms[k - 1] if k > 0 else 0
+            terms = self._terms
+            del terms[k:]
+            index = start_index
+            current_term = self._current_term
+            for term, data in entries:
+                assert prev_term <= term <= current_term, (
+                    f"entry {index} term {term} (previous {prev_term}, current_term {current_term})"
+                )
+                assert type(data) is bytes, f"entry {index} data must be bytes, not {type(data)}"
+                _record([_ENTRY.pack(TYPE_ENTRY, index, term), data], out)
+                terms.append(term)
+                prev_term = term
+                index += 1
+        return out
+
+    def append(
+        self,
+        hard_state: tuple[int, str | None] | None,
+        start_index: int | None,
+        entries: Sequence[tuple[int, bytes]],
+    ) -> None:
+        """Buffer a hard state change and/or entries (replacing entries at >= start_index).
+
+        Nothing is durable until `sync()`. The buffer is written out (without fsync) when it
+        exceeds `write_buffer_bytes_max`.
+        """
+        records = self._encode(hard_state, start_index, entries)
+        self._pending.extend(records)
+        self._pending_bytes += sum(map(len, records))
+        if self._pending_bytes > write_buffer_bytes_max:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            self._write_all(pending)
+
+    def _write_all(self, parts: list[bytes]) -> None:
+        """Write `parts` at the end of the segment with one pwrite (more only on short writes)."""
+        assert self._fd is not None
+        if self._failed:
+            raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not blob:
+            return
+        offset = self._file_bytes
+        assert os.fstat(self._fd).st_size == offset, "segment size differs from what we wrote"
+        try:
+            written = 0
+            view = memoryview(blob)
+            while written < len(blob):
+                n = os.pwrite(self._fd, view[written:], offset + written)
+                assert n > 0
+                written += n
+        except BaseException:
+            self._failed = True
+            raise
+        self._file_bytes = offset + len(blob)
+        assert os.fstat(self._fd).st_size == self._file_bytes
+
+    def _datasync(self) -> None:
+        assert self._fd is not None
+        if self._failed:
+            raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
+        try:
+            os.fdatasync(self._fd)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def sync(self) -> None:
+        """Write everything appended so far and make it durable (fdatasync unless fsync=False)."""
+        assert self._recovered and not self._closed
+        self._flush()
+        if self.fsync:
+            self._datasync()
+
+    def close(self) -> None:
+        """Sync (unless the log failed), close the segment and release the directory lock."""
+        if self._closed:
+            return
+        try:
+            if self._fd is not None and not self._failed:
+                self.sync()
+        finally:
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+
+    @property
+    def last_index(self) -> int:
+        return self._first_index + len(self._terms) - 1
+
+    @property
+    def file_bytes(self) -> int:
+        return self._file_bytes
+
+
+class WalWriter:
+    """Background writer: group-commits submitted batches with one write and one fsync per pass.
+
+    `submit` validates and encodes a batch in the caller's thread (so a broken invariant raises
+    there) and queues the bytes; it never does IO. It BLOCKS only when `pending_batches_max`
+    batches are submitted but not yet durable: that is the back-pressure on the loop.
+    The thread takes every queued batch, writes them with one pwrite, does ONE fsync, publishes
+    `durable_id` (the last batch's id) and writes a byte to the pipe whose read end is `wake_fd`.
+    Batches become durable strictly in submit order. After a write/fsync failure `error` is set,
+    `wake_fd` becomes readable, the thread stops and `submit` raises `WalWriterError`.
+    `close` does not close the WriteAheadLog; the caller closes it afterwards.
+    """
+
+    def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096) -> None:
+        assert wal._recovered and not wal._closed, "recover() the WAL before wrapping it"
+        assert pending_batches_max >= 1
+        wal._flush()  # anything appended directly goes first
+        self._wal = wal
+        self.pending_batches_max = pending_batches_max
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, list[bytes]]] = deque()
+        self._next_id = 1
+        self._durable_id = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._closed = False
+        self.fsync_count = 0  # passes that ended in an fsync (for tests and benchmarks)
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self.wake_fd = r
+        self._wake_write_fd = w
+        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def durable_id(self) -> int:
+        """Highest batch id whose bytes are written and fsynced."""
+        return self._durable_id
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the writer; the node must stop if this is set."""
+        return self._error
+
+    def submit(
+        self,
+        hard_state: tuple[int, str | None] | None,
+        start_index: int | None,
+        entries: Sequence[tuple[int, bytes]],
+    ) -> int:
+        """Queue one batch (see WriteAheadLog.append) and return its id: 1, 2, 3, ...
+
+        Blocks while `pending_batches_max` batches are not yet durable (back-pressure).
+        Raises WalWriterError once the writer has failed.
+        """
+        assert not self._closing, "submit after close"
+        if self._error is not None:
+            raise WalWriterError("WAL writer failed; the node must stop") from self._error
+        records = self._wal._encode(hard_state, start_index, entries)
+        with self._cond:
+            while (
+                self._next_id - 1 - self._durable_id >= self.pending_batches_max
+                and self._error is None
+            ):
+                self._cond.wait()
+            if self._error is not None:
+                raise WalWriterError("WAL writer failed; the node must stop") from self._error
+            batch_id = self._next_id
+            self._next_id += 1
+            self._queue.append((batch_id, records))
+            self._cond.notify_all()
+        return batch_id
+
+    def drain_wake(self) -> int:
+        """Read every pending wake byte; return the highest durable batch id."""
+        reads_max = 1 << 16  # a pipe holds at most 64 KiB; bounded either way
+        for _ in range(reads_max):
+            try:
+                if not os.read(self.wake_fd, 4096):
+                    break
+            except BlockingIOError:
+                break
+        return self._durable_id
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write_fd, b"\x01")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is already due to wake
+
+    def _run(self) -> None:
+        wal = self._wal
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return  # closing, and everything is durable
+                batch = list(self._queue)
+                self._queue.clear()
+            last_id = batch[-1][0]
+            assert last_id == self._durable_id + len(batch), "batches out of order"
+            parts = [p for _, records in batch for p in records]
+            try:
+                if parts:
+                    wal._write_all(parts)
+                if wal.fsync:
+                    wal._datasync()
+                    self.fsync_count += 1
+            except BaseException as e:  # noqa: BLE001 - any failure stops the node via .error
+                log.error("WAL writer failed: %r; the node must stop", e)
+                with self._cond:
+                    self._error = e
+                    self._cond.notify_all()
+                self._wake()
+                return
+            with self._cond:
+                self._durable_id = last_id
+                self._cond.notify_all()
+            self._wake()
+
+    def close(self) -> None:
+        """Write and fsync what is queued, stop the thread, close the pipe."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(writer_close_timeout_s)
+        assert not self._thread.is_alive(), "WAL writer thread did not stop"
+        self._closed = True
+        os.close(self._wake_write_fd)
+        os.close(self.wake_fd)
