@@ -58,6 +58,10 @@ Invariants (asserted on both sides of every disk write)
       fsync the kernel may have dropped the dirty pages; only a restart + recovery can tell
       what is durable).
 
+Durability
+    ``sync()`` uses ``fdatasync``. ``fsync=False`` skips every fsync (file and directory): for
+    tests and benchmarks only.
+
 Threads
     `WriteAheadLog` is not thread-safe. Once a `WalWriter` wraps it, only `WalWriter.submit`
     (caller's thread: validation and encoding) and the writer thread (write and fsync) touch it,
@@ -181,6 +185,7 @@ class WriteAheadLog:
         self._fd: int | None = None  # segment file, opened by recover()
         self._segment_path: str | None = None
         self._recovered = False
+        self._writer: WalWriter | None = None  # set while a WalWriter owns the writes
         self._failed = False
         self._closed = False
         # Byte-level state: touched by the thread that writes (the WalWriter thread once wrapped).
@@ -515,6 +520,7 @@ class WriteAheadLog:
         Nothing is durable until `sync()`. The buffer is written out (without fsync) when it
         exceeds `write_buffer_bytes_max`.
         """
+        assert self._writer is None, "a WalWriter owns this log: use WalWriter.submit"
         records = self._encode(hard_state, start_index, entries)
         self._pending.extend(records)
         self._pending_bytes += sum(map(len, records))
@@ -562,6 +568,7 @@ class WriteAheadLog:
     def sync(self) -> None:
         """Write everything appended so far and make it durable (fdatasync unless fsync=False)."""
         assert self._recovered and not self._closed
+        assert self._writer is None, "a WalWriter owns this log: it syncs"
         self._flush()
         if self.fsync:
             self._datasync()
@@ -570,6 +577,7 @@ class WriteAheadLog:
         """Sync (unless the log failed), close the segment and release the directory lock."""
         if self._closed:
             return
+        assert self._writer is None, "close the WalWriter before its WriteAheadLog"
         try:
             if self._fd is not None and not self._failed:
                 self.sync()
@@ -605,8 +613,10 @@ class WalWriter:
 
     def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096) -> None:
         assert wal._recovered and not wal._closed, "recover() the WAL before wrapping it"
+        assert wal._writer is None, "one WalWriter per WriteAheadLog"
         assert pending_batches_max >= 1
         wal._flush()  # anything appended directly goes first
+        wal._writer = self
         self._wal = wal
         self.pending_batches_max = pending_batches_max
         self._cond = threading.Condition()
@@ -722,5 +732,6 @@ class WalWriter:
         self._thread.join(writer_close_timeout_s)
         assert not self._thread.is_alive(), "WAL writer thread did not stop"
         self._closed = True
+        self._wal._writer = None
         os.close(self._wake_write_fd)
         os.close(self.wake_fd)
