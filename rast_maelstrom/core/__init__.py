@@ -1,0 +1,19 @@
+"""Sans-IO Raft: no clock, no IO, no threads, no global randomness (see raft.py for the contract)."""
+
+from .log import RaftLog
+from .messages import (
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    VoteResponse,
+)
+from .raft import BUGS, Config, Progress, Raft, Ready, Role
+
+__all__ = [
+    "AppendEntries", "AppendResponse", "BUGS", "Config", "Entry", "Heartbeat", "HeartbeatResponse",
+    "Message", "Progress", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "VoteResponse",
+]

@@ -1,0 +1,108 @@
+"""The in-memory Raft log.
+
+Owns: the sequence of `(term, data)` entries with a first-index offset (index 0 is the empty prefix
+with term 0; a snapshot would later move `first_index` forward), and the boundary of what has already
+been handed to storage (`unstable_index`).
+
+Invariants:
+- entries occupy indexes `first_index .. last_index()` contiguously; terms never decrease along it;
+- `unstable_index` <= `last_index() + 1`: entries at and after it have not been handed to storage yet;
+- truncation only ever happens above the commit index (asserted by the caller, `raft.py`).
+
+May not touch: IO, time, randomness, messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .messages import Entry
+
+
+class RaftLog:
+    __slots__ = ("first_index", "_terms", "_datas", "unstable_index")
+
+    def __init__(self, first_index: int = 1, entries: list[Entry] | None = None) -> None:
+        assert first_index >= 1
+        self.first_index = first_index
+        # Parallel lists: terms are read far more often than data (matching, voting, commit rule).
+        self._terms: list[int] = [t for t, _ in entries] if entries else []
+        self._datas: list[Any] = [d for _, d in entries] if entries else []
+        for a, b in zip(self._terms, self._terms[1:]):
+            assert a <= b, "terms must not decrease along the log"
+        # Entries recovered from storage are stable already.
+        self.unstable_index = self.last_index() + 1
+
+    def last_index(self) -> int:
+        return self.first_index + len(self._terms) - 1
+
+    def last_term(self) -> int:
+        return self._terms[-1] if self._terms else 0
+
+    def term_at(self, index: int) -> int | None:
+        """Term of the entry at `index`; 0 for index 0 (the empty prefix); None past the end."""
+        if index == 0:
+            return 0
+        pos = index - self.first_index
+        if 0 <= pos < len(self._terms):
+            return self._terms[pos]
+        return None
+
+    def data_at(self, index: int) -> Any:
+        return self._datas[index - self.first_index]
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        """Entries with lo <= index <= hi, as (term, data)."""
+        a = lo - self.first_index
+        b = hi - self.first_index + 1
+        assert 0 <= a <= b <= len(self._terms), (lo, hi, self.first_index, len(self._terms))
+        return list(zip(self._terms[a:b], self._datas[a:b]))
+
+    def append(self, term: int, data: Any) -> int:
+        assert not self._terms or self._terms[-1] <= term
+        self._terms.append(term)
+        self._datas.append(data)
+        return self.last_index()
+
+    def truncate_from(self, index: int) -> None:
+        """Drop every entry at `index` and after."""
+        assert self.first_index <= index <= self.last_index() + 1
+        pos = index - self.first_index
+        del self._terms[pos:]
+        del self._datas[pos:]
+        if self.unstable_index > index:
+            self.unstable_index = index
+
+    def first_index_of_term(self, index: int) -> int:
+        """The first index of the run of entries that shares the term of the entry at `index`."""
+        term = self.term_at(index)
+        assert term is not None
+        pos = index - self.first_index
+        while pos > 0 and self._terms[pos - 1] == term:
+            pos -= 1
+        return self.first_index + pos
+
+    def last_index_of_term(self, term: int) -> int | None:
+        """The last index holding `term`, or None if the log has no entry of that term."""
+        terms = self._terms
+        pos = len(terms) - 1
+        while pos >= 0 and terms[pos] > term:
+            pos -= 1
+        if pos >= 0 and terms[pos] == term:
+            return self.first_index + pos
+        return None
+
+    def is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        """§5.4.1: is a log ending at (last_index, last_term) at least as up to date as ours?"""
+        mine = self.last_term()
+        return last_term > mine or (last_term == mine and last_index >= self.last_index())
+
+    def take_unstable(self) -> tuple[int, list[Entry]]:
+        """Hand the entries not yet given to storage: (start index, entries); marks them handed."""
+        start = self.unstable_index
+        last = self.last_index()
+        if start > last:
+            return start, []
+        ents = self.entries(start, last)
+        self.unstable_index = last + 1
+        return start, ents

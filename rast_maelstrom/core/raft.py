@@ -1,0 +1,608 @@
+"""The sans-IO Raft state machine.
+
+Owns: one replica's Raft state (Figure 2 of the Raft paper, names kept): `current_term`,
+`voted_for`, the log, `commit_index`, role, per-follower progress, elections with pre-vote and
+check-quorum, pipelined replication with fast backtracking, and ReadIndex rounds for linearizable
+reads without log writes.
+
+How it is driven (the Ready contract, after etcd-io/raft):
+- inputs: `tick()` (one unit of logical time), `step(msg)`, `propose(data)`, `read_index(ctx)`,
+  `persisted(index, term)` (storage reports that everything handed out so far up to `index` is durable);
+- output: `ready()` returns a `Ready` batch. The caller must (1) hand `hard_state` and `entries` to
+  storage, (2) send `messages` now, (3) send `messages_after_persist` only once that storage write is
+  durable *and every earlier one too*, (4) apply `committed` in order, (5) serve `read_states` once it
+  has applied up to their index, (6) fail `dropped_reads`.
+
+Safety rules that live here: a vote, an append acknowledgement and a candidate's own vote requests
+leave only after the state they depend on is durable (they are `messages_after_persist`); the leader
+counts itself toward a commit only up to its own durable index (Raft thesis §10.2.1: its disk write
+runs in parallel with replication); only entries of the current term are committed by counting
+(§5.4.2); a follower never truncates entries that match, so a stale or reordered AppendEntries cannot
+shorten its log.
+
+May not touch: IO, clocks, threads, global randomness. Time enters as ticks, randomness as the
+injected `rng` (anything with `randrange`). Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .log import RaftLog
+from .messages import (
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    RequestVote,
+    VoteResponse,
+)
+
+
+class Rng(Protocol):
+    def randrange(self, start: int, stop: int) -> int: ...
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+# Test-only planted bugs (the simulator must catch each one). Never set outside tests.
+BUG_ACK_BEFORE_PERSIST = "ack-before-persist"
+BUG_COMMIT_OLD_TERM = "commit-old-term"
+BUG_VOTE_IGNORES_LOG = "vote-ignores-log"
+BUG_TRUNCATE_ON_STALE_APPEND = "truncate-on-stale-append"
+STALL_BEATS_MAX = 2
+
+BUGS = frozenset(
+    {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    election_ticks: int = 20  # minimum election timeout; each timeout is drawn from [e, 2e)
+    heartbeat_ticks: int = 4
+    inflight_max: int = 32  # AppendEntries in flight per follower when replicating
+    append_entries_max: int = 1024  # entries per AppendEntries message
+    pre_vote: bool = True
+    check_quorum: bool = True
+    bugs: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        assert self.election_ticks > self.heartbeat_ticks >= 1
+        assert self.inflight_max >= 1 and self.append_entries_max >= 1
+        assert self.bugs <= BUGS, self.bugs - BUGS
+
+
+@dataclass(slots=True)
+class Ready:
+    hard_state: tuple[int, str | None] | None
+    entries_start: int  # index of entries[0]; entries at and after it replace what storage has
+    entries: list[Entry]
+    messages: list[Message]
+    messages_after_persist: list[Message]
+    committed: list[tuple[int, int, Any]]  # (index, term, data), in index order
+    read_states: list[tuple[Any, int]]  # (ctx, read index): serve once applied >= index
+    dropped_reads: list[Any]  # ctxs whose leadership confirmation can no longer happen
+
+    def needs_persist(self) -> bool:
+        return self.hard_state is not None or bool(self.entries)
+
+
+class Progress:
+    """The leader's view of one follower (etcd's probe/replicate states)."""
+
+    __slots__ = ("match", "next", "probing", "probe_sent", "inflight", "match_at_beat", "stalled_beats")
+
+    def __init__(self, next_index: int) -> None:
+        self.match = 0
+        self.match_at_beat = 0  # match when the last timed heartbeat went out
+        self.stalled_beats = 0  # timed heartbeats in a row without progress while behind
+        self.next = next_index
+        self.probing = True  # one AppendEntries at a time until a match is found
+        self.probe_sent = False
+        self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
+
+    def __repr__(self) -> str:
+        state = "probe" if self.probing else "replicate"
+        return f"Progress(match={self.match}, next={self.next}, {state}, inflight={len(self.inflight)})"
+
+
+@dataclass(slots=True)
+class _ReadRound:
+    seq: int
+    index: int
+    ctxs: list[Any] = field(default_factory=list)
+
+
+class Raft:
+    def __init__(
+        self,
+        node_id: str,
+        node_ids: list[str],
+        rng: Rng,
+        config: Config = Config(),
+        *,
+        current_term: int = 0,
+        voted_for: str | None = None,
+        first_index: int = 1,
+        entries: list[Entry] | None = None,
+        noop: Any = None,
+    ) -> None:
+        assert node_id in node_ids and len(set(node_ids)) == len(node_ids)
+        self.id = node_id
+        self.peers = [n for n in node_ids if n != node_id]
+        self.quorum = len(node_ids) // 2 + 1
+        self.rng = rng
+        self.config = config
+        self.noop = noop  # data of the entry a new leader appends to commit its term
+
+        self.current_term = current_term
+        self.voted_for = voted_for
+        self.log = RaftLog(first_index, entries)
+        self.commit_index = first_index - 1
+        self.applied_index = first_index - 1  # last index handed out in Ready.committed
+        self.persisted_index = self.log.last_index()  # everything recovered is durable
+
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_ticks = 0
+        self._reset_election_timeout()
+        if not self.peers:
+            self.randomized_election_ticks = 1  # alone: nobody to wait for
+        self.votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+        self.recent_active: set[str] = set()
+
+        self.read_seq = 0
+        self.pending_reads: list[Any] = []
+        self.read_rounds: deque[_ReadRound] = deque()
+        self.read_acks: dict[str, int] = {}
+
+        self._handed_hard_state = (current_term, voted_for)
+        self._msgs: list[Message] = []
+        self._msgs_after: list[Message] = []
+        self._read_states: list[tuple[Any, int]] = []
+        self._dropped_reads: list[Any] = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        if self.role is Role.LEADER:
+            self.heartbeat_elapsed += 1
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.config.election_ticks:
+                self.election_elapsed = 0
+                if self.config.check_quorum:
+                    active = 1 + sum(1 for p in self.peers if p in self.recent_active)
+                    self.recent_active.clear()
+                    if active < self.quorum:
+                        self._become_follower(self.current_term, None)
+                        return
+            if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
+                self.heartbeat_elapsed = 0
+                self._detect_stalls()
+                self._broadcast_heartbeat()
+        else:
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.randomized_election_ticks:
+                self.election_elapsed = 0
+                if self.config.pre_vote:
+                    self._become_pre_candidate()
+                else:
+                    self._become_candidate()
+
+    def propose(self, data: Any) -> tuple[int, int] | None:
+        """Append `data` if leader. Returns (index, term) of the new entry, or None if not leader."""
+        if self.role is not Role.LEADER:
+            return None
+        return self.log.append(self.current_term, data), self.current_term
+
+    def read_index(self, ctx: Any) -> bool:
+        """Queue a linearizable read. False if not leader (the caller forwards or refuses)."""
+        if self.role is not Role.LEADER:
+            return False
+        self.pending_reads.append(ctx)
+        return True
+
+    def persisted(self, index: int, term: int) -> None:
+        """Storage made everything handed out so far durable, ending at entry (index, term)."""
+        if index > self.persisted_index and self.log.term_at(index) == term:
+            self.persisted_index = index
+            if self.role is Role.LEADER:
+                self._maybe_commit()
+
+    def step(self, m: Message) -> None:
+        if m.term > self.current_term:
+            if isinstance(m, RequestVote) and self._in_lease():
+                return  # leader stickiness: a leader we heard from recently still stands
+            if isinstance(m, RequestVote) and m.pre_vote:
+                self._handle_vote_request(m)  # a pre-vote never changes our term
+                return
+            if not (isinstance(m, VoteResponse) and m.pre_vote and m.granted):
+                # (a granted pre-vote carries the term we would campaign in: no change)
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self.current_term:
+            if isinstance(m, (AppendEntries, Heartbeat)):
+                # A stale leader: tell it about the newer term so it steps down.
+                self._msgs.append(HeartbeatResponse(self.id, m.src, self.current_term, 0))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._msgs.append(VoteResponse(self.id, m.src, self.current_term, False, True))
+            return
+
+        if isinstance(m, AppendEntries):
+            self._accept_leader(m.src)
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self._accept_leader(m.src)
+            self._handle_heartbeat(m)
+        elif isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, VoteResponse):
+            self._handle_vote_response(m)
+        elif self.role is Role.LEADER:
+            if isinstance(m, AppendResponse):
+                self._handle_append_response(m)
+            elif isinstance(m, HeartbeatResponse):
+                self._handle_heartbeat_response(m)
+
+    # ------------------------------------------------------------------ output
+
+    def ready(self) -> Ready:
+        if self.role is Role.LEADER:
+            self._maybe_start_read_round()
+            for peer in self.peers:
+                self._send_append(peer, self.progress[peer])
+        hs = (self.current_term, self.voted_for)
+        if hs == self._handed_hard_state:
+            hard_state = None
+        else:
+            hard_state = self._handed_hard_state = hs
+        start, entries = self.log.take_unstable()
+        committed: list[tuple[int, int, Any]] = []
+        if self.commit_index > self.applied_index:
+            lo, hi = self.applied_index + 1, self.commit_index
+            committed = [(lo + k, t, d) for k, (t, d) in enumerate(self.log.entries(lo, hi))]
+            self.applied_index = hi
+        rd = Ready(
+            hard_state,
+            start,
+            entries,
+            self._msgs,
+            self._msgs_after,
+            committed,
+            self._read_states,
+            self._dropped_reads,
+        )
+        self._msgs, self._msgs_after = [], []
+        self._read_states, self._dropped_reads = [], []
+        return rd
+
+    # ------------------------------------------------------------------ roles
+
+    def _reset_election_timeout(self) -> None:
+        e = self.config.election_ticks
+        self.randomized_election_ticks = self.rng.randrange(e, 2 * e)
+
+    def _in_lease(self) -> bool:
+        return (
+            self.config.check_quorum
+            and self.leader_id is not None
+            and self.election_elapsed < self.config.election_ticks
+        )
+
+    def _drop_reads(self) -> None:
+        self._dropped_reads.extend(self.pending_reads)
+        for rnd in self.read_rounds:
+            self._dropped_reads.extend(rnd.ctxs)
+        self.pending_reads = []
+        self.read_rounds.clear()
+        self.read_acks.clear()
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        assert term >= self.current_term
+        if term > self.current_term:
+            self.current_term = term
+            self.voted_for = None
+        if self.role is Role.LEADER:
+            self._drop_reads()
+            self.progress = {}
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self.election_elapsed = 0
+        self._reset_election_timeout()
+
+    def _accept_leader(self, leader: str) -> None:
+        """A current-term AppendEntries/Heartbeat arrived: `leader` leads this term."""
+        assert self.role is not Role.LEADER, "two leaders in one term"
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.current_term, leader)
+        self.leader_id = leader
+        self.election_elapsed = 0
+
+    def _become_pre_candidate(self) -> None:
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = None
+        self.votes = {self.id: True}
+        self._reset_election_timeout()
+        if self._tally() is not None:
+            return
+        li, lt = self.log.last_index(), self.log.last_term()
+        for p in self.peers:
+            self._msgs.append(RequestVote(self.id, p, self.current_term + 1, li, lt, True))
+
+    def _become_candidate(self) -> None:
+        self.current_term += 1
+        self.voted_for = self.id
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        self.votes = {self.id: True}
+        self._reset_election_timeout()
+        if self._tally() is not None:
+            return
+        li, lt = self.log.last_index(), self.log.last_term()
+        for p in self.peers:
+            # Our own vote must be durable before anyone can count on it.
+            self._msgs_after.append(RequestVote(self.id, p, self.current_term, li, lt, False))
+
+    def _become_leader(self) -> None:
+        assert self.role is Role.CANDIDATE
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.recent_active = set()
+        self.read_acks = {}
+        nxt = self.log.last_index() + 1
+        self.progress = {p: Progress(nxt) for p in self.peers}
+        self.log.append(self.current_term, self.noop)  # commits this term (and all before it)
+        if not self.peers:
+            self._maybe_commit()
+
+    def _tally(self) -> bool | None:
+        """Count votes; on a decision, change role and return True (won) or False (lost)."""
+        granted = sum(1 for v in self.votes.values() if v)
+        rejected = len(self.votes) - granted
+        if granted >= self.quorum:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+            return True
+        if rejected > len(self.peers) + 1 - self.quorum:
+            self._become_follower(self.current_term, None)
+            return False
+        return None
+
+    # ------------------------------------------------------------------ elections
+
+    def _handle_vote_request(self, m: RequestVote) -> None:
+        up_to_date = self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        if BUG_VOTE_IGNORES_LOG in self.config.bugs:
+            up_to_date = True
+        if m.pre_vote:
+            granted = m.term > self.current_term and up_to_date
+            term = m.term if granted else self.current_term
+            self._msgs.append(VoteResponse(self.id, m.src, term, granted, True))
+            return
+        assert m.term == self.current_term
+        can_vote = self.voted_for == m.src or (self.voted_for is None and self.leader_id is None)
+        granted = can_vote and up_to_date and self.role is not Role.LEADER
+        if granted:
+            self.voted_for = m.src
+            self.election_elapsed = 0
+        # The vote is only worth anything once durable.
+        self._msgs_after.append(VoteResponse(self.id, m.src, self.current_term, granted, False))
+
+    def _handle_vote_response(self, m: VoteResponse) -> None:
+        if m.pre_vote:
+            if self.role is not Role.PRE_CANDIDATE or m.term != self.current_term + (1 if m.granted else 0):
+                return
+        elif self.role is not Role.CANDIDATE or m.term != self.current_term:
+            return
+        self.votes[m.src] = m.granted
+        self._tally()
+
+    # ------------------------------------------------------------------ replication (follower)
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        log = self.log
+        mine = log.term_at(m.prev_index)
+        after = self._msgs if BUG_ACK_BEFORE_PERSIST in self.config.bugs else self._msgs_after
+        if mine is None:
+            after.append(
+                AppendResponse(
+                    self.id, m.src, self.current_term, False,
+                    reject_index=m.prev_index, conflict_index=log.last_index() + 1,
+                )
+            )
+            return
+        if mine != m.prev_term:
+            assert m.prev_index > self.commit_index, "a committed entry differs from the leader's"
+            after.append(
+                AppendResponse(
+                    self.id, m.src, self.current_term, False,
+                    reject_index=m.prev_index,
+                    conflict_index=log.first_index_of_term(m.prev_index),
+                    conflict_term=mine,
+                )
+            )
+            return
+        index = m.prev_index
+        ents = m.entries
+        for k, (term, data) in enumerate(ents):
+            index += 1
+            have = log.term_at(index)
+            if have == term:
+                continue
+            if have is not None:
+                assert index > self.commit_index, "truncating a committed entry"
+                log.truncate_from(index)
+                if self.persisted_index >= index:
+                    self.persisted_index = index - 1
+            for term2, data2 in ents[k:]:
+                log.append(term2, data2)
+            break
+        match = m.prev_index + len(ents)
+        if BUG_TRUNCATE_ON_STALE_APPEND in self.config.bugs and log.last_index() > match:
+            log.truncate_from(match + 1)
+            self.persisted_index = min(self.persisted_index, match)
+        commit = min(m.commit_index, match)
+        if commit > self.commit_index:
+            self.commit_index = commit
+        after.append(AppendResponse(self.id, m.src, self.current_term, True, match_index=match))
+
+    def _handle_heartbeat(self, m: Heartbeat) -> None:
+        if m.commit_index > self.commit_index:
+            # The leader caps this at our match index, so these entries are the leader's.
+            self.commit_index = min(m.commit_index, self.log.last_index())
+        resp = HeartbeatResponse(self.id, m.src, self.current_term, m.read_seq)
+        if (self.current_term, self.voted_for) != self._handed_hard_state:
+            self._msgs_after.append(resp)  # a term change rides along: make it durable first
+        else:
+            self._msgs.append(resp)
+
+    # ------------------------------------------------------------------ replication (leader)
+
+    def _send_append(self, peer: str, pr: Progress) -> None:
+        log = self.log
+        last = log.last_index()
+        cfg = self.config
+        while pr.next <= last:
+            if pr.probing:
+                if pr.probe_sent:
+                    return
+            elif len(pr.inflight) >= cfg.inflight_max:
+                return
+            prev = pr.next - 1
+            prev_term = log.term_at(prev)
+            assert prev_term is not None
+            hi = min(last, prev + cfg.append_entries_max)
+            self._msgs.append(
+                AppendEntries(
+                    self.id, peer, self.current_term, prev, prev_term,
+                    log.entries(pr.next, hi), self.commit_index,
+                )
+            )
+            if pr.probing:
+                pr.probe_sent = True
+                return
+            pr.inflight.append(hi)
+            pr.next = hi + 1
+
+    def _handle_append_response(self, m: AppendResponse) -> None:
+        pr = self.progress[m.src]
+        self.recent_active.add(m.src)
+        if m.success:
+            if m.match_index > pr.match:
+                pr.match = m.match_index
+                if pr.next <= pr.match:
+                    pr.next = pr.match + 1
+                if pr.probing:
+                    pr.probing = False
+                    pr.probe_sent = False
+                    pr.inflight.clear()
+                inflight = pr.inflight
+                while inflight and inflight[0] <= pr.match:
+                    inflight.popleft()
+                self._maybe_commit()
+            elif pr.probing:
+                pr.probe_sent = False
+            return
+        # A rejection. Ignore it if it answers a message we no longer stand behind.
+        if pr.probing:
+            if m.reject_index != pr.next - 1:
+                return
+        elif m.reject_index <= pr.match:
+            return
+        if m.conflict_term is not None:
+            last_of_term = self.log.last_index_of_term(m.conflict_term)
+            nxt = last_of_term + 1 if last_of_term is not None else m.conflict_index
+        else:
+            nxt = m.conflict_index
+        pr.next = max(pr.match + 1, min(nxt, m.reject_index))
+        pr.probing = True
+        pr.probe_sent = False
+        pr.inflight.clear()
+
+    def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
+        pr = self.progress[m.src]
+        self.recent_active.add(m.src)
+        if pr.probing:
+            pr.probe_sent = False  # the follower is reachable: probe again
+        elif pr.inflight and len(pr.inflight) >= self.config.inflight_max:
+            pr.inflight.popleft()  # a full window of lost messages must not wedge replication
+        if m.read_seq > self.read_acks.get(m.src, 0):
+            self.read_acks[m.src] = m.read_seq
+            self._confirm_read_rounds()
+
+    def _detect_stalls(self) -> None:
+        """A follower that is behind and has not advanced for `stall_beats_max` heartbeat intervals
+        lost AppendEntries (a partition drops them silently): resend from its match point."""
+        last = self.log.last_index()
+        for pr in self.progress.values():
+            if pr.match < last and pr.match == pr.match_at_beat and not pr.probing:
+                pr.stalled_beats += 1
+                if pr.stalled_beats >= STALL_BEATS_MAX:
+                    pr.probing = True
+                    pr.probe_sent = False
+                    pr.inflight.clear()
+                    pr.next = pr.match + 1
+                    pr.stalled_beats = 0
+            else:
+                pr.stalled_beats = 0
+            pr.match_at_beat = pr.match
+
+    def _broadcast_heartbeat(self) -> None:
+        for peer in self.peers:
+            pr = self.progress[peer]
+            commit = min(pr.match, self.commit_index)
+            self._msgs.append(Heartbeat(self.id, peer, self.current_term, commit, self.read_seq))
+
+    def _maybe_commit(self) -> None:
+        matches = [pr.match for pr in self.progress.values()]
+        matches.append(min(self.persisted_index, self.log.last_index()))
+        matches.sort(reverse=True)
+        n = matches[self.quorum - 1]
+        if n > self.commit_index:
+            if self.log.term_at(n) == self.current_term or BUG_COMMIT_OLD_TERM in self.config.bugs:
+                self.commit_index = n
+
+    # ------------------------------------------------------------------ reads
+
+    def _maybe_start_read_round(self) -> None:
+        if not self.pending_reads:
+            return
+        if self.log.term_at(self.commit_index) != self.current_term:
+            return  # until this term's first entry commits, our commit index may be stale
+        if not self.peers:
+            self._read_states.extend((c, self.commit_index) for c in self.pending_reads)
+            self.pending_reads = []
+            return
+        self.read_seq += 1
+        self.read_rounds.append(_ReadRound(self.read_seq, self.commit_index, self.pending_reads))
+        self.pending_reads = []
+        self.heartbeat_elapsed = 0
+        self._broadcast_heartbeat()
+
+    def _confirm_read_rounds(self) -> None:
+        rounds = self.read_rounds
+        while rounds:
+            rnd = rounds[0]
+            acks = 1 + sum(1 for p in self.peers if self.read_acks.get(p, 0) >= rnd.seq)
+            if acks < self.quorum:
+                return
+            rounds.popleft()
+            self._read_states.extend((c, rnd.index) for c in rnd.ctxs)

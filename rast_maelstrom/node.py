@@ -1,0 +1,599 @@
+"""The Rast node: glue between Maelstrom's stdin/stdout, the sans-IO Raft core, the key-value state
+machine and the write-ahead log. The only module that sees core, wire and runtime together.
+
+Each event-loop pass: read everything readable on stdin and step it; collect durable WAL batches;
+tick; then at the end of the pass take one `Ready` from the core and turn it into one WAL
+submission, the messages to send now, the messages released by earlier durable batches, applied
+commands and answered clients — all written to stdout in one write.
+
+Client semantics (spec §1.5, §1.6, §5.6):
+- write/cas go through the log; the proposing leader answers once the entry is committed and
+  applied (cas failures 20/22 are definite, decided at apply time). If a different entry is applied
+  at that index, ours can never commit: 11, definite.
+- reads do not touch the log: a ReadIndex round (one heartbeat quorum for every read pending in the
+  pass), then served once applied up to the read index.
+- a follower forwards a request to the leader it knows, keeping the client as `src`, so the leader
+  answers the client directly; with no known leader, 11 (nothing happened).
+- bad input: non-JSON or envelope errors are logged and dropped (there is nobody to answer);
+  a request with missing or mistyped fields gets 12, an unknown request type 10.
+
+Durability: no acknowledgement, vote or client reply leaves before the state it depends on is
+durable (the core marks those messages; this module releases them when their WAL batch and every
+earlier one are fsynced).
+
+May not touch: Raft rules (core), wire framing details (wire), fd/timer mechanics (runtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import heapq
+import logging
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from typing import Any, Callable
+
+import orjson
+
+from . import kv
+from .core import (
+    AppendEntries,
+    AppendResponse,
+    Config,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    Raft,
+    RequestVote,
+    Role,
+    VoteResponse,
+)
+from .runtime.loop import EventLoop
+from .runtime.wal import WalWriter, WriteAheadLog
+from .wire.codec import LineSplitter, MalformedMessage, decode, encode
+
+log = logging.getLogger("rast")
+
+READ_BYTES_MAX = 1 << 20  # per os.read
+READS_PER_PASS_MAX = 64  # os.read calls per pass before yielding to timers and output
+PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
+PENDING_MAX = 200_000  # client writes awaiting commit; beyond it, new ones get 11
+PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
+FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
+CLIENT_TYPES = ("read", "write", "cas")
+
+
+def _is_key(k: Any) -> bool:
+    return (type(k) is int) or (type(k) is str)
+
+
+class Node:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        write_out: Callable[[bytes], None],
+        loop: EventLoop,
+    ) -> None:
+        self.args = args
+        self.write_out = write_out
+        self.loop = loop
+        self.out: list[bytes] = []
+        self.node_id: str | None = None
+        self.node_ids: list[str] = []
+        self.raft: Raft | None = None
+        self.kv = kv.KVStore()
+        self.wal: WriteAheadLog | None = None
+        self.writer: WalWriter | None = None
+        self.data_dir: str | None = None
+        self.pre_init: list[bytes] = []
+        # WAL batches submitted and not yet durable: (batch id, last index, last term, msgs after).
+        self.batches: deque[tuple[int, int, int, list[Message]]] = deque()
+        # index -> (term, client, msg_id, created_s) for writes/cas this node proposed.
+        self.pending: dict[int, tuple[int, str, int, float]] = {}
+        self.reads_waiting: list[tuple[int, int, tuple[str, int, Any]]] = []  # heap by read index
+        self._read_seq = 0
+        self.tick_s = args.tick_ms / 1000.0
+        self._next_tick = 0.0
+        self._tick_timer = None
+        self.stopped = False
+        self._handlers = {
+            "read": self._on_read,
+            "write": self._on_write,
+            "cas": self._on_cas,
+            "ae": self._on_raft,
+            "aer": self._on_raft,
+            "hb": self._on_raft,
+            "hbr": self._on_raft,
+            "rv": self._on_raft,
+            "rvr": self._on_raft,
+            "init": self._on_init,
+        }
+
+    # ------------------------------------------------------------------ input
+
+    def on_line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            src, dest, body = decode(line)
+        except MalformedMessage as exc:
+            log.warning("dropping malformed line (%s): %.200r", exc, line)
+            if exc.body is not None and exc.src is not None:
+                self._error_reply(exc.src, exc.body, kv.ERR_MALFORMED_REQUEST, str(exc))
+            return
+        typ = body["type"]
+        if self.node_id is None and typ != "init":
+            if len(self.pre_init) < PRE_INIT_BUFFER_MAX:
+                self.pre_init.append(line)
+            else:
+                log.warning("dropping %s from %s: pre-init buffer full", typ, src)
+            return
+        handler = self._handlers.get(typ)
+        if handler is None:
+            if "msg_id" in body:
+                log.warning("unsupported request type %r from %s", typ, src)
+                self._error_reply(src, body, kv.ERR_NOT_SUPPORTED, f"unsupported request type {typ!r}")
+            else:
+                log.warning("ignoring message of unknown type %r from %s", typ, src)
+            return
+        try:
+            handler(src, body)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            log.warning("malformed %s from %s (%r): %.200r", typ, src, exc, line)
+            if typ in CLIENT_TYPES or typ == "init":
+                self._error_reply(src, body, kv.ERR_MALFORMED_REQUEST, f"malformed {typ}: {exc!r}")
+
+    def _error_reply(self, dest: str, body: dict, code: int, text: str) -> None:
+        reply: dict[str, Any] = {"type": "error", "code": code, "text": text}
+        msg_id = body.get("msg_id")
+        if type(msg_id) is int:
+            reply["in_reply_to"] = msg_id
+        self.out.append(encode(self.node_id or "", dest, reply))
+
+    def _on_init(self, src: str, body: dict) -> None:
+        node_id = body["node_id"]
+        node_ids = body["node_ids"]
+        if (
+            type(node_id) is not str
+            or type(node_ids) is not list
+            or not all(type(n) is str for n in node_ids)
+            or node_id not in node_ids
+            or len(set(node_ids)) != len(node_ids)
+        ):
+            raise ValueError("init needs node_id (a string) listed once in node_ids")
+        if self.node_id is not None:
+            if node_id != self.node_id or node_ids != self.node_ids:
+                raise ValueError("init again with a different identity")
+            self._reply(src, body, {"type": "init_ok"})
+            return
+        self.node_id = node_id
+        self.node_ids = node_ids
+        self._open_storage()
+        self._reply(src, body, {"type": "init_ok"})
+        log.info("initialised as %s of %s (data dir %s)", node_id, node_ids, self.data_dir)
+        self._next_tick = self.loop.clock() + self.tick_s
+        self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
+        buffered, self.pre_init = self.pre_init, []
+        for line in buffered:
+            self.on_line(line)
+
+    def _open_storage(self) -> None:
+        assert self.node_id is not None
+        args = self.args
+        if args.data_dir:
+            self.data_dir = os.path.join(os.path.abspath(args.data_dir), self.node_id)
+        else:
+            self.data_dir = _private_temp_dir(self.node_id)
+        self.wal = WriteAheadLog(self.data_dir, fsync=not args.no_fsync)
+        rec = self.wal.recover()
+        if rec.truncated_bytes:
+            log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
+        self.writer = WalWriter(self.wal)
+        self.loop.add_reader(self.writer.wake_fd, self._on_durable)
+        tick_ms = args.tick_ms
+        cfg = Config(
+            election_ticks=max(2, round(args.election_ms / tick_ms)),
+            heartbeat_ticks=max(1, round(args.heartbeat_ms / tick_ms)),
+            inflight_max=args.inflight_max,
+            append_entries_max=args.append_entries_max,
+        )
+        seed = int.from_bytes(os.urandom(8), "little") if args.seed is None else args.seed
+        self.raft = Raft(
+            self.node_id,
+            self.node_ids,
+            random.Random(seed),
+            cfg,
+            current_term=rec.current_term,
+            voted_for=rec.voted_for,
+            first_index=rec.first_index,
+            entries=rec.entries,
+            noop=kv.NOOP,
+        )
+        if rec.entries or rec.current_term:
+            log.info(
+                "recovered term %d, vote %s, %d entries",
+                rec.current_term, rec.voted_for, len(rec.entries),
+            )
+
+    # ------------------------------------------------------------------ clients
+
+    def _reply(self, dest: str, req: dict, body: dict) -> None:
+        body["in_reply_to"] = req["msg_id"]
+        self.out.append(encode(self.node_id, dest, body))
+
+    def _forward(self, src: str, body: dict) -> None:
+        """Not the leader: pass the request on with the client as src, or refuse (definite)."""
+        raft = self.raft
+        leader = raft.leader_id
+        hops = body.get("fwd", 0)
+        if leader is None or leader == self.node_id or type(hops) is not int or hops >= FORWARD_HOPS_MAX:
+            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
+            return
+        body["fwd"] = hops + 1
+        self.out.append(encode(src, leader, body))
+
+    def _check_request(self, body: dict, fields: tuple[str, ...]) -> None:
+        if type(body.get("msg_id")) is not int:
+            raise ValueError("msg_id must be an integer")
+        if not _is_key(body["key"]):
+            raise TypeError("key must be an integer or a string")
+        for f in fields:
+            if f not in body:
+                raise KeyError(f)
+
+    def _on_read(self, src: str, body: dict) -> None:
+        self._check_request(body, ())
+        if self.raft.role is not Role.LEADER:
+            self._forward(src, body)
+            return
+        self.raft.read_index((src, body["msg_id"], body["key"]))
+
+    def _on_write(self, src: str, body: dict) -> None:
+        self._check_request(body, ("value",))
+        self._propose(src, body, kv.encode_write(body["key"], body["value"]))
+
+    def _on_cas(self, src: str, body: dict) -> None:
+        self._check_request(body, ("from", "to"))
+        self._propose(src, body, kv.encode_cas(body["key"], body["from"], body["to"]))
+
+    def _propose(self, src: str, body: dict, command: bytes) -> None:
+        raft = self.raft
+        if raft.role is not Role.LEADER:
+            self._forward(src, body)
+            return
+        if len(self.pending) >= PENDING_MAX:
+            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
+            return
+        index, term = raft.propose(command)
+        self.pending[index] = (term, src, body["msg_id"], self.loop.clock())
+
+    # ------------------------------------------------------------------ raft wire
+
+    def _on_raft(self, src: str, body: dict) -> None:
+        if src not in self.node_ids or src == self.node_id:
+            log.warning("ignoring %s from unknown peer %s", body["type"], src)
+            return
+        self.raft.step(_decode_raft(src, self.node_id, body))
+
+    # ------------------------------------------------------------------ time and durability
+
+    def _on_tick(self) -> None:
+        now = self.loop.clock()
+        raft = self.raft
+        ticks_max = 10  # after a long stall, catch up a bounded number of ticks, not all of them
+        n = 0
+        while self._next_tick <= now and n < ticks_max:
+            raft.tick()
+            self._next_tick += self.tick_s
+            n += 1
+        if self._next_tick <= now:
+            self._next_tick = now + self.tick_s
+        self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
+
+    def _on_durable(self) -> None:
+        writer = self.writer
+        durable = writer.drain_wake()
+        if writer.error is not None:
+            log.critical("WAL write failed, stopping: %r", writer.error)
+            self.stop()
+            raise SystemExit(70)
+        batches = self.batches
+        while batches and batches[0][0] <= durable:
+            _, last_index, last_term, after = batches.popleft()
+            if last_index:
+                self.raft.persisted(last_index, last_term)
+            self._send_raft(after)
+
+    # ------------------------------------------------------------------ output
+
+    def flush(self) -> None:
+        """End of pass: one Ready from the core becomes one WAL batch and one stdout write."""
+        raft = self.raft
+        if raft is not None:
+            rd = raft.ready()
+            if rd.needs_persist():
+                if rd.entries:
+                    last_index = rd.entries_start + len(rd.entries) - 1
+                    last_term = rd.entries[-1][0]
+                    bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries)
+                else:
+                    last_index = last_term = 0
+                    bid = self.writer.submit(rd.hard_state, None, ())
+                self.batches.append((bid, last_index, last_term, rd.messages_after_persist))
+            elif rd.messages_after_persist:
+                if self.batches:  # must not overtake what earlier batches still make durable
+                    self.batches[-1][3].extend(rd.messages_after_persist)
+                else:
+                    self._send_raft(rd.messages_after_persist)
+            self._send_raft(rd.messages)
+            if rd.committed:
+                self._apply(rd.committed)
+            if rd.read_states:
+                applied = raft.applied_index
+                for ctx, index in rd.read_states:
+                    if index <= applied:
+                        self._serve_read(ctx)
+                    else:
+                        self._read_seq += 1
+                        heapq.heappush(self.reads_waiting, (index, self._read_seq, ctx))
+            for ctx in rd.dropped_reads:
+                src, msg_id, _ = ctx
+                self._error_reply(src, {"msg_id": msg_id}, kv.ERR_TEMPORARILY_UNAVAILABLE,
+                                  "leadership lost before the read was confirmed")
+        if self.out:
+            data = b"".join(self.out)
+            self.out = []
+            self.write_out(data)
+
+    def _apply(self, committed: list[tuple[int, int, bytes]]) -> None:
+        store = self.kv
+        pending = self.pending
+        node_id = self.node_id
+        out = self.out
+        for index, term, data in committed:
+            code, value = store.apply(data)
+            p = pending.pop(index, None) if pending else None
+            if p is None:
+                continue
+            pterm, client, msg_id, _ = p
+            if pterm != term:
+                body = {"type": "error", "in_reply_to": msg_id, "code": kv.ERR_TEMPORARILY_UNAVAILABLE,
+                        "text": "superseded by another leader's entry; not applied"}
+            elif code is None:
+                cmd = data[2:3]
+                body = {"type": "write_ok" if cmd == b"w" else "cas_ok", "in_reply_to": msg_id}
+            else:
+                body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
+            out.append(encode(node_id, client, body))
+        waiting = self.reads_waiting
+        applied = committed[-1][0]
+        while waiting and waiting[0][0] <= applied:
+            self._serve_read(heapq.heappop(waiting)[2])
+
+    def _serve_read(self, ctx: tuple[str, int, Any]) -> None:
+        src, msg_id, key = ctx
+        code, value = self.kv.read(key)
+        if code is None:
+            body = {"type": "read_ok", "in_reply_to": msg_id, "value": value}
+        else:
+            body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
+        self.out.append(encode(self.node_id, src, body))
+
+    def _send_raft(self, msgs: list[Message]) -> None:
+        out = self.out
+        for m in msgs:
+            out.append(_encode_raft(m))
+
+    def expire_pending(self) -> None:
+        """Forget writes whose clients gave up long ago (bounded memory under long partitions)."""
+        cutoff = self.loop.clock() - PENDING_AGE_MAX_S
+        stale = [i for i, p in self.pending.items() if p[3] < cutoff]
+        for i in stale:
+            del self.pending[i]
+        if stale:
+            log.info("forgot %d writes pending for over %.0f s", len(stale), PENDING_AGE_MAX_S)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception as exc:  # closing after a failure: report, keep shutting down
+                log.error("closing the WAL writer: %r", exc)
+        if self.wal is not None:
+            self.wal.close()
+
+
+# ---------------------------------------------------------------------- raft message codec
+
+
+def _entries_fragment(entries: list[tuple[int, bytes]]) -> orjson.Fragment:
+    """Splice the entries' stored bytes into the message without re-encoding them."""
+    return orjson.Fragment(b"[" + b",".join([b"[%d,%s]" % (t, d) for t, d in entries]) + b"]")
+
+
+def _encode_raft(m: Message) -> bytes:
+    if type(m) is AppendEntries:
+        body = {"type": "ae", "term": m.term, "pi": m.prev_index, "pt": m.prev_term,
+                "c": m.commit_index, "e": _entries_fragment(m.entries)}
+    elif type(m) is AppendResponse:
+        if m.success:
+            body = {"type": "aer", "term": m.term, "ok": True, "m": m.match_index}
+        else:
+            body = {"type": "aer", "term": m.term, "ok": False, "ri": m.reject_index,
+                    "ci": m.conflict_index, "ct": m.conflict_term}
+    elif type(m) is Heartbeat:
+        body = {"type": "hb", "term": m.term, "c": m.commit_index, "rs": m.read_seq}
+    elif type(m) is HeartbeatResponse:
+        body = {"type": "hbr", "term": m.term, "rs": m.read_seq}
+    elif type(m) is RequestVote:
+        body = {"type": "rv", "term": m.term, "li": m.last_log_index, "lt": m.last_log_term,
+                "pre": m.pre_vote}
+    else:
+        assert type(m) is VoteResponse
+        body = {"type": "rvr", "term": m.term, "g": m.granted, "pre": m.pre_vote}
+    return encode(m.src, m.dest, body)
+
+
+def _int(v: Any) -> int:
+    if type(v) is not int:
+        raise TypeError(f"expected an integer, got {v!r}")
+    return v
+
+
+def _decode_raft(src: str, dest: str, b: dict) -> Message:
+    t = b["type"]
+    term = _int(b["term"])
+    if t == "ae":
+        dumps = orjson.dumps
+        entries = [(_int(e[0]), dumps(e[1])) for e in b["e"]]
+        return AppendEntries(src, dest, term, _int(b["pi"]), _int(b["pt"]), entries, _int(b["c"]))
+    if t == "aer":
+        if b["ok"] is True:
+            return AppendResponse(src, dest, term, True, match_index=_int(b["m"]))
+        ct = b["ct"]
+        return AppendResponse(src, dest, term, False, reject_index=_int(b["ri"]),
+                              conflict_index=_int(b["ci"]), conflict_term=None if ct is None else _int(ct))
+    if t == "hb":
+        return Heartbeat(src, dest, term, _int(b["c"]), _int(b["rs"]))
+    if t == "hbr":
+        return HeartbeatResponse(src, dest, term, _int(b["rs"]))
+    if t == "rv":
+        return RequestVote(src, dest, term, _int(b["li"]), _int(b["lt"]), bool(b["pre"]))
+    if t == "rvr":
+        return VoteResponse(src, dest, term, bool(b["g"]), bool(b["pre"]))
+    raise ValueError(f"not a raft message: {t!r}")
+
+
+# ---------------------------------------------------------------------- process
+
+
+def _private_temp_dir(node_id: str) -> str:
+    """A fresh data directory removed at exit. Maelstrom SIGKILLs nodes, so exit handlers may never
+    run: directories left by dead processes are swept at the next start."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if not name.startswith("rast-") or name.count("-") < 2:
+            continue
+        try:
+            pid = int(name.split("-")[1])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            pass
+    path = tempfile.mkdtemp(prefix=f"rast-{os.getpid()}-{node_id}-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="rast",
+        description="Rast: a Raft lin-kv node for Maelstrom (JSON lines on stdin/stdout).",
+    )
+    p.add_argument("--data-dir", help="keep the WAL in DIR/<node id> (default: a private temp dir removed at exit)")
+    p.add_argument("--log-level", default=os.environ.get("RAST_LOG_LEVEL", "WARNING"),
+                   help="stderr log level (default WARNING, or $RAST_LOG_LEVEL)")
+    p.add_argument("--tick-ms", type=float, default=10.0, help="Raft tick (default 10 ms)")
+    p.add_argument("--election-ms", type=float, default=300.0,
+                   help="minimum election timeout; each one is drawn from [t, 2t) (default 300 ms)")
+    p.add_argument("--heartbeat-ms", type=float, default=50.0, help="leader heartbeat interval (default 50 ms)")
+    p.add_argument("--inflight-max", type=int, default=32, help="AppendEntries in flight per follower")
+    p.add_argument("--append-entries-max", type=int, default=1024, help="entries per AppendEntries")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
+    p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
+    args = p.parse_args(argv)
+    if args.tick_ms <= 0 or args.election_ms <= args.heartbeat_ms or args.heartbeat_ms < args.tick_ms:
+        p.error("need 0 < tick-ms <= heartbeat-ms < election-ms")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    loop = EventLoop()
+    stdin_fd = sys.stdin.fileno()
+    stdout_fd = sys.stdout.fileno()
+    os.set_blocking(stdin_fd, False)
+
+    def write_out(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(stdout_fd, view)
+            except BlockingIOError:
+                time.sleep(0.0005)
+                continue
+            view = view[n:]
+
+    node = Node(args, write_out, loop)
+    splitter = LineSplitter()
+    state = {"eof": False}
+
+    def on_stdin() -> None:
+        for _ in range(READS_PER_PASS_MAX):
+            try:
+                data = os.read(stdin_fd, READ_BYTES_MAX)
+            except BlockingIOError:
+                break
+            if not data:
+                state["eof"] = True
+                tail = splitter.pending()
+                if tail.strip():
+                    node.on_line(tail)
+                loop.remove_reader(stdin_fd)
+                loop.stop()
+                break
+            oversized = splitter.oversized
+            for line in splitter.feed(data):
+                node.on_line(line)
+            if splitter.oversized != oversized:
+                log.warning("dropped %d line(s) longer than %d bytes", splitter.oversized - oversized,
+                            splitter.line_bytes_max)
+            if len(data) < READ_BYTES_MAX:
+                break
+
+    def expire() -> None:
+        node.expire_pending()
+        loop.call_later(5.0, expire)
+
+    loop.add_reader(stdin_fd, on_stdin)
+    loop.on_pass_end = node.flush
+    loop.call_later(5.0, expire)
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    try:
+        loop.run()
+    except BrokenPipeError:
+        log.warning("stdout closed; exiting")
+    finally:
+        try:
+            node.flush()
+        except BrokenPipeError:
+            pass
+        node.stop()
+    if state["eof"]:
+        log.info("stdin closed; exiting")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
