@@ -1,0 +1,313 @@
+"""The simulated network: envelope validation, routing, latency, partitions, journal and counts.
+
+Owns: every message between a node, a client and another node. Nodes hand in raw stdout lines;
+clients (state machines in the runner's loop) hand in bodies. The network gives each message the
+next global id (from 0), journals it, and puts it on its destination's inbox.
+
+Mechanics (maelstrom-spec §3):
+- Each registered id has an inbox: a heap ordered by (delivery deadline, id). An idle inbox takes
+  the earliest message off the heap, checks the partition table by the message's `src` at that
+  moment (dropping it if `dest` has a grudge against `src`), then holds it until its deadline and
+  delivers it. Messages arriving while the head waits queue behind it (head-of-line blocking), so
+  random latencies reorder messages exactly as the jar's sleeping reader does.
+- Latency is 0 when src or dest starts with "c" (a client); otherwise it is drawn per message from
+  the configured distribution, in whole ms.
+- Nothing is lost or duplicated except by a partition (or by delivery to a dead process, which the
+  process layer swallows).
+- A node's line must be JSON matching the closed envelope {src: str, dest: str, body: object,
+  id?: int} with registered src and dest; otherwise `on_node_line` logs a WARN naming the node
+  and returns False, and the caller reads nothing more from that node (as the jar does).
+
+Journal (`messages.jsonl`, one JSON object per line, buffered; times are ns since the network was
+created, i.e. before node start-up):
+  {"t":"send","ns":N,"msg":{"id":I,"src":S,"dest":D,"body":{...}}}   a message entered the network
+  {"t":"recv","ns":N,"id":I}                                       it was delivered to its dest
+  {"t":"drop","ns":N,"id":I}                                       a partition dropped it
+  {"t":"time-zero","ns":N}                                         the history's time 0 (after init)
+A message with a send and neither recv nor drop was still queued (or its dest closed) at the end.
+For node-sent messages the "msg" bytes are the node's own line with the id spliced in.
+
+Statistics (`stats()`, written as net-stats.json): send/recv/msg counts for all, clients (src or
+dest is a client) and servers (the rest). msg-count is the number of distinct ids, which equals the
+send count because every send gets a fresh id.
+
+Invariants: ids are dense from 0; an inbox holds at most `inbox_messages_max` queued messages (more
+raises NetworkOverload, which aborts the run rather than growing without bound).
+
+May not touch: processes (it only calls the `deliver` and `blocked` callbacks it was given), the
+history, the nemesis schedule (the nemesis calls `drop_grudge`/`heal`).
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from typing import Any, Callable, IO
+
+import orjson
+
+from .eventloop import Loop
+
+log = logging.getLogger("maelstrom.net")
+
+inbox_messages_max = 1_000_000
+journal_buffer_bytes = 1 << 20
+
+ENVELOPE_KEYS = frozenset(("src", "dest", "body", "id"))
+LATENCY_DISTS = ("constant", "uniform", "exponential")
+
+
+class BadLine(Exception):
+    """A node printed a line that is not a well-formed message."""
+
+
+class NetworkOverload(Exception):
+    """An inbox exceeded `inbox_messages_max` (a destination stopped consuming)."""
+
+
+def parse_envelope(line: bytes) -> dict:
+    """Parse one stdout line into a message dict, or raise BadLine saying why (closed schema)."""
+    try:
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadLine(f"not well-formed JSON ({exc})") from None
+    if type(msg) is not dict:
+        raise BadLine("not a JSON object")
+    if not msg.keys() <= ENVELOPE_KEYS:
+        extra = sorted(msg.keys() - ENVELOPE_KEYS)
+        raise BadLine(f"unexpected top-level keys {extra}; a message has only src, dest, body, id")
+    src = msg.get("src")
+    dest = msg.get("dest")
+    if type(src) is not str:
+        raise BadLine("src missing or not a string")
+    if type(dest) is not str:
+        raise BadLine("dest missing or not a string")
+    if type(msg.get("body")) is not dict:
+        raise BadLine("body missing or not a JSON object")
+    if "id" in msg and type(msg["id"]) is not int:
+        raise BadLine("id is not an integer")
+    return msg
+
+
+def is_client(node_id: str) -> bool:
+    return node_id[:1] == "c"
+
+
+def make_latency_sampler(dist: str, mean_ms: int, rng: random.Random) -> Callable[[], int]:
+    """A function drawing one server-to-server latency in whole ms (maelstrom-spec §3.1)."""
+    assert dist in LATENCY_DISTS, dist
+    assert mean_ms >= 0
+    if dist == "constant":
+        return lambda: mean_ms
+    if mean_ms <= 0:
+        # The jar hangs (uniform) or cannot build its network (exponential) with mean 0.
+        raise ValueError(f"--latency-dist {dist} needs --latency > 0")
+    if dist == "uniform":
+        high = 2 * mean_ms
+        return lambda: rng.randrange(0, high)
+    rate = 1.0 / mean_ms
+    return lambda: int(rng.expovariate(rate))
+
+
+class _Inbox:
+    __slots__ = ("id", "deliver", "blocked", "client", "queue", "head", "head_timer")
+
+    def __init__(self, node_id: str, deliver: Callable, blocked: Callable[[], bool] | None):
+        self.id = node_id
+        self.deliver = deliver
+        self.blocked = blocked
+        self.client = is_client(node_id)
+        self.queue: list[tuple] = []       # (deadline_ns, id, src, payload)
+        self.head: tuple | None = None     # taken off the queue, waiting for its deadline
+        self.head_timer = None
+
+
+class Network:
+    """Routes messages between registered ids; see the module docstring."""
+
+    def __init__(self, loop: Loop, *, latency_ms: int = 0, latency_dist: str = "constant",
+                 rng: random.Random | None = None, journal: IO[bytes] | None = None,
+                 log_send: bool = False, log_recv: bool = False):
+        self.loop = loop
+        self.rng = rng or random.Random(0)
+        self.latency_ms = latency_ms
+        self.sample_latency_ms = make_latency_sampler(latency_dist, latency_ms, self.rng)
+        self.journal = journal
+        self.log_send = log_send
+        self.log_recv = log_recv
+        self.origin_ns = loop.now_ns()
+        self.inboxes: dict[str, _Inbox] = {}
+        self.grudges: dict[str, frozenset[str]] = {}  # dest -> srcs it drops
+        self.next_id = 0
+        # counts: [send, recv] for all and for client traffic; servers = all - clients
+        self.send_all = 0
+        self.send_clients = 0
+        self.recv_all = 0
+        self.recv_clients = 0
+        self.drop_count = 0
+
+    # -- registration -----------------------------------------------------------------------------
+    def register_node(self, node_id: str, deliver_bytes: Callable[[bytes], None],
+                      blocked: Callable[[], bool] | None = None) -> None:
+        """A server: `deliver_bytes` gets the framed line (no newline) to write to its stdin."""
+        assert node_id not in self.inboxes, node_id
+        assert not is_client(node_id), f"server ids may not start with 'c': {node_id}"
+        self.inboxes[node_id] = _Inbox(node_id, deliver_bytes, blocked)
+
+    def register_client(self, client_id: str, deliver_body: Callable[[str, dict], None]) -> None:
+        """A client in the runner's loop: `deliver_body(src, body)` gets each message for it."""
+        assert client_id not in self.inboxes, client_id
+        assert is_client(client_id), client_id
+        self.inboxes[client_id] = _Inbox(client_id, deliver_body, None)
+
+    def unregister(self, node_id: str) -> None:
+        inbox = self.inboxes.pop(node_id, None)
+        if inbox is not None and inbox.head_timer is not None:
+            inbox.head_timer.cancel()
+
+    def set_time_zero(self) -> None:
+        """Mark the history's time 0 in the journal."""
+        if self.journal is not None:
+            self.journal.write(b'{"t":"time-zero","ns":%d}\n' % (self.loop.now_ns() - self.origin_ns))
+
+    # -- partitions -------------------------------------------------------------------------------
+    def drop_grudge(self, grudge: dict[str, Any]) -> None:
+        """Apply a grudge {dest: [srcs dest must not hear from]} on top of the current table."""
+        for dest, srcs in grudge.items():
+            self.grudges[dest] = self.grudges.get(dest, frozenset()) | frozenset(srcs)
+        self.grudges = {d: s for d, s in self.grudges.items() if s}
+
+    def heal(self) -> None:
+        self.grudges = {}
+
+    # -- sending ----------------------------------------------------------------------------------
+    def on_node_line(self, node_id: str, line: bytes) -> bool:
+        """Route one stdout line of `node_id`. Returns False if the line was bad (stop reading)."""
+        try:
+            msg = parse_envelope(line)
+            src = msg["src"]
+            dest = msg["dest"]
+            if src not in self.inboxes:
+                raise BadLine(f"invalid source {src!r}: not a registered node or client")
+            if dest not in self.inboxes:
+                raise BadLine(f"invalid destination {dest!r}: not a registered node or client")
+        except BadLine as exc:
+            log.warning("Node %s printed a line that was not well-formed JSON or tried to send a "
+                        "malformed message; reading nothing more from its stdout. %s. Line: %r",
+                        node_id, exc, line[:500])
+            return False
+        mid = self.next_id
+        self.next_id = mid + 1
+        inbox = self.inboxes[dest]
+        if "id" in msg:
+            msg["id"] = mid
+            framed = orjson.dumps(msg)
+        else:
+            framed = b'{"id":%d,%s' % (mid, line.strip()[1:])
+        payload = msg["body"] if inbox.client else framed
+        self._send(mid, src, inbox, payload, framed)
+        return True
+
+    def send_body(self, src: str, dest: str, body: dict) -> int:
+        """A client (or the runner) sends `body` from `src` to `dest`. Returns the message id."""
+        inbox = self.inboxes.get(dest)
+        assert inbox is not None, f"unregistered destination {dest}"
+        mid = self.next_id
+        self.next_id = mid + 1
+        framed = orjson.dumps({"id": mid, "src": src, "dest": dest, "body": body})
+        self._send(mid, src, inbox, body if inbox.client else framed, framed)
+        return mid
+
+    def _send(self, mid: int, src: str, inbox: _Inbox, payload: Any, framed: bytes) -> None:
+        now = self.loop.now_ns()
+        client_traffic = inbox.client or src[:1] == "c"
+        self.send_all += 1
+        if client_traffic:
+            self.send_clients += 1
+            latency_ns = 0
+        else:
+            latency_ns = self.sample_latency_ms() * 1_000_000
+        if self.journal is not None:
+            self.journal.write(b'{"t":"send","ns":%d,"msg":%s}\n' % (now - self.origin_ns, framed))
+        if self.log_send:
+            log.info("send %s", framed.decode(errors="replace"))
+        if inbox.head is None and not inbox.queue and latency_ns == 0 and not (
+                inbox.blocked is not None and inbox.blocked()):
+            # Fast path: an idle inbox takes the message at once (partition check) and delivers it.
+            grudge = self.grudges.get(inbox.id)
+            if grudge is not None and src in grudge:
+                self._drop(mid, now)
+            else:
+                self._deliver(inbox, mid, src, payload, client_traffic, now)
+            return
+        if len(inbox.queue) >= inbox_messages_max:
+            raise NetworkOverload(f"{inbox.id} has {len(inbox.queue)} undelivered messages")
+        heapq.heappush(inbox.queue, (now + latency_ns, mid, src, payload))
+        if inbox.head is None:
+            self._pump(inbox)
+
+    # -- delivery ---------------------------------------------------------------------------------
+    def resume(self, node_id: str) -> None:
+        """The destination drained its buffer: take messages off its inbox again."""
+        inbox = self.inboxes.get(node_id)
+        if inbox is not None and inbox.head is None:
+            self._pump(inbox)
+
+    def _pump(self, inbox: _Inbox) -> None:
+        """Take messages off an idle inbox until one must wait for its deadline."""
+        queue = inbox.queue
+        now = self.loop.now_ns()
+        while queue:
+            if inbox.blocked is not None and inbox.blocked():
+                return  # resume() restarts us
+            deadline, mid, src, payload = heapq.heappop(queue)
+            grudge = self.grudges.get(inbox.id)
+            if grudge is not None and src in grudge:
+                self._drop(mid, now)
+                continue
+            if deadline > now:
+                inbox.head = (deadline, mid, src, payload)
+                inbox.head_timer = self.loop.call_at(deadline, self._head_due, inbox)
+                return
+            self._deliver(inbox, mid, src, payload, inbox.client or src[:1] == "c", now)
+
+    def _head_due(self, inbox: _Inbox) -> None:
+        head = inbox.head
+        assert head is not None
+        inbox.head = None
+        inbox.head_timer = None
+        if self.inboxes.get(inbox.id) is not inbox:
+            return  # unregistered meanwhile
+        _, mid, src, payload = head
+        now = self.loop.now_ns()
+        self._deliver(inbox, mid, src, payload, inbox.client or src[:1] == "c", now)
+        self._pump(inbox)
+
+    def _deliver(self, inbox: _Inbox, mid: int, src: str, payload: Any, client_traffic: bool,
+                 now: int) -> None:
+        self.recv_all += 1
+        if client_traffic:
+            self.recv_clients += 1
+        if self.journal is not None:
+            self.journal.write(b'{"t":"recv","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
+        if self.log_recv:
+            log.info("recv %s -> %s id %d", src, inbox.id, mid)
+        if inbox.client:
+            inbox.deliver(src, payload)
+        else:
+            inbox.deliver(payload)
+
+    def _drop(self, mid: int, now: int) -> None:
+        self.drop_count += 1
+        if self.journal is not None:
+            self.journal.write(b'{"t":"drop","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
+
+    # -- statistics -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        def group(send: int, recv: int) -> dict:
+            return {"send-count": send, "recv-count": recv, "msg-count": send}
+        return {
+            "all": group(self.send_all, self.recv_all),
+            "clients": group(self.send_clients, self.recv_clients),
+            "servers": group(self.send_all - self.send_clients, self.recv_all - self.recv_clients),
+        }

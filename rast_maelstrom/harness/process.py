@@ -1,0 +1,254 @@
+"""Node processes: spawn, pipe plumbing inside the event loop, stderr logs, kill and crash reports.
+
+Owns: one OS process per server node (maelstrom-spec §2): `[abs(bin), *args]`, cwd /tmp (the jar's
+java.io.tmpdir), inherited environment, three non-blocking pipes served by the runner's loop.
+- stdout: split into lines and handed to the network; after the first bad line the fd is removed
+  from the loop but kept open (the node blocks once the pipe fills, as under the jar).
+- stderr: each line appended to `node-logs/<id>.log` (flushed after every read), echoed at INFO on
+  the console with --log-stderr, and kept in a ring of the last `debug_lines_max` lines.
+- stdin: framed messages are buffered and written when the fd is writable; a broken pipe (dead
+  node) drops them silently. `blocked()` reports when the buffer holds more than
+  `stdin_buffer_max_bytes`, and the network then stops taking messages for this node off its inbox.
+- teardown: SIGKILL, then wait up to `kill_wait_s`. A process that had already exited is a crash.
+
+Invariants: buffers are bounded (`stdin_buffer_max_bytes` for back-pressure, `partial_line_max_bytes`
+for a line without newline); the loop never blocks on a pipe.
+May not touch: routing decisions (the network's), the history, the workload.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from .eventloop import Loop
+
+log = logging.getLogger("maelstrom.process")
+
+debug_lines_max = 32
+read_chunk_bytes = 1 << 16
+stdin_buffer_max_bytes = 1 << 20
+partial_line_max_bytes = 64 << 20
+kill_wait_s = 5.0
+
+
+class NodeProcess:
+    def __init__(self, loop: Loop, node_id: str, command: list[str], log_path: Path, *,
+                 log_stderr: bool = False):
+        self.loop = loop
+        self.node_id = node_id
+        self.command = command
+        self.log_path = log_path
+        self.log_stderr = log_stderr
+        self.proc: subprocess.Popen | None = None
+        self.on_line: Callable[[str, bytes], bool] | None = None   # set by the runner
+        self.on_resume: Callable[[str], None] | None = None        # network.resume
+        self.stdout_lines: collections.deque[bytes] = collections.deque(maxlen=debug_lines_max)
+        self.stderr_lines: collections.deque[bytes] = collections.deque(maxlen=debug_lines_max)
+        self._out = bytearray()
+        self._out_partial = b""
+        self._err_partial = b""
+        self._log_file = None
+        self.stdin_closed = False
+        self.stdout_closed = False
+        self.stdout_bad = False
+        self.exit_noticed = False
+        self.killed = False
+
+    # -- start ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._log_file = open(self.log_path, "ab", buffering=0)
+        self.proc = subprocess.Popen(
+            self.command, cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, close_fds=True)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+        self.loop.set_fd(self.proc.stdout.fileno(), self._read_stdout, None)
+        self.loop.set_fd(self.proc.stderr.fileno(), self._read_stderr, None)
+        log.info("Started %s as pid %d: %s", self.node_id, self.proc.pid, " ".join(self.command))
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def exit_status(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    # -- stdin ------------------------------------------------------------------------------------
+    def deliver(self, framed: bytes) -> None:
+        """Queue one message line for the node's stdin (flushed at the end of the loop pass)."""
+        if self.stdin_closed:
+            return
+        out = self._out
+        out += framed
+        out += b"\n"
+
+    def blocked(self) -> bool:
+        return len(self._out) > stdin_buffer_max_bytes
+
+    def flush(self) -> None:
+        """Write as much buffered stdin as the pipe takes; wait for writability for the rest."""
+        out = self._out
+        if not out or self.stdin_closed:
+            return
+        was_blocked = len(out) > stdin_buffer_max_bytes
+        fd = self.proc.stdin.fileno()
+        try:
+            written = os.write(fd, out)
+            del out[:written]
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, OSError):
+            # The node died or closed stdin: messages to it vanish (as under the jar).
+            self.stdin_closed = True
+            out.clear()
+            self._set_stdin_writer(False)
+            return
+        self._set_stdin_writer(bool(out))
+        if was_blocked and len(out) <= stdin_buffer_max_bytes and self.on_resume is not None:
+            self.on_resume(self.node_id)
+
+    def _set_stdin_writer(self, want: bool) -> None:
+        fd = self.proc.stdin.fileno()
+        self.loop.set_fd(fd, None, self.flush if want else None)
+
+    # -- stdout -----------------------------------------------------------------------------------
+    def _read_stdout(self) -> None:
+        fd = self.proc.stdout.fileno()
+        try:
+            chunk = os.read(fd, read_chunk_bytes)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.loop.set_fd(fd, None, None)
+            self.stdout_closed = True
+            self._notice_exit()
+            return
+        data = self._out_partial + chunk if self._out_partial else chunk
+        lines = data.split(b"\n")
+        self._out_partial = lines.pop()
+        if len(self._out_partial) > partial_line_max_bytes:
+            lines.append(self._out_partial)
+            self._out_partial = b""
+        on_line = self.on_line
+        node_id = self.node_id
+        for line in lines:
+            self.stdout_lines.append(line)
+            if not on_line(node_id, line):
+                self.stdout_bad = True
+                self.loop.set_fd(fd, None, None)   # read nothing more; keep the pipe open
+                return
+
+    def _notice_exit(self) -> None:
+        if self.exit_noticed or self.killed:
+            return
+        status = None
+        for _ in range(20):  # stdout EOF usually means exit; give the kernel a moment
+            status = self.proc.poll()
+            if status is not None:
+                break
+            time.sleep(0.005)
+        if status is not None:
+            self.exit_noticed = True
+            log.warning("Node %s exited with status %s during the test", self.node_id, status)
+        else:
+            log.warning("Node %s closed its stdout", self.node_id)
+
+    # -- stderr -----------------------------------------------------------------------------------
+    def _read_stderr(self) -> None:
+        fd = self.proc.stderr.fileno()
+        try:
+            chunk = os.read(fd, read_chunk_bytes)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.loop.set_fd(fd, None, None)
+            if self._err_partial:
+                self._stderr_lines([self._err_partial])
+                self._err_partial = b""
+            return
+        data = self._err_partial + chunk if self._err_partial else chunk
+        lines = data.split(b"\n")
+        self._err_partial = lines.pop()
+        if len(self._err_partial) > partial_line_max_bytes:
+            lines.append(self._err_partial)
+            self._err_partial = b""
+        if lines:
+            self._stderr_lines(lines)
+
+    def _stderr_lines(self, lines: list[bytes]) -> None:
+        self._log_file.write(b"\n".join(lines) + b"\n")
+        self.stderr_lines.extend(lines)
+        if self.log_stderr:
+            for line in lines:
+                log.info("%s stderr: %s", self.node_id, line.decode(errors="replace"))
+
+    # -- teardown ---------------------------------------------------------------------------------
+    def drain_stderr(self) -> None:
+        """Read whatever stderr is left (non-blocking), e.g. before reporting a crash."""
+        if self.proc is None:
+            return
+        for _ in range(64):
+            try:
+                chunk = os.read(self.proc.stderr.fileno(), read_chunk_bytes)
+            except (BlockingIOError, OSError, ValueError):
+                return
+            if not chunk:
+                return
+            data = self._err_partial + chunk
+            lines = data.split(b"\n")
+            self._err_partial = lines.pop()
+            if lines:
+                self._stderr_lines(lines)
+
+    def kill(self) -> int | None:
+        """SIGKILL the node and wait up to kill_wait_s. Returns the exit status it had *before*
+        the kill (None if it was still running, i.e. healthy)."""
+        if self.proc is None:
+            return None
+        before = self.proc.poll()
+        self.killed = True
+        if before is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=kill_wait_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Node %s (pid %d) did not exit %.0f s after SIGKILL",
+                            self.node_id, self.proc.pid, kill_wait_s)
+        return before
+
+    def close(self) -> None:
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                try:
+                    self.loop.set_fd(stream.fileno(), None, None)
+                except (ValueError, KeyError, OSError):
+                    pass
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def crash_report(self, status: int) -> str:
+        out = b"\n".join(self.stdout_lines).decode(errors="replace")
+        err = b"\n".join(self.stderr_lines).decode(errors="replace")
+        return (f"Node {self.node_id} crashed with exit status {status} before the test ended.\n"
+                f"Its last {len(self.stdout_lines)} lines of STDOUT:\n{out}\n"
+                f"Its last {len(self.stderr_lines)} lines of STDERR:\n{err}\n"
+                f"Full STDERR logs are available in {self.log_path}")

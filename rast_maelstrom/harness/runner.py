@@ -1,0 +1,416 @@
+"""Orchestration of one lin-kv test: store, processes, init, workload, nemesis, teardown, analysis.
+
+Owns the order of a run (maelstrom-spec §2, §5.4): create the store directory and symlinks; write
+test.json; start every node and send each `init` from a fresh client c<k> (msg_id 1) in parallel,
+requiring init_ok within `init_timeout_s`; check --concurrency (a bad value crashes here, after the
+nodes started, as under the jar); mark time zero; run the workload and the nemesis until the time
+limit, then let in-flight ops finish (up to the client timeout); heal (unrecorded); SIGKILL the
+nodes; write net-stats.json; call `analysis.analyze` unless a node crashed.
+
+A `RunCrash` is the jar's "crash" outcome: exit 255, no results. Crashes are: a node that cannot be
+started, fails init or dies during the test (reported at teardown with its exit status and last
+stderr lines), a bad --concurrency, and network overload.
+
+Invariants: one thread; every node started is killed (unless --leave-db-running) even on errors;
+the run is bounded in time by time_limit + client timeout + `teardown_slack_s`.
+May not touch: checker and analysis internals (only `analysis.analyze`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .eventloop import Loop
+from .nemesis import Nemesis, make_fault_kinds
+from .network import Network, NetworkOverload
+from .process import NodeProcess
+from .workload import History, Workload, client_timeout_ms
+
+log = logging.getLogger("maelstrom.runner")
+
+init_timeout_s = 10.0
+teardown_slack_s = 2.0
+progress_tty_interval_s = 0.5
+progress_plain_interval_s = 5.0
+journal_buffer_bytes = 1 << 20
+
+
+class RunCrash(Exception):
+    """The test crashed (jar exit code 255); the message says why."""
+
+
+@dataclass
+class TestOptions:
+    bin: str
+    args: list[str] = field(default_factory=list)
+    workload: str = "lin-kv"
+    nodes: list[str] = field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
+    time_limit: int = 60
+    rate: float = 5.0
+    concurrency: int = 5
+    latency: int = 0
+    latency_dist: str = "constant"
+    nemesis: list[str] = field(default_factory=list)
+    nemesis_interval: float = 10.0
+    log_stderr: bool = False
+    log_net_send: bool = False
+    log_net_recv: bool = False
+    availability: Any = None
+    leave_db_running: bool = False
+    seed: int = 0
+    store: str = "store"
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    store_dir: Path | None
+    results: dict | None = None
+    message: str = ""
+
+
+# -- store ----------------------------------------------------------------------------------------
+def timestamp(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now().astimezone()
+    offset = now.strftime("%z")
+    suffix = "Z" if offset in ("+0000", "") else offset
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}" + suffix
+
+
+def _symlink(target: str, link: Path) -> None:
+    tmp = link.with_name(link.name + ".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def make_store_dir(store_root: Path, name: str) -> Path:
+    base = store_root / name
+    base.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        ts = timestamp()
+        path = base / ts
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            time.sleep(0.002)
+    else:
+        raise RunCrash(f"could not create a fresh store directory under {base}")
+    (path / "node-logs").mkdir()
+    _symlink(ts, base / "latest")
+    _symlink(f"{name}/{ts}", store_root / "latest")
+    _symlink(f"{name}/{ts}", store_root / "current")
+    return path
+
+
+# -- progress -------------------------------------------------------------------------------------
+class Progress:
+    """A one-line status on stderr: in place on a tty, a plain line every few seconds otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval_s = progress_tty_interval_s if self.tty else progress_plain_interval_s
+        self.shown = False
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self.shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
+# -- the run --------------------------------------------------------------------------------------
+class TestRun:
+    def __init__(self, opts: TestOptions, progress: Progress | None = None):
+        self.opts = opts
+        self.progress = progress
+        self.loop = Loop()
+        self.procs: list[NodeProcess] = []
+        self.store_dir: Path | None = None
+        self.network: Network | None = None
+        self.history: History | None = None
+        self.workload: Workload | None = None
+        self.nemesis: Nemesis | None = None
+        self.nemesis_timer = None
+        self.end_ns = 0
+        self.files: list[io.IOBase] = []
+        self.log_handler: logging.Handler | None = None
+        self.timeout_ms = client_timeout_ms(opts.latency)
+
+    def _rng(self, purpose: str) -> random.Random:
+        return random.Random(f"{self.opts.seed}:{purpose}")
+
+    def test_json(self, start_time: str) -> dict:
+        o = self.opts
+        return {"name": o.workload, "workload": o.workload, "bin": o.bin, "args": o.args,
+                "nodes": o.nodes, "node_count": len(o.nodes), "concurrency": o.concurrency,
+                "rate": float(o.rate), "time_limit": o.time_limit, "latency": o.latency,
+                "latency_dist": o.latency_dist, "nemesis": o.nemesis,
+                "nemesis_interval": float(o.nemesis_interval), "availability": o.availability,
+                "seed": o.seed, "start_time": start_time, "client_timeout_ms": self.timeout_ms,
+                "leave_db_running": o.leave_db_running}
+
+    def run(self) -> RunOutcome:
+        o = self.opts
+        self.store_dir = make_store_dir(Path(o.store), o.workload)
+        self.log_handler = logging.FileHandler(self.store_dir / "jepsen.log", encoding="utf-8")
+        self.log_handler.setFormatter(logging.Formatter(
+            "%(levelname)s [%(asctime)s] %(name)s - %(message)s"))
+        logging.getLogger().addHandler(self.log_handler)
+        try:
+            return self._run()
+        finally:
+            logging.getLogger().removeHandler(self.log_handler)
+            self.log_handler.close()
+
+    def _run(self) -> RunOutcome:
+        o = self.opts
+        start_time = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        log.info("Running test %s with seed %d (repeat it with --seed %d); store %s",
+                 o.workload, o.seed, o.seed, self.store_dir)
+        (self.store_dir / "test.json").write_bytes(
+            orjson.dumps(self.test_json(start_time), option=orjson.OPT_INDENT_2))
+        journal = open(self.store_dir / "messages.jsonl", "wb", buffering=journal_buffer_bytes)
+        history_out = open(self.store_dir / "history.jsonl", "wb", buffering=journal_buffer_bytes)
+        self.files += [journal, history_out]
+        crash: RunCrash | None = None
+        crashed_nodes: list[str] = []
+        try:
+            self.network = Network(self.loop, latency_ms=o.latency, latency_dist=o.latency_dist,
+                                   rng=self._rng("latency"), journal=journal,
+                                   log_send=o.log_net_send, log_recv=o.log_net_recv)
+            self.history = History(self.loop, history_out)
+            self._start_nodes()
+            self._init_nodes()
+            self._check_concurrency()
+            self._main_phase()
+        except RunCrash as exc:
+            crash = exc
+        except NetworkOverload as exc:
+            crash = RunCrash(f"network overload: {exc}")
+        finally:
+            if self.progress:
+                self.progress.clear()
+            crashed_nodes = self._teardown_nodes()
+            for f in self.files:
+                f.close()
+        if self.network is not None:
+            (self.store_dir / "net-stats.json").write_bytes(
+                orjson.dumps(self.network.stats(), option=orjson.OPT_INDENT_2))
+        if crash is None and crashed_nodes:
+            crash = RunCrash("\n\n".join(crashed_nodes))
+        if crash is not None:
+            log.error("Test crashed: %s", crash)
+            return RunOutcome(255, self.store_dir, None, str(crash))
+        return RunOutcome(0, self.store_dir, None, "")
+
+    # -- phases -----------------------------------------------------------------------------------
+    def _start_nodes(self) -> None:
+        o = self.opts
+        command = [o.bin, *o.args]
+        for node in o.nodes:
+            proc = NodeProcess(self.loop, node, command, self.store_dir / "node-logs" / f"{node}.log",
+                               log_stderr=o.log_stderr)
+            self.network.register_node(node, proc.deliver, proc.blocked)
+            proc.on_line = self.network.on_node_line
+            proc.on_resume = self.network.resume
+            self.procs.append(proc)
+        procs = self.procs
+
+        def flush_all() -> None:
+            for p in procs:
+                if p._out:
+                    p.flush()
+        self.loop.add_after_pass(flush_all)
+        for proc in self.procs:
+            try:
+                proc.start()
+            except OSError as exc:
+                raise RunCrash(f"could not start node {proc.node_id} with {command}: {exc}")
+
+    def _init_nodes(self) -> None:
+        nodes = self.opts.nodes
+        replies: dict[str, Any] = {}
+        for k, node in enumerate(nodes):
+            client = f"c{k}"
+
+            def on_reply(src: str, body: dict, node=node) -> None:
+                if node not in replies and body.get("in_reply_to") == 1:
+                    replies[node] = body
+            self.network.register_client(client, on_reply)
+        for k, node in enumerate(nodes):
+            self.network.send_body(f"c{k}", node, {"type": "init", "msg_id": 1, "node_id": node,
+                                                   "node_ids": list(nodes)})
+        deadline = self.loop.now_ns() + int(init_timeout_s * 1e9)
+
+        def done() -> bool:
+            return len(replies) == len(nodes) or any(p.exit_noticed for p in self.procs)
+        self.loop.run_until(done, deadline)
+        for k in range(len(nodes)):
+            self.network.unregister(f"c{k}")
+        for proc in self.procs:
+            if proc.exit_noticed:
+                proc.drain_stderr()
+                raise RunCrash(f"node {proc.node_id} exited during init.\n"
+                               + proc.crash_report(proc.exit_status()))
+        for node in nodes:
+            body = replies.get(node)
+            if body is None:
+                raise RunCrash(f"Node {node} did not respond to init within {init_timeout_s:.0f} s "
+                               f"(expected {{\"type\": \"init_ok\", \"in_reply_to\": 1}}); "
+                               f"see its stderr in node-logs/{node}.log")
+            if body.get("type") != "init_ok":
+                raise RunCrash(f"Node {node} failed init: expected an init_ok reply, got "
+                               f"{orjson.dumps(body).decode()}")
+        log.info("All %d nodes answered init", len(nodes))
+
+    def _check_concurrency(self) -> None:
+        n = len(self.opts.nodes)
+        c = self.opts.concurrency
+        if c <= 0 or c % (2 * n) != 0:
+            raise RunCrash(
+                f"lin-kv needs --concurrency to be a positive multiple of 2n (2 x {n} nodes = "
+                f"{2 * n}), e.g. --concurrency 2n; got {c}. (The jar crashes the same way.)")
+
+    def _main_phase(self) -> None:
+        o = self.opts
+        loop = self.loop
+        n = len(o.nodes)
+        # Jepsen opens one setup client per node after the init clients: their ids are used up.
+        self.workload = Workload(loop, self.network, self.history, self._rng("workload"),
+                                 nodes=o.nodes, concurrency=o.concurrency, rate=o.rate,
+                                 timeout_ms=self.timeout_ms, first_client_index=2 * n)
+        self.workload.open()
+        self.history.set_zero()
+        self.network.set_time_zero()
+        t0 = loop.now_ns()
+        self.end_ns = t0 + o.time_limit * 1_000_000_000
+        if o.nemesis:
+            kinds = make_fault_kinds(o.nemesis, self.network, o.nodes, self._rng("nemesis-faults"))
+            self.nemesis = Nemesis(kinds, self._rng("nemesis"), o.nemesis_interval,
+                                   lambda type_, f, value: self.history.append(
+                                       type_, "nemesis", f, value))
+            self.nemesis_timer = loop.call_at(t0, self._nemesis_step)
+        self.workload.start(self.end_ns)
+        if self.progress:
+            loop.call_at(t0, self._progress_tick)
+        end_ns = self.end_ns
+        workload = self.workload
+        loop.run_until(lambda: loop.now_ns() >= end_ns and workload.idle(),
+                       end_ns + self.timeout_ns_with_slack())
+        workload.stop_issuing()
+        if not workload.idle():
+            log.warning("Some client ops were still in flight after the time limit and timeout")
+        if self.nemesis_timer is not None:
+            self.nemesis_timer.cancel()
+        if self.nemesis is not None:
+            self.nemesis.teardown()
+        workload.close()
+        counts = self.history.counts
+        log.info("Run complete: %d invocations, %d ok, %d fail, %d info", counts["invoke"],
+                 counts["ok"], counts["fail"], counts["info"])
+
+    def timeout_ns_with_slack(self) -> int:
+        return int((self.timeout_ms / 1000 + teardown_slack_s) * 1e9)
+
+    def _nemesis_step(self) -> None:
+        self.nemesis_timer = None
+        if self.loop.now_ns() >= self.end_ns:
+            return
+        self.nemesis.step()
+        self.nemesis_timer = self.loop.call_later(int(self.nemesis.gap_s() * 1e9),
+                                                  self._nemesis_step)
+
+    def progress_text(self) -> str:
+        elapsed_s = self.history.elapsed_ns() / 1e9
+        c = self.history.counts
+        in_flight = sum(1 for w in self.workload.workers if w.op is not None)
+        nemesis = self.nemesis.describe() if self.nemesis else "none"
+        return (f"[{min(elapsed_s, self.opts.time_limit):5.1f}/{self.opts.time_limit} s] "
+                f"ops ok {c['ok']} fail {c['fail']} info {c['info']} in-flight {in_flight} | "
+                f"nemesis: {nemesis}")
+
+    def _progress_tick(self) -> None:
+        self.progress.show(self.progress_text())
+        if self.loop.now_ns() < self.end_ns + self.timeout_ns_with_slack():
+            self.loop.call_later(int(self.progress.interval_s * 1e9), self._progress_tick)
+
+    def _teardown_nodes(self) -> list[str]:
+        """Kill every node; return crash reports for nodes that had died on their own."""
+        reports = []
+        for proc in self.procs:
+            if proc.proc is None:
+                continue
+            if self.opts.leave_db_running:
+                status = proc.exit_status()
+                log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
+            else:
+                status = proc.kill()
+            proc.drain_stderr()
+            if status is not None:
+                reports.append(proc.crash_report(status))
+        for proc in self.procs:
+            if not self.opts.leave_db_running:
+                proc.close()
+        self.loop.close()
+        return reports
+
+
+def run_test(opts: TestOptions, progress: Progress | None = None) -> RunOutcome:
+    """Run one test and analyse it. Exit code: 0 valid, 1 invalid, 2 unknown, 255 crash."""
+    run = TestRun(opts, progress)
+    outcome = run.run()
+    if outcome.exit_code != 0:
+        return outcome
+    outcome.results = analyze_store(outcome.store_dir, availability=opts.availability)
+    outcome.exit_code = exit_code_for(outcome.results)
+    return outcome
+
+
+def analyze_store(store_dir: Path, *, availability: Any = None) -> dict:
+    try:
+        from . import analysis
+    except ImportError as exc:
+        log.error("analysis module unavailable: %s", exc)
+        return {"valid?": "unknown", "error": f"analysis module unavailable: {exc}"}
+    try:
+        return analysis.analyze(store_dir, availability=availability)
+    except Exception as exc:  # noqa: BLE001 - reported as the jar's "unknown", never swallowed
+        log.exception("analysis failed")
+        return {"valid?": "unknown", "error": f"analysis failed: {exc!r}"}
+
+
+def exit_code_for(results: dict | None) -> int:
+    if results is None:
+        return 255
+    valid = results.get("valid?")
+    if valid is True:
+        return 0
+    if valid is False:
+        return 1
+    return 2
+
+
+def options_dict(opts: TestOptions) -> dict:
+    return asdict(opts)

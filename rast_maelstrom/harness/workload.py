@@ -1,0 +1,323 @@
+"""The lin-kv workload: op generator, client state machines, outcome mapping and the history.
+
+Owns (maelstrom-spec §5):
+- `LinKvGenerator`: keys 0, 1, ...; worker threads in groups of 2n, one key per group; absolute
+  threads 0..n-1 read, the others write (1/3) or cas (2/3) with values 0-4; a group retires its key
+  once more than `process_limit` (20) distinct processes have belonged to it while on that key.
+- `Workload`: one `Worker` per thread (client id c<2n+i>, talks to node i mod n, one request in
+  flight, ignores replies whose in_reply_to is not the awaited msg_id). Ops are issued by a global
+  stagger: each invocation is at max(slot, first moment a thread is free), and the next slot is
+  that time + U[0, 2/rate) s, so missed slots are not made up. No invocation after the time limit;
+  in-flight ops finish (up to the client timeout).
+- `complete_op`: reply (or timeout) -> history completion, per the §5.6 table, with closed reply
+  schemas.
+- `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl.
+
+Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
+after every info; all randomness comes from the rng passed in.
+May not touch: processes or the network's internals (it only registers clients and sends bodies).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import IO, Any, Callable
+
+import orjson
+
+from .eventloop import Loop, Timer
+
+log = logging.getLogger("maelstrom.workload")
+op_log = logging.getLogger("maelstrom.ops")
+
+process_limit = 20
+value_max = 4
+
+# code -> (name, definite?)   (maelstrom-spec §1.6)
+ERRORS: dict[int, tuple[str, bool]] = {
+    0: ("timeout", False),
+    1: ("node-not-found", True),
+    10: ("not-supported", True),
+    11: ("temporarily-unavailable", True),
+    12: ("malformed-request", True),
+    13: ("crash", False),
+    14: ("abort", True),
+    20: ("key-does-not-exist", True),
+    21: ("key-already-exists", True),
+    22: ("precondition-failed", True),
+    30: ("txn-conflict", True),
+}
+
+REPLY_TYPES = {"read": "read_ok", "write": "write_ok", "cas": "cas_ok"}
+_READ_OK_KEYS = frozenset(("type", "in_reply_to", "value", "msg_id"))
+_OTHER_OK_KEYS = frozenset(("type", "in_reply_to", "msg_id"))
+
+
+def client_timeout_ms(latency_ms: int) -> int:
+    return max(10 * latency_ms, 1000)
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def reply_schema_problem(f: str, body: Any) -> str | None:
+    """Why `body` is not a well-formed success reply to op f, or None (closed schemas)."""
+    if type(body) is not dict:
+        return "reply body is not a JSON object"
+    expected = REPLY_TYPES[f]
+    if body.get("type") != expected:
+        return f"expected a {expected} reply but got type {body.get('type')!r}"
+    allowed = _READ_OK_KEYS if f == "read" else _OTHER_OK_KEYS
+    extra = sorted(set(body) - allowed)
+    if extra:
+        return f"{expected} reply has unexpected keys {extra}"
+    if not _is_int(body.get("in_reply_to")):
+        return f"{expected} reply's in_reply_to is not an integer"
+    if "msg_id" in body and not _is_int(body["msg_id"]):
+        return f"{expected} reply's msg_id is not an integer"
+    if f == "read" and "value" not in body:
+        return "read_ok reply has no value"
+    return None
+
+
+def complete_op(f: str, value: list, body: dict | None) -> dict:
+    """The completion record (type, value, error, exception) for op f with invoke value `value`
+    given the matching reply body, or None for a timeout (maelstrom-spec §5.6)."""
+    key = value[0]
+    if body is None:
+        return {"type": "fail" if f == "read" else "info", "value": value, "error": "net-timeout"}
+    if type(body) is dict and body.get("type") == "error":
+        code = body.get("code")
+        if _is_int(code):
+            name, definite = ERRORS.get(code, ("unknown", False))
+            error = [name, body.get("text")]
+            if definite or f == "read":
+                return {"type": "fail", "value": value, "error": error}
+            return {"type": "info", "value": value, "error": error}
+        problem = "error reply has no integer code"
+    else:
+        problem = reply_schema_problem(f, body)
+    if problem is not None:
+        return {"type": "info", "value": value, "error": f"indeterminate: {problem}",
+                "exception": {"class": "malformed-rpc-response", "message": problem,
+                              "body": body}}
+    if f == "read":
+        return {"type": "ok", "value": [key, body["value"]]}
+    return {"type": "ok", "value": value}
+
+
+class History:
+    """Appends ops to history.jsonl with dense indexes and times in ns since time zero."""
+
+    def __init__(self, loop: Loop, out: IO[bytes] | None):
+        self.loop = loop
+        self.out = out
+        self.zero_ns = loop.now_ns()
+        self.next_index = 0
+        self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+
+    def set_zero(self) -> None:
+        self.zero_ns = self.loop.now_ns()
+
+    def elapsed_ns(self) -> int:
+        return self.loop.now_ns() - self.zero_ns
+
+    def append(self, type_: str, process: Any, f: str, value: Any, **extra: Any) -> dict:
+        op = {"index": self.next_index, "time": self.loop.now_ns() - self.zero_ns, "type": type_,
+              "process": process, "f": f, "value": value}
+        for k, v in extra.items():
+            if v is not None:
+                op[k] = v
+        self.next_index += 1
+        if process != "nemesis":
+            self.counts[type_] += 1
+        if self.out is not None:
+            self.out.write(orjson.dumps(op) + b"\n")
+        if op_log.isEnabledFor(logging.INFO):
+            text = f"{process}\t:{type_}\t:{f}\t{orjson.dumps(value).decode()}"
+            if "error" in op:
+                text += f"\t{orjson.dumps(op['error']).decode()}"
+            op_log.info(text)
+        return op
+
+
+class LinKvGenerator:
+    """Chooses (f, value) for a thread, with per-group keys and process-limit key retirement."""
+
+    def __init__(self, rng: random.Random, node_count: int, concurrency: int):
+        assert node_count >= 1
+        assert concurrency > 0 and concurrency % (2 * node_count) == 0, concurrency
+        self.rng = rng
+        self.n = node_count
+        self.group_size = 2 * node_count
+        groups = concurrency // self.group_size
+        self.keys = list(range(groups))
+        self.next_key = groups
+        self.seen: list[set] = [set() for _ in range(groups)]
+
+    def op(self, thread: int, group_processes: list[int]) -> tuple[str, list]:
+        """The op for `thread`; `group_processes` are the current processes of its group."""
+        g = thread // self.group_size
+        seen = self.seen[g] | set(group_processes)
+        if len(seen) > process_limit:
+            self.keys[g] = self.next_key
+            self.next_key += 1
+            seen = set(group_processes)
+            log.info("thread group %d retires its key; next key %d", g, self.keys[g])
+        self.seen[g] = seen
+        key = self.keys[g]
+        rng = self.rng
+        if thread < self.n:
+            return "read", [key, None]
+        if rng.randrange(3) == 0:
+            return "write", [key, rng.randint(0, value_max)]
+        return "cas", [key, [rng.randint(0, value_max), rng.randint(0, value_max)]]
+
+
+class Worker:
+    """One client thread: a state machine with at most one request in flight."""
+    __slots__ = ("thread", "client_id", "node", "process", "msg_id", "awaiting", "op", "timer",
+                 "sent_ns")
+
+    def __init__(self, thread: int, client_id: str, node: str):
+        self.thread = thread
+        self.client_id = client_id
+        self.node = node
+        self.process = thread
+        self.msg_id = 0
+        self.awaiting: int | None = None
+        self.op: tuple[str, list] | None = None
+        self.timer: Timer | None = None
+        self.sent_ns = 0
+
+
+class Workload:
+    """Drives the workers inside the loop; see the module docstring."""
+
+    def __init__(self, loop: Loop, network, history: History, rng: random.Random, *,
+                 nodes: list[str], concurrency: int, rate: float, timeout_ms: int,
+                 first_client_index: int):
+        self.loop = loop
+        self.network = network
+        self.history = history
+        self.rng = rng
+        self.nodes = nodes
+        self.concurrency = concurrency
+        self.rate = rate
+        self.timeout_ns = timeout_ms * 1_000_000
+        self.generator = LinKvGenerator(rng, len(nodes), concurrency)
+        self.workers = [Worker(i, f"c{first_client_index + i}", nodes[i % len(nodes)])
+                        for i in range(concurrency)]
+        self.free: list[Worker] = []
+        self.next_slot_ns = 0
+        self.slot_timer: Timer | None = None
+        self.end_ns = 0
+        self.running = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def open(self) -> None:
+        for w in self.workers:
+            self.network.register_client(w.client_id, lambda src, body, w=w: self._on_reply(w, body))
+
+    def start(self, end_ns: int) -> None:
+        """Begin issuing ops now; stop issuing at end_ns."""
+        self.end_ns = end_ns
+        self.running = self.rate > 0
+        if not self.running:
+            return
+        self.free = list(self.workers)
+        self.next_slot_ns = self.loop.now_ns()
+        self._maybe_invoke()
+
+    def stop_issuing(self) -> None:
+        self.running = False
+        if self.slot_timer is not None:
+            self.slot_timer.cancel()
+            self.slot_timer = None
+
+    def idle(self) -> bool:
+        return all(w.op is None for w in self.workers)
+
+    def close(self) -> None:
+        for w in self.workers:
+            self.network.unregister(w.client_id)
+
+    # -- issuing ----------------------------------------------------------------------------------
+    def _slot_due(self) -> None:
+        self.slot_timer = None
+        self._maybe_invoke()
+
+    def _maybe_invoke(self) -> None:
+        if not self.running:
+            return
+        now = self.loop.now_ns()
+        if now >= self.end_ns:
+            self.stop_issuing()
+            return
+        if now < self.next_slot_ns:
+            if self.slot_timer is None:
+                self.slot_timer = self.loop.call_at(self.next_slot_ns, self._slot_due)
+            return
+        if not self.free:
+            return  # the next free worker calls us; the slot is not made up
+        free = self.free
+        i = self.rng.randrange(len(free))
+        worker = free[i]
+        free[i] = free[-1]
+        free.pop()
+        self._invoke(worker, now)
+        self.next_slot_ns = now + int(self.rng.random() * 2e9 / self.rate)
+        if self.slot_timer is None:
+            self.slot_timer = self.loop.call_at(self.next_slot_ns, self._slot_due)
+
+    def _invoke(self, w: Worker, now: int) -> None:
+        g = w.thread // self.generator.group_size
+        size = self.generator.group_size
+        group = [x.process for x in self.workers[g * size:(g + 1) * size]]
+        f, value = self.generator.op(w.thread, group)
+        w.op = (f, value)
+        w.msg_id += 1
+        w.awaiting = w.msg_id
+        self.history.append("invoke", w.process, f, value, node=w.node)
+        key = value[0]
+        if f == "read":
+            body = {"type": "read", "msg_id": w.msg_id, "key": key}
+        elif f == "write":
+            body = {"type": "write", "msg_id": w.msg_id, "key": key, "value": value[1]}
+        else:
+            body = {"type": "cas", "msg_id": w.msg_id, "key": key,
+                    "from": value[1][0], "to": value[1][1]}
+        w.sent_ns = now
+        w.timer = self.loop.call_at(now + self.timeout_ns, self._on_timeout, w)
+        self.network.send_body(w.client_id, w.node, body)
+
+    # -- completing -------------------------------------------------------------------------------
+    def _on_reply(self, w: Worker, body: dict) -> None:
+        if w.op is None:
+            return
+        irt = body.get("in_reply_to") if type(body) is dict else None
+        if type(irt) is not int or irt != w.awaiting:
+            return  # late, duplicate or stray: the jar's client drops it
+        self._complete(w, body)
+
+    def _on_timeout(self, w: Worker) -> None:
+        w.timer = None
+        if w.op is not None:
+            self._complete(w, None)
+
+    def _complete(self, w: Worker, body: dict | None) -> None:
+        f, value = w.op
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        result = complete_op(f, value, body)
+        self.history.append(result["type"], w.process, f, result["value"], node=w.node,
+                            error=result.get("error"), exception=result.get("exception"))
+        if result["type"] == "info":
+            w.process += self.concurrency
+        w.op = None
+        w.awaiting = None
+        if self.running:
+            self.free.append(w)
+            self._maybe_invoke()

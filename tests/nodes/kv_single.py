@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""A correct lin-kv node for runner tests: every node forwards client ops to n0, which owns the one
+dict, and relays n0's reply back to the client. Stdlib only, single-threaded."""
+import json
+import sys
+
+node_id = None
+kv = {}
+pending = {}   # our msg_id -> (client, client msg_id)
+next_id = 0
+
+
+def send(dest, body):
+    sys.stdout.write(json.dumps({"src": node_id, "dest": dest, "body": body}) + "\n")
+
+
+def apply(body):
+    t, k = body["type"], body["key"]
+    if t == "read":
+        if k not in kv:
+            return {"type": "error", "code": 20, "text": "no such key"}
+        return {"type": "read_ok", "value": kv[k]}
+    if t == "write":
+        kv[k] = body["value"]
+        return {"type": "write_ok"}
+    if k not in kv:
+        return {"type": "error", "code": 20, "text": "no such key"}
+    if kv[k] != body["from"]:
+        return {"type": "error", "code": 22, "text": f"expected {body['from']} but had {kv[k]}"}
+    kv[k] = body["to"]
+    return {"type": "cas_ok"}
+
+
+for line in sys.stdin:
+    msg = json.loads(line)
+    body = msg["body"]
+    t = body["type"]
+    if t == "init":
+        node_id = body["node_id"]
+        send(msg["src"], {"type": "init_ok", "in_reply_to": body["msg_id"]})
+    elif t in ("read", "write", "cas"):
+        if node_id == "n0":
+            reply = apply(body)
+            reply["in_reply_to"] = body["msg_id"]
+            send(msg["src"], reply)
+        else:
+            next_id += 1
+            pending[next_id] = (msg["src"], body["msg_id"])
+            fwd = dict(body, msg_id=next_id)
+            send("n0", fwd)
+    elif "in_reply_to" in body and body["in_reply_to"] in pending:
+        client, client_msg_id = pending.pop(body["in_reply_to"])
+        reply = dict(body, in_reply_to=client_msg_id)
+        reply.pop("msg_id", None)
+        send(client, reply)
+    sys.stdout.flush()
