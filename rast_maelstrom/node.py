@@ -56,7 +56,7 @@ from .core import (
     VoteResponse,
 )
 from .runtime.loop import EventLoop
-from .runtime.wal import WalWriter, WriteAheadLog
+from .runtime.wal import Recovered, WalWriter, WriteAheadLog
 from .wire.codec import LineSplitter, MalformedMessage, decode, encode
 
 log = logging.getLogger("rast")
@@ -80,8 +80,13 @@ class Node:
         args: argparse.Namespace,
         write_out: Callable[[bytes], None],
         loop: EventLoop,
+        open_storage: Callable[[str, bool], tuple[Recovered, Any]] | None = None,
     ) -> None:
+        """`loop` needs clock(), call_at(), call_later(), add_reader(); `open_storage(dir, fsync)`
+        returns (Recovered, writer) where the writer behaves like WalWriter (submit, drain_wake,
+        error, wake_fd, close). The simulator injects both; production uses the real ones."""
         self.args = args
+        self._open = open_storage or _open_wal
         self.write_out = write_out
         self.loop = loop
         self.out: list[bytes] = []
@@ -89,8 +94,7 @@ class Node:
         self.node_ids: list[str] = []
         self.raft: Raft | None = None
         self.kv = kv.KVStore()
-        self.wal: WriteAheadLog | None = None
-        self.writer: WalWriter | None = None
+        self.writer: Any = None  # WalWriter-like (see __init__)
         self.data_dir: str | None = None
         self.pre_init: list[bytes] = []
         # WAL batches submitted and not yet durable: (batch id, last index, last term, msgs after).
@@ -191,11 +195,9 @@ class Node:
             self.data_dir = os.path.join(os.path.abspath(args.data_dir), self.node_id)
         else:
             self.data_dir = _private_temp_dir(self.node_id)
-        self.wal = WriteAheadLog(self.data_dir, fsync=not args.no_fsync)
-        rec = self.wal.recover()
+        rec, self.writer = self._open(self.data_dir, not args.no_fsync)
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
-        self.writer = WalWriter(self.wal)
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
         tick_ms = args.tick_ms
         cfg = Config(
@@ -406,11 +408,36 @@ class Node:
         self.stopped = True
         if self.writer is not None:
             try:
-                self.writer.close()
+                self.writer.close()  # writes and fsyncs what is queued; closes the log too
             except Exception as exc:  # closing after a failure: report, keep shutting down
-                log.error("closing the WAL writer: %r", exc)
-        if self.wal is not None:
+                log.error("closing the WAL: %r", exc)
+
+
+class _WalStorage:
+    """The production storage: a WriteAheadLog behind its WalWriter thread."""
+
+    def __init__(self, wal: WriteAheadLog) -> None:
+        self.wal = wal
+        self.writer = WalWriter(wal)
+        self.wake_fd = self.writer.wake_fd
+        self.submit = self.writer.submit
+        self.drain_wake = self.writer.drain_wake
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.writer.error
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
             self.wal.close()
+
+
+def _open_wal(data_dir: str, fsync: bool) -> tuple[Recovered, _WalStorage]:
+    wal = WriteAheadLog(data_dir, fsync=fsync)
+    rec = wal.recover()
+    return rec, _WalStorage(wal)
 
 
 # ---------------------------------------------------------------------- raft message codec
