@@ -205,6 +205,7 @@ class Node:
             heartbeat_ticks=max(1, round(args.heartbeat_ms / tick_ms)),
             inflight_max=args.inflight_max,
             append_entries_max=args.append_entries_max,
+            bugs=frozenset(getattr(args, "bugs", ())),  # test-only: the simulator plants bugs here
         )
         seed = int.from_bytes(os.urandom(8), "little") if args.seed is None else args.seed
         self.raft = Raft(
