@@ -1,8 +1,28 @@
 #!/usr/bin/env python3
 """A correct lin-kv node for runner tests: every node forwards client ops to n0, which owns the one
-dict, and relays n0's reply back to the client. Stdlib only, single-threaded."""
+dict, and relays n0's reply back to the client. Stdlib only, single-threaded.
+
+Fault flags (node arguments after `--`), each naming the node that misbehaves:
+  --garbage-on NODE      after init, NODE prints a line that is not JSON on stdout
+  --no-init-on NODE      NODE never answers init
+  --die-on NODE          NODE exits with status 3 after --die-after-s seconds (default 1)
+"""
 import json
 import sys
+import time
+
+args = sys.argv[1:]
+
+
+def flag(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+
+garbage_on = flag("--garbage-on")
+no_init_on = flag("--no-init-on")
+die_on = flag("--die-on")
+die_after_s = float(flag("--die-after-s", "1"))
+die_at = None
 
 node_id = None
 kv = {}
@@ -35,9 +55,19 @@ for line in sys.stdin:
     msg = json.loads(line)
     body = msg["body"]
     t = body["type"]
+    if die_at is not None and time.monotonic() >= die_at:
+        sys.stderr.write(f"{node_id}: dying on purpose\n")
+        sys.exit(3)
     if t == "init":
         node_id = body["node_id"]
+        print(f"{node_id}: init", file=sys.stderr, flush=True)
+        if node_id == no_init_on:
+            continue
         send(msg["src"], {"type": "init_ok", "in_reply_to": body["msg_id"]})
+        if node_id == garbage_on:
+            sys.stdout.write("this is not JSON\n")
+        if node_id == die_on:
+            die_at = time.monotonic() + die_after_s
     elif t in ("read", "write", "cas"):
         if node_id == "n0":
             reply = apply(body)
