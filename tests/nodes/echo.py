@@ -24,9 +24,10 @@ while True:
         msg = loads(line)
         body = msg["body"]
         t = body["type"]
-        if t == "echo":
-            out.append(dumps({"src": node_id, "dest": msg["src"], "body": {
-                "type": "echo_ok", "echo": body["echo"], "in_reply_to": body["msg_id"]}}))
+        if t == "echo":   # the hot path: format by hand, about twice as fast as json.dumps
+            out.append('{"src":"%s","dest":"%s","body":{"type":"echo_ok","echo":%s,'
+                       '"in_reply_to":%d}}' % (node_id, msg["src"], dumps(body["echo"]),
+                                               body["msg_id"]))
         elif t == "relay":
             nxt = node_ids[(node_ids.index(node_id) + 1) % len(node_ids)]
             out.append(dumps({"src": node_id, "dest": nxt, "body": dict(
