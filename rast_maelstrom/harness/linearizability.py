@@ -1,0 +1,659 @@
+"""Linearizability checker for lin-kv histories: the runner's oracle.
+
+What it owns
+    Deciding whether one key's history of read / write / cas operations is linearizable with
+    respect to a compare-and-set register that starts at nil (spec §5.8), and doing so for every
+    key of a whole history (``check_independent``). It imports only the standard library: the
+    oracle shares no code with the nodes or the harness it judges, and it never touches files.
+
+Public API (fixed by the runner contract)
+    check_register(ops, *, config_max=..., time_limit_s=..., key=None) -> per-key result
+    check_independent(history, *, time_limit_s=..., config_max=...) -> {"valid?", "results", "failures"}
+
+Model and preprocessing (spec §5.8)
+    * An op is an invocation paired with the next record of the same process. ``fail`` ops are
+      dropped; an invocation without completion counts as ``info``. Nemesis records are ignored.
+    * ``info`` ops may take effect at any time after their invocation, or never. Info reads have
+      no effect and are dropped; an ok read of nil is legal anywhere and is dropped too.
+    * write v sets v; cas [a b] is legal only when the register equals a, then sets b; an ok read
+      of v is legal only when the register equals v. Values are arbitrary JSON compared with ==
+      (lists and objects are frozen to tuples for hashing; true/false are kept apart from 1/0).
+
+Algorithm: just-in-time linearization over call/return events (the WGL search run breadth-first)
+    Records are swept in history order (the order is real time; positions, not clocks, decide
+    precedence). A *configuration* is ``(state, U)``: the register value and a bitset of ops that
+    have been invoked but not yet linearized. The *frontier* F is the set of configurations the
+    register could be in after the records seen so far; it starts as {(nil, {})}.
+      - call of op Y: Y's bit is added to U in every configuration of F.
+      - return of an ok op X: F' = every configuration reachable from F by linearizing pending
+        ops in some order and then X (X is linearized "just in time", before its return). The
+        search memoises (state, U, need) so each configuration is explored once per step. If F'
+        is empty, no linearization exists: the history is not linearizable at X.
+    Every return is therefore a cut that carries the full *set of possible configurations*, which
+    is exactly the sound way to cut a history that contains info ops: an info op stays pending
+    (its bit stays in U) until it is linearized or proven useless, so nothing it could do later
+    is lost at a cut. Ops are given bit *slots* that are reused once an op leaves every
+    configuration, so bitsets stay as small as the number of pending ops.
+
+Pruning, and why each rule is sound (each keeps at least one witness of every linearization)
+    1. Dominance on info ops. Split U into O (pending ok ops) and I (pending info ops). If two
+       configurations have the same state and O, and I1 ⊇ I2, then everything possible from
+       (s, O, I2) is possible from (s, O, I1): the extra info ops may simply never take effect.
+       Only the maximal I are kept.
+    2. No info op right before a write. In any linearization, an info op directly followed by a
+       write can be deleted: the write overwrites its effect, nothing observed it, and deleting
+       it only leaves one more info op available (rule 1). So after linearizing an info op, the
+       search's next op must be a read or cas that needs the value it produced (``need`` flag).
+       This keeps the search from enumerating all subsets of timed-out writes.
+    3. Identical info ops are interchangeable (same f and value, all invoked already, none ever
+       completes): only the lowest-slot one of each signature is tried.
+    4. Useless info ops. An info op whose resulting value v is never again required (no ok read
+       of v and no cas from v can still be linearized after the current position) is removed
+       from every configuration: by rule 2's argument, any linearization that uses it later can
+       drop it. An info cas [a a] never changes the register and is dropped at once.
+    5. Fast paths: when nothing but X and info ops is pending, X is linearized directly if its
+       precondition holds (a longer path through info ops ends in the same state with fewer
+       info ops left, so it is dominated); a write X in that situation needs no search at all.
+
+Bounds
+    ``config_max`` bounds the configurations one step may explore (and the frontier size), which
+    bounds memory; ``time_limit_s`` bounds wall-clock time for the whole check. Either limit turns
+    the verdict into ``"unknown"`` with cause ``"search-limit"``. The worst case is exponential in
+    the number of ok ops pending at once on one key (2n = 6 in the default workload).
+
+Reports
+    An invalid key names the op that could not be linearized, the last ok op before it, the ops
+    concurrent with it (at most ``window_max``), the values the register could hold, and a short
+    explanation that a person can act on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+
+__all__ = ["check_register", "check_independent", "CONFIG_MAX_DEFAULT", "TIME_LIMIT_S_DEFAULT"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_MAX_DEFAULT = 500_000  # configurations explored in one return step (bounds memory)
+TIME_LIMIT_S_DEFAULT = 60.0  # wall-clock bound for one check
+WINDOW_MAX = 64  # ops listed in an invalid key's "window"
+EXPLAIN_CONFIG_MAX = 100_000  # configurations explored when computing the possible values
+TIME_CHECK_EVERY = 1024  # nodes / events between two clock reads
+
+_CLIENT_FS = ("read", "write", "cas")
+_COMPLETIONS = ("ok", "fail", "info")
+_READ, _WRITE, _CAS = 0, 1, 2
+_NONE = object()  # "no required value" / "no resulting value"
+
+
+class _SearchLimit(Exception):
+    """Raised inside the search when config_max or the deadline is exceeded."""
+
+    def __init__(self, limit: str):
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _freeze(v):
+    """Map a JSON value to a hashable value with JSON equality (lists -> tuples)."""
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return ("\x00obj", frozenset((k, _freeze(x)) for k, x in v.items()))
+    if v is True or v is False:
+        return ("\x00bool", v)
+    return v
+
+
+def _thaw(v):
+    """Inverse of _freeze, for reports."""
+    if isinstance(v, tuple):
+        if len(v) == 2 and v[0] == "\x00bool":
+            return v[1]
+        if len(v) == 2 and v[0] == "\x00obj" and isinstance(v[1], frozenset):
+            return {k: _thaw(x) for k, x in v[1]}
+        return [_thaw(x) for x in v]
+    return v
+
+
+def _show(v) -> str:
+    """A value the way a person reads it in a history: nil, 3, [1 4]."""
+    v = _thaw(v)
+    if v is None:
+        return "nil"
+    if isinstance(v, list):
+        return "[" + " ".join(_show(_freeze(x)) for x in v) + "]"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+class _Op:
+    """One logical operation: an invocation and its completion (or none)."""
+
+    __slots__ = ("f", "type", "kind", "req", "res", "inv_pos", "ret_pos", "invoke", "complete",
+                 "value", "info", "sig", "slot", "bit", "death")
+
+    def __init__(self, f, typ, inv_pos, ret_pos, invoke, complete, value):
+        self.f = f
+        self.type = typ  # "ok" | "fail" | "info" (an invocation without completion is "info")
+        self.inv_pos = inv_pos
+        self.ret_pos = ret_pos  # None for info
+        self.invoke = invoke
+        self.complete = complete
+        self.value = value  # the user-visible value (read: the value returned)
+        self.info = typ == "info"
+        self.req = _NONE
+        self.res = _NONE
+        self.sig = None
+        self.slot = -1
+        self.bit = 0
+        self.death = -1  # info ops: position after which no op can need their value
+        if f == "read":
+            self.kind = _READ
+            self.req = _NONE if value is None else _freeze(value)
+        elif f == "write":
+            self.kind = _WRITE
+            self.res = _freeze(value)
+        else:
+            self.kind = _CAS
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise ValueError(f"cas value must be [from, to], got {value!r}")
+            self.req = _freeze(value[0])
+            self.res = _freeze(value[1])
+        self.sig = (self.kind, self.req, self.res)
+
+    def summary(self) -> dict:
+        """A compact description of the op for reports."""
+        rec = self.complete if self.complete is not None else self.invoke
+        out = {"process": rec.get("process"), "type": self.type, "f": self.f, "value": self.value,
+               "invoke-index": self.invoke.get("index"), "invoke-time": self.invoke.get("time")}
+        if self.complete is not None:
+            out["complete-index"] = self.complete.get("index")
+            out["complete-time"] = self.complete.get("time")
+        return out
+
+
+def _pair(ops) -> tuple[list[_Op], int]:
+    """Pair invocations with completions (by process). Returns (ops, count of client ops)."""
+    pending: dict = {}
+    out: list[_Op] = []
+
+    def finish(inv_pos, inv, comp_pos, comp):
+        f = inv.get("f")
+        typ = "info" if comp is None else comp.get("type")
+        value = inv.get("value")
+        if f == "read":
+            value = comp.get("value") if (comp is not None and typ == "ok") else None
+        elif value is None and comp is not None:
+            value = comp.get("value")
+        out.append(_Op(f, typ, inv_pos, comp_pos if typ != "info" else None, inv, comp, value))
+
+    for pos, rec in enumerate(ops):
+        proc = rec.get("process")
+        if proc == "nemesis" or rec.get("f") not in _CLIENT_FS:
+            continue
+        typ = rec.get("type")
+        if typ == "invoke":
+            if proc in pending:
+                log.warning("process %r invoked again before completing; treating as info", proc)
+                finish(*pending.pop(proc), None, None)
+            pending[proc] = (pos, rec)
+        elif typ in _COMPLETIONS:
+            if proc not in pending:
+                log.warning("completion without invocation ignored: %r", rec)
+                continue
+            inv_pos, inv = pending.pop(proc)
+            finish(inv_pos, inv, pos, rec)
+        else:
+            log.warning("op with unknown type ignored: %r", rec)
+    for inv_pos, inv in pending.values():
+        finish(inv_pos, inv, None, None)
+    out.sort(key=lambda o: o.inv_pos)
+    return out, len(out)
+
+
+def _fmt_t(rec) -> str:
+    t = rec.get("time") if rec else None
+    if isinstance(t, (int, float)):
+        return f"t={t / 1e9:.3f} s"
+    return f"index {rec.get('index') if rec else '?'}"
+
+
+def _describe(op: _Op) -> str:
+    if op.f == "read":
+        return f"read {_show(_freeze(op.value))}"
+    return f"{op.f} {_show(_freeze(op.value))}"
+
+
+class _Checker:
+    """State of one per-key check. Single use."""
+
+    def __init__(self, ops, config_max: int, deadline: float, key):
+        assert config_max >= 1
+        self.config_max = config_max
+        self.deadline = deadline
+        self.key = key
+        self.records = ops
+        self.all_ops, self.op_count = _pair(ops)
+        self.configs_explored = 0
+        self.frontier_max = 1
+        self.useless_infos: list = []  # info ops no later op can observe (rule 4)
+        # Slot tables (indexed by slot number).
+        self.slot_op: list = []
+        self.used = 0
+        self.info_mask = 0
+        self.sig_mask: dict = {}
+
+    # -- search ------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        live = self._filter()
+        n = len(self.records)
+        call_at: list = [None] * n
+        ret_at: list = [None] * n
+        for op in live:
+            call_at[op.inv_pos] = op
+            if not op.info:
+                ret_at[op.ret_pos] = op
+        frontier = [(None, 0)]  # (state, U)
+        deaths: list = []  # heap of (death position, tie, op) for info ops
+        tie = 0
+        for pos in range(n):
+            if pos % TIME_CHECK_EVERY == 0 and time.monotonic() > self.deadline:
+                raise _SearchLimit("time_limit_s")
+            if deaths and deaths[0][0] < pos:
+                dead = 0
+                while deaths and deaths[0][0] < pos:
+                    dead |= self._free(heapq.heappop(deaths)[2])
+                frontier = self._prune([(s, u & ~dead) for s, u in frontier])
+            op = call_at[pos]
+            if op is not None:
+                bit = self._alloc(op)
+                frontier = [(s, u | bit) for s, u in frontier]
+                if op.info:
+                    heapq.heappush(deaths, (op.death, tie, op))
+                    tie += 1
+            op = ret_at[pos]
+            if op is not None:
+                nxt = self._step(frontier, op)
+                if not nxt:
+                    return self._invalid(frontier, op)
+                self._free(op)
+                frontier = nxt
+                if len(frontier) > self.frontier_max:
+                    self.frontier_max = len(frontier)
+        return {"valid?": True}
+
+    def _filter(self) -> list:
+        """Drop fail ops, info reads, nil reads and useless info ops; compute info deaths."""
+        inf = float("inf")
+        last_req: dict = {}  # value -> last position at which an op may still need it
+        for op in self.all_ops:
+            if op.type == "fail" or op.req is _NONE:
+                continue
+            if op.kind == _READ and op.info:
+                continue
+            p = inf if op.info else op.ret_pos
+            if last_req.get(op.req, -1) < p:
+                last_req[op.req] = p
+        live = []
+        for op in self.all_ops:
+            if op.type == "fail":
+                continue
+            if op.kind == _READ and (op.info or op.req is _NONE):
+                continue
+            if op.info:
+                if op.kind == _CAS and op.req == op.res:
+                    self.useless_infos.append(op)
+                    continue
+                op.death = last_req.get(op.res, -1)
+                if op.death <= op.inv_pos:
+                    self.useless_infos.append(op)
+                    continue
+            live.append(op)
+        return live
+
+    def _alloc(self, op: _Op) -> int:
+        free = ~self.used & (self.used + 1)  # lowest clear bit
+        slot = free.bit_length() - 1
+        if slot == len(self.slot_op):
+            self.slot_op.append(None)
+        self.slot_op[slot] = op
+        op.slot, op.bit = slot, free
+        self.used |= free
+        if op.info:
+            self.info_mask |= free
+            self.sig_mask[op.sig] = self.sig_mask.get(op.sig, 0) | free
+        return free
+
+    def _free(self, op: _Op) -> int:
+        bit = op.bit
+        assert self.used & bit and self.slot_op[op.slot] is op
+        self.used &= ~bit
+        self.slot_op[op.slot] = None
+        if op.info:
+            self.info_mask &= ~bit
+            self.sig_mask[op.sig] &= ~bit
+        return bit
+
+    def _step(self, frontier: list, x: _Op) -> list:
+        """All configurations right after x is linearized (x returns now)."""
+        xb = x.bit
+        ok_mask = ~self.info_mask
+        out = []
+        slow = []
+        for s, u in frontier:
+            if not u & xb:  # x was linearized earlier, when another op returned
+                out.append((s, u))
+                continue
+            rest = u & ~xb
+            if not rest & ok_mask:  # only info ops pending besides x
+                if x.kind == _WRITE:
+                    out.append((x.res, rest))
+                    continue
+                if s == x.req:
+                    out.append((s if x.kind == _READ else x.res, rest))
+                    continue
+                if not rest:
+                    continue
+            slow.append((s, u))
+        if slow:
+            out.extend(self._search(slow, x))
+        return self._prune(out) if len(out) > 1 else out
+
+    def _search(self, starts: list, x: _Op) -> list:
+        """Breadth-first closure from starts; returns the configurations just after x."""
+        xb = x.bit
+        slot_op = self.slot_op
+        sig_mask = self.sig_mask
+        config_max = self.config_max
+        seen = set()
+        frontier = []
+        for s, u in starts:
+            node = (s, u, False)
+            if node not in seen:
+                seen.add(node)
+                frontier.append(node)
+        results = []
+        count = 0
+        while frontier:
+            nxt = []
+            for s, u, need in frontier:
+                count += 1
+                if count % TIME_CHECK_EVERY == 0 and time.monotonic() > self.deadline:
+                    self.configs_explored += count
+                    raise _SearchLimit("time_limit_s")
+                m = u
+                while m:
+                    low = m & -m
+                    m ^= low
+                    op = slot_op[low.bit_length() - 1]
+                    if op.info:
+                        same = sig_mask[op.sig] & u
+                        if same & -same != low:
+                            continue  # rule 3: try only one of identical info ops
+                    kind = op.kind
+                    if kind == _WRITE:
+                        if need:
+                            continue  # rule 2: no info op right before a write
+                        s2 = op.res
+                    elif s != op.req:
+                        continue
+                    elif kind == _READ:
+                        s2 = s
+                    else:
+                        s2 = op.res
+                    u2 = u ^ low
+                    if low == xb:
+                        results.append((s2, u2))
+                        continue
+                    node = (s2, u2, op.info)
+                    if node not in seen:
+                        seen.add(node)
+                        nxt.append(node)
+                if len(seen) + len(results) > config_max:
+                    self.configs_explored += count
+                    raise _SearchLimit("config_max")
+            frontier = nxt
+        self.configs_explored += count
+        return results
+
+    def _prune(self, configs: list) -> list:
+        """Deduplicate and keep, per (state, pending ok ops), only maximal sets of info ops."""
+        info = self.info_mask
+        groups: dict = {}
+        for s, u in configs:
+            groups.setdefault((s, u & ~info), set()).add(u & info)
+        out = []
+        for (s, o), infos in groups.items():
+            if len(infos) == 1:
+                out.append((s, o | next(iter(infos))))
+                continue
+            kept: list = []
+            for i in sorted(infos, key=int.bit_count, reverse=True):
+                if not any(not (i & ~k) for k in kept):
+                    kept.append(i)
+            out.extend((s, o | i) for i in kept)
+        return out
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def _possible_states(self, frontier: list, x: _Op) -> tuple[set, bool]:
+        """Values the register could hold while x is pending (x itself excluded)."""
+        seen = set(frontier)
+        todo = list(frontier)
+        states = {s for s, _ in frontier}
+        capped = False
+        while todo:
+            s, u = todo.pop()
+            m = u & ~x.bit
+            while m:
+                low = m & -m
+                m ^= low
+                op = self.slot_op[low.bit_length() - 1]
+                if op.kind == _WRITE:
+                    s2 = op.res
+                elif s != op.req:
+                    continue
+                else:
+                    s2 = s if op.kind == _READ else op.res
+                node = (s2, u ^ low)
+                if node not in seen:
+                    if len(seen) >= EXPLAIN_CONFIG_MAX:
+                        capped = True
+                        continue
+                    seen.add(node)
+                    states.add(s2)
+                    todo.append(node)
+        # Info ops pruned as useless (rule 4, or dead by now) can still set the register.
+        extra = [op for op in self.useless_infos if op.inv_pos < x.ret_pos]
+        extra += [op for op in self.all_ops if op.info and op.kind != _READ and
+                  op.inv_pos < x.ret_pos and op.slot >= 0 and self.slot_op[op.slot] is not op]
+        changed = True
+        while changed:
+            changed = False
+            for op in extra:
+                if (op.kind == _WRITE or op.req in states) and op.res not in states:
+                    states.add(op.res)
+                    changed = True
+        return states, capped
+
+    def _invalid(self, frontier: list, x: _Op) -> dict:
+        states, capped = self._possible_states(frontier, x)
+        inv_pos, ret_pos = x.inv_pos, x.ret_pos
+        window = []
+        hidden = 0
+        for op in self.all_ops:
+            if op is x or op.type == "fail" or op.inv_pos >= ret_pos:
+                continue
+            if op.ret_pos is not None and op.ret_pos <= inv_pos:
+                continue
+            if op.kind == _READ and op.req is _NONE:
+                continue  # nil and indeterminate reads constrain nothing
+            if len(window) < WINDOW_MAX:
+                window.append(op.summary())
+            else:
+                hidden += 1
+        previous = None
+        for op in self.all_ops:
+            if op.type == "ok" and op is not x and op.ret_pos < ret_pos:
+                if previous is None or op.ret_pos > previous.ret_pos:
+                    previous = op
+        n_info = sum(1 for w in window if w["type"] == "info")
+        states_txt = "{" + ", ".join(sorted(_show(s) for s in states)) + "}"
+        key_txt = f" of key {_show(_freeze(self.key))}" if self.key is not None else ""
+        if x.kind == _READ:
+            head = f"read{key_txt} returned {_show(x.req)}"
+        else:
+            head = f"cas{key_txt} {_show(_freeze(x.value))} succeeded"
+        n_conc = len(window) + hidden
+        where = (f"{'at least ' if capped else ''}{states_txt}, never {_show(x.req)}")
+        if n_conc:
+            conc = f"{n_conc} concurrent op{'s' if n_conc != 1 else ''}"
+            if n_info:
+                conc += f" ({n_info} indeterminate)"
+            why = f"every order of the {conc} leaves the register in {where}"
+        else:
+            why = f"no op is concurrent with it and the register holds {where}"
+        sentences = [
+            f"{head} at {_fmt_t(x.complete)} (invoked {_fmt_t(x.invoke)}, process "
+            f"{x.invoke.get('process')}), but {why}."]
+        sentences.append(self._why(x))
+        explanation = " ".join(s for s in sentences if s)
+        out = {"valid?": False,
+               "op": dict(x.complete),
+               "previous-ok": dict(previous.complete) if previous is not None else None,
+               "window": window,
+               "possible-values": sorted((_thaw(s) for s in states), key=repr),
+               "explanation": explanation}
+        if hidden:
+            out["window-truncated"] = hidden
+        return out
+
+    def _why(self, x: _Op) -> str:
+        """One or two sentences about where the required value went."""
+        want = x.req
+        producers = [op for op in self.all_ops if op is not x and op.res is not _NONE
+                     and op.res == want and op.inv_pos < x.ret_pos]
+        real = [op for op in producers if op.type != "fail"]
+        failed = [op for op in producers if op.type == "fail"]
+        if want is None:
+            return ("The register starts at nil, but a value was written before this op "
+                    "began and nothing sets it back to nil.")
+        if not real:
+            msg = (f"No write or cas that could set the register to {_show(want)} was invoked "
+                   f"before this op completed.")
+            if failed:
+                last = failed[-1]
+                msg += (f" A {_describe(last)} that failed ({_fmt_t(last.complete)}, index "
+                        f"{last.complete.get('index')}) was visible: a fail means the op did "
+                        f"not happen, so the node applied a write it reported as failed.")
+            return msg
+        last = max(real, key=lambda o: o.inv_pos)
+        if last.info:
+            return (f"The last op that could set {_show(want)} was an indeterminate "
+                    f"{_describe(last)} invoked at {_fmt_t(last.invoke)}; even taking effect "
+                    f"at any time it cannot be ordered to explain this op.")
+        if last.ret_pos > x.inv_pos:
+            return (f"The last {_describe(last)} (completed {_fmt_t(last.complete)}) overlaps "
+                    f"this op, but the other ops it overlaps leave no point where the register "
+                    f"held {_show(want)}.")
+        overwriters = [op for op in self.all_ops
+                       if op.type == "ok" and op.res is not _NONE and op.res != want
+                       and op.inv_pos > last.ret_pos and op.ret_pos < x.inv_pos]
+        base = (f"The last {_describe(last)} completed at {_fmt_t(last.complete)} "
+                f"(index {last.complete.get('index')})")
+        if overwriters:
+            w = max(overwriters, key=lambda o: o.ret_pos)
+            return (f"{base}; after it, {_describe(w)} completed at {_fmt_t(w.complete)} "
+                    f"(index {w.complete.get('index')}), before this op began at "
+                    f"{_fmt_t(x.invoke)}: the value was stale.")
+        return (f"{base}, before this op began at {_fmt_t(x.invoke)}; the ops between them "
+                f"leave no order in which the register still held {_show(want)}.")
+
+
+def check_register(ops, *, config_max: int = CONFIG_MAX_DEFAULT,
+                   time_limit_s: float = TIME_LIMIT_S_DEFAULT, key=None) -> dict:
+    """Check one key's history (values already reduced from [k, v] to v) against a CAS register.
+
+    ``ops`` is in history order and may contain nemesis records (ignored). ``key`` is used only
+    in the explanation. Returns {"valid?": True|False|"unknown", "op-count": n, ...}; "op-count"
+    counts client operations (invocations). Never raises on a search that is too large: it
+    returns "unknown" with cause "search-limit" instead.
+    """
+    started = time.monotonic()
+    checker = _Checker(ops, config_max, started + time_limit_s, key)
+    try:
+        out = checker.run()
+    except _SearchLimit as e:
+        log.info("key %r: search limit %s reached after %d configurations", key, e.limit,
+                 checker.configs_explored)
+        out = {"valid?": "unknown", "cause": "search-limit", "limit": e.limit}
+    out["op-count"] = checker.op_count
+    out["configs-explored"] = checker.configs_explored
+    out["frontier-max"] = checker.frontier_max
+    return out
+
+
+def _hashable_key(k):
+    if isinstance(k, list):
+        return tuple(_hashable_key(x) for x in k)
+    if isinstance(k, dict):
+        return tuple(sorted((a, _hashable_key(b)) for a, b in k.items()))
+    return k
+
+
+def _merge_valid(values) -> object:
+    values = list(values)
+    if any(v is False for v in values):
+        return False
+    if any(v is not True for v in values):
+        return "unknown"
+    return True
+
+
+def check_independent(history, *, time_limit_s: float = TIME_LIMIT_S_DEFAULT,
+                      config_max: int = CONFIG_MAX_DEFAULT) -> dict:
+    """Split a whole history by key (value[0]) and check each key; time_limit_s is the total."""
+    deadline = time.monotonic() + time_limit_s
+    per_key: dict = {}
+    open_key: dict = {}  # process -> key of its pending invocation
+    for rec in history:
+        proc = rec.get("process")
+        if proc == "nemesis" or rec.get("f") not in _CLIENT_FS:
+            continue
+        typ = rec.get("type")
+        value = rec.get("value")
+        if typ == "invoke":
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                log.warning("client op without a [key, value] tuple ignored: %r", rec)
+                open_key.pop(proc, None)
+                continue
+            k = _hashable_key(value[0])
+            open_key[proc] = k
+        else:
+            if proc not in open_key:
+                continue
+            k = open_key.pop(proc)
+        if k not in per_key:
+            per_key[k] = []
+        reduced = dict(rec)
+        reduced["value"] = value[1] if isinstance(value, (list, tuple)) and len(value) == 2 else None
+        per_key[k].append(reduced)
+    results: dict = {}
+    for k, ops in per_key.items():
+        remaining_s = deadline - time.monotonic()
+        if remaining_s <= 0:
+            results[k] = {"valid?": "unknown", "cause": "search-limit", "limit": "time_limit_s",
+                          "op-count": sum(1 for r in ops if r.get("type") == "invoke")}
+            continue
+        results[k] = check_register(ops, config_max=config_max, time_limit_s=remaining_s, key=k)
+    failures = [k for k, r in results.items() if r["valid?"] is not True]
+    return {"valid?": _merge_valid(r["valid?"] for r in results.values()),
+            "results": results, "failures": failures}
