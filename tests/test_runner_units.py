@@ -439,3 +439,9 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.count("[extension]") == 2 and "--seed" in out and "--store" in out
+
+
+def test_same_seed_same_ops_on_virtual_time():
+    first, _ = _workload(delay_ns=3 * MS, rate=50, seconds=5)
+    again, _ = _workload(delay_ns=3 * MS, rate=50, seconds=5)
+    assert first == again and len(first) > 400
