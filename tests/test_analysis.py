@@ -409,3 +409,22 @@ def test_summary_lines_report_counts_availability_latency_and_messages(tmp_path)
     assert "Messages per op: 12.00 (servers 8.00)." in text
     assert "No op of kind cas succeeded" in text
     assert analysis.verdict_line(False).startswith("Analysis invalid!")
+
+
+def test_summary_lines_work_on_results_read_back_from_results_json(tmp_path):
+    store = make_store(tmp_path, invalid_history().ops)
+    analysis.analyze(store)
+    results = orjson.loads((store / "results.json").read_bytes())  # keys are strings now
+    lines = analysis.summary_lines(results)
+    assert any("NOT linearizable on 1 of 2 keys: 1." in line for line in lines)
+    assert not any("undecided" in line for line in lines)
+
+
+def test_an_invalid_key_gets_its_own_timeline(tmp_path, monkeypatch):
+    monkeypatch.setattr(analysis, "check_independent", stub_checker(bad_key=1, bad_index=7))
+    store = make_store(tmp_path, invalid_history().ops)
+    analysis.analyze(store)
+    page = (store / "independent" / "1" / "timeline.html").read_text()
+    assert re.search(r"class='op ok bad' id='op-\d+' data-index='6'", page)
+    assert "data-index='0'" not in page  # key 0's ops are not on key 1's page
+    assert not (store / "independent" / "0" / "timeline.html").exists()

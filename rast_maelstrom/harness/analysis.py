@@ -5,8 +5,8 @@ contract), runs every checker (workload = linearizability per key via
 `linearizability.check_independent` plus a timeline per key; stats; availability; exceptions;
 net; perf), merges validity false > "unknown" > true, and writes into the store dir:
 results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt (§5.7),
-independent/<key>/{results.json, results.edn, history.txt[, failure.txt]}, latency-raw.png,
-latency-quantiles.png, rate.png and timeline.html. Also `summary_lines(results)`, the console
+independent/<key>/{results.json, results.edn, history.txt[, failure.txt, timeline.html]},
+latency-raw.png, latency-quantiles.png, rate.png and timeline.html. Also `summary_lines(results)`, the console
 paragraph the engine prints, and `verdict_line(valid)`, the jar's closing line.
 
 Invariants:
@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
 import math
 import time
@@ -64,6 +65,23 @@ def check_independent(history: list[dict], **kwargs: Any) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Reading the store.
+
+
+def _string_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _string_keys(v)
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_string_keys(x) for x in obj]
+    return obj
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Pretty JSON; int keys become strings; exotic keys (tuples) are written as their str()."""
+    try:
+        return orjson.dumps(obj, option=_JSON_OPTS)
+    except TypeError:
+        return orjson.dumps(_string_keys(obj), option=_JSON_OPTS, default=str)
 
 
 def _read_json(path: Path) -> Any:
@@ -197,21 +215,24 @@ def _reduced_value(op: dict) -> Any:
     return value
 
 
-def _split_by_key(history: list[dict]) -> dict[Any, list[dict]]:
-    """Each key's client ops plus every nemesis op (as the jar's independent checker does)."""
-    by_key: dict[Any, list[dict]] = {}
+def _split_by_key(history: list[dict], keys: set) -> dict[Any, list[dict]]:
+    """Each of `keys`' client ops plus every nemesis op, in history order (as the jar's
+    independent checker splits a history)."""
+    by_key: dict[Any, list[dict]] = {k: [] for k in keys}
     nemesis: list[dict] = []
     for op in history:
-        value = op.get("value")
-        if is_client(op) and isinstance(value, list) and len(value) == 2:
-            k = value[0]
-            by_key.setdefault(k if not isinstance(k, list) else tuple(k), []).append(op)
-        elif not is_client(op):
+        if type(op.get("process")) is not int:
             nemesis.append(op)
+            continue
+        value = op.get("value")
+        if type(value) is list and len(value) == 2:
+            k = value[0]
+            ops = by_key.get(k if type(k) is not list else tuple(k))  # as check_independent hashes it
+            if ops is not None:
+                ops.append(op)
     if nemesis:
         for k, ops in by_key.items():
-            merged = sorted(ops + nemesis, key=lambda o: o.get("index", 0))
-            by_key[k] = merged
+            by_key[k] = list(heapq.merge(ops, nemesis, key=lambda o: o.get("index", 0)))
     return by_key
 
 
@@ -273,18 +294,24 @@ def failure_text(key: Any, result: dict, key_history: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_independent(store_dir: Path, workload: dict, by_key: dict[Any, list[dict]]) -> None:
+def _write_independent(store_dir: Path, workload: dict, by_key: dict[Any, list[dict]], *,
+                       periods_ns: list, end_ns: int, title: str, ops_max: int) -> None:
+    """independent/<key>/: results, history and, for a key that is not valid, failure.txt (and
+    a timeline of that key alone when it is invalid)."""
     root = store_dir / "independent"
     for key, result in (workload.get("results") or {}).items():
         d = root / str(key)
         d.mkdir(parents=True, exist_ok=True)
         key_history = by_key.get(key, [])
-        (d / "results.json").write_bytes(orjson.dumps(result, option=_JSON_OPTS))
+        (d / "results.json").write_bytes(_json_bytes(result))
         (d / "results.edn").write_text(dumps(edn_ready(result)) + "\n", encoding="utf-8")
         text = "\n".join(history_line(op, value=_reduced_value(op)) for op in key_history)
         (d / "history.txt").write_text(text + ("\n" if text else ""), encoding="utf-8")
         if isinstance(result, dict) and result.get("valid?") is not True:
             (d / "failure.txt").write_text(failure_text(key, result, key_history), encoding="utf-8")
+        if isinstance(result, dict) and result.get("valid?") is False:
+            _timeline(d / "timeline.html", pair_ops(key_history), periods_ns, end_ns,
+                      _marks({"results": {key: result}}), f"{title} key {key} timeline", ops_max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,9 +454,15 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
 
     (store_dir / "history.txt").write_text("\n".join(map(history_line, history)) + ("\n" if history else ""),
                                            encoding="utf-8")
-    by_key = _split_by_key(history)
-    guarded("independent-files", lambda: (_write_independent(store_dir, workload, by_key), {"valid?": True})[1])
-    (store_dir / "results.json").write_bytes(orjson.dumps(results, option=_JSON_OPTS))
+    if workload.get("results"):
+        def independent_files() -> dict:
+            by_key = _split_by_key(history, set(workload["results"]))
+            _write_independent(store_dir, workload, by_key, periods_ns=periods_ns, end_ns=end_ns,
+                               title=title, ops_max=timeline_ops_max or TIMELINE_OPS_MAX)
+            return {"valid?": True}
+
+        guarded("independent-files", independent_files)
+    (store_dir / "results.json").write_bytes(_json_bytes(results))
     (store_dir / "results.edn").write_text(dumps(edn_ready(results)) + "\n", encoding="utf-8")
     lap("write", t)
     log.info("analysis of %d ops took %.2f s (%s)", len(history), time.perf_counter() - started,
@@ -491,24 +524,28 @@ def summary_lines(results: dict) -> list[str]:
     workload = results.get("workload") or {}
     failures = list(workload.get("failures") or [])
     per_key = workload.get("results") or {}
+
+    def key_result(k: Any) -> dict:
+        # Results read back from results.json have string keys while "failures" keeps ints.
+        return per_key.get(k) or per_key.get(str(k)) or {}
     if "error" in workload:
         err = str(workload["error"]).strip().splitlines()
         lines.append(f"Linearizability check could not run: {err[-1] if err else 'unknown error'}")
     elif failures:
-        invalid = [k for k in failures if (per_key.get(k) or {}).get("valid?") is False]
+        invalid = [k for k in failures if key_result(k).get("valid?") is False]
         undecided = [k for k in failures if k not in invalid]
         if invalid:
             lines.append(f"NOT linearizable on {len(invalid)} of {len(per_key)} keys: "
                          f"{', '.join(map(str, invalid))}.")
         for k in invalid[:summary_keys_max]:
-            explanation = str((per_key.get(k) or {}).get("explanation") or "no explanation given")
+            explanation = str(key_result(k).get("explanation") or "no explanation given")
             if len(explanation) > summary_explanation_chars_max:
                 explanation = explanation[:summary_explanation_chars_max] + "…"
             lines.append(f"  key {k}: {explanation} (see independent/{k}/failure.txt)")
         if len(invalid) > summary_keys_max:
             lines.append(f"  ... and {len(invalid) - summary_keys_max} more invalid keys.")
         if undecided:
-            causes = sorted({str((per_key.get(k) or {}).get("cause", UNKNOWN)) for k in undecided})
+            causes = sorted({str(key_result(k).get("cause", UNKNOWN)) for k in undecided})
             lines.append(f"Linearizability undecided on {len(undecided)} keys ({', '.join(causes)}): "
                          f"{', '.join(map(str, undecided[:summary_keys_max * 4]))}.")
     elif per_key:

@@ -85,7 +85,7 @@ def _new_figure():
 
     fig = Figure(figsize=(FIG_WIDTH_PX / _DPI, FIG_HEIGHT_PX / _DPI), dpi=_DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.13, 0.70, 0.77))
+    ax = fig.add_axes((0.09, 0.13, 0.69, 0.77))
     return fig, ax
 
 
@@ -104,6 +104,21 @@ def _shade(ax, periods: list[tuple[str, float, float]]) -> None:
             start_s, stop_s, facecolor=NEMESIS_COLOUR, edgecolor="#C9B870" if kind != "partition" else "none",
             hatch=None if kind == "partition" else "//", alpha=1.0, zorder=0, label=label, linewidth=0,
         )
+
+
+def _log_y(ax) -> None:
+    """Log y axis labelled with plain numbers (0.5, 1, 20) rather than 5x10^-1; minor ticks are
+    labelled too when the data spans less than ~1.5 decades, or there would be 1 or 2 labels."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda y, _pos: f"{y:g}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    narrow = low > 0 and math.log10(high / low) < 1.5
+    ax.yaxis.set_minor_formatter(plain if narrow else NullFormatter())
+    if narrow:
+        ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _finish(ax, title: str, xlabel: str, ylabel: str, end_s: float, empty: bool) -> None:
@@ -155,7 +170,7 @@ def plot_latency_raw(ops: list[dict], periods: list, end_s: float, path: Path, t
                     markeredgewidth=0, color=OUTCOME_COLOURS[outcome], alpha=0.8, zorder=2,
                     label=f"{f} {outcome}", rasterized=True)
     if len(ops):
-        ax.set_yscale("log")
+        _log_y(ax)
     _finish(ax, f"{title} latency (raw)", "time (s)", "latency (ms)", end_s, not ops)
     _save(fig, path)
 
@@ -184,7 +199,7 @@ def plot_latency_quantiles(ops: list[dict], periods: list, end_s: float, bucket_
             ax.plot(mids, values, linestyle=_Q_STYLES[q], marker=markers[f], markersize=3,
                     color=colours[i % len(colours)], zorder=2, label=f"{f} q{q:g}")
     if len(ops):
-        ax.set_yscale("log")
+        _log_y(ax)
     _finish(ax, f"{title} latency quantiles ({bucket_s:g} s buckets)", "time (s)", "latency (ms)",
             end_s, not ops)
     _save(fig, path)

@@ -176,7 +176,8 @@ def render_timeline(
     emit = out.append
     width_px = int(min(lane_width_px_max, max(lane_width_px_min, end_ns / 1e9 * lane_px_per_s)))
     emit("<!DOCTYPE html><html><head><meta charset='utf-8'>")
-    emit(f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>")
+    # --w is also set here so the page lays out without JS; the zoom buttons change it.
+    emit(f"<title>{html.escape(title)}</title><style>:root{{--w:{width_px}px}}{_CSS}</style></head><body>")
     emit(f"<h1>{html.escape(title)}</h1>")
     emit(
         f"<p class='note'>{len(pairs)} operations over {end_ns / 1e9:.3f} s, one lane per process, "
