@@ -40,6 +40,7 @@ from rast_maelstrom.core import (
 PAPER = Config(election_ticks=10, heartbeat_ticks=2, pre_vote=False, check_quorum=False)
 rounds_max = 200  # stabilize(): ready/persist/deliver passes before giving up
 ticks_max = 1000  # campaign(): ticks before giving up
+entries_shown_max = 4  # fmt(): longer entry lists are abbreviated
 
 
 @dataclass
@@ -66,6 +67,9 @@ def fmt(m: Message) -> str:
     head = f"{m.src}->{m.dest} t{m.term}"
     if isinstance(m, AppendEntries):
         ents = " ".join(f"{t}:{d}" for t, d in m.entries)
+        if len(m.entries) > entries_shown_max:
+            (t0, d0), (t1, d1) = m.entries[0], m.entries[-1]
+            ents = f"{t0}:{d0} .. {t1}:{d1} ({len(m.entries)})"
         return f"{head} App prev={m.prev_index}/{m.prev_term} [{ents}] commit={m.commit_index}"
     if isinstance(m, AppendResponse):
         if m.success:
