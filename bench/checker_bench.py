@@ -196,6 +196,8 @@ def main(argv=None) -> int:
         gen_s = time.perf_counter() - t0
         print(f"(generated in {gen_s:.1f} s)")
         run_one(f"{n} ops", hist, args.time_limit_s)
+    if args.writers < 2:
+        return 0
     hist = pathological(args.writers)
     t0 = time.perf_counter()
     res = check_register(hist, time_limit_s=args.time_limit_s)
