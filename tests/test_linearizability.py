@@ -191,6 +191,19 @@ def test_info_chain_through_two_indeterminate_ops():
     assert valid(h) is False
 
 
+def test_a_read_explained_by_an_ok_write_leaves_the_info_write_for_later():
+    # r could see 2 from the info write or from the ok write 2; only the second choice leaves
+    # the info write available for the final read 2, after write 1.
+    h = hist((1, "invoke", "write", 2), (1, "info", "write", 2),
+             (0, "invoke", "write", 2), (2, "invoke", "read", None), (3, "invoke", "write", 1),
+             (2, "ok", "read", 2), (0, "ok", "write", 2), (3, "ok", "write", 1),
+             (3, "invoke", "write", 1), (3, "ok", "write", 1),
+             (2, "invoke", "read", None), (2, "ok", "read", 2))
+    assert valid(h) is True
+    h[11]["value"] = 3
+    assert valid(h) is False
+
+
 def test_fail_ops_are_ignored():
     h = seq(op(0, "write", 1), op(1, "write", 2, "fail"), op(0, "read", 2))
     assert valid(h) is False
