@@ -126,7 +126,8 @@ class RaftNet:
         rd = self.nodes[node_id].ready()
         pending = self.pending[node_id]
         if rd.needs_persist():
-            pending.append(Batch(rd.hard_state, rd.entries_start, list(rd.entries), list(rd.messages_after_persist)))
+            after = list(rd.messages_after_persist)
+            pending.append(Batch(rd.hard_state, rd.entries_start, list(rd.entries), after))
         elif rd.messages_after_persist:
             if pending:  # must not overtake a write still in progress
                 pending[-1].after.extend(rd.messages_after_persist)
@@ -263,7 +264,8 @@ class RaftNet:
         assert r is not None, f"{node_id} is not leader"
         return r
 
-    def load(self, node_id: str, current_term: int, voted_for: str | None, log: list[tuple[int, Any]]) -> Raft:
+    def load(self, node_id: str, current_term: int, voted_for: str | None, log: list[tuple[int, Any]]
+             ) -> Raft:
         """Give `node_id` this durable state (as if it had it on disk) and restart it from there."""
         self.disks[node_id] = Disk(current_term, voted_for, list(log))
         return self.restart(node_id)

@@ -129,7 +129,9 @@ def test_candidates_send_request_vote_only_after_persisting_their_own_vote() -> 
     ],
 )
 @pytest.mark.parametrize("pre_vote", [False, True])
-def test_log_up_to_dateness_decides_the_vote(last_index: int, last_term: int, granted: bool, pre_vote: bool) -> None:
+def test_log_up_to_dateness_decides_the_vote(
+    last_index: int, last_term: int, granted: bool, pre_vote: bool
+) -> None:
     """§5.4.1: a voter refuses a candidate whose log is less up to date than its own (last 2/2)."""
     voter = replica(current_term=2, entries=[(1, "a"), (2, "b")])
     voter.step(RequestVote("n2", "n1", 3, last_index, last_term, pre_vote))
@@ -217,7 +219,8 @@ def test_restart_from_recovered_state_keeps_term_vote_and_log_and_does_not_vote_
     assert rd.hard_state is None  # nothing new to persist: the recovered state is durable
     assert [m.granted for m in rd.messages_after_persist] == [False]
     # A full restart with a log: the log, term and vote all come back, and it is all stable.
-    r2 = Raft("n1", IDS, random.Random(1), PAPER, current_term=4, voted_for="n3", entries=[(1, "a"), (4, "b")])
+    r2 = Raft("n1", IDS, random.Random(1), PAPER, current_term=4, voted_for="n3",
+              entries=[(1, "a"), (4, "b")])
     assert (r2.log.last_index(), r2.log.last_term(), r2.current_term, r2.voted_for) == (2, 4, 4, "n3")
     rd2 = r2.ready()
     assert rd2.hard_state is None and rd2.entries == [] and rd2.committed == []

@@ -29,6 +29,8 @@ def partitioned_node_scenario(config: Config) -> tuple[RaftNet, int, int]:
     net.elect("n1")
     term = net["n1"].current_term
     net.isolate("n3")
+    for k in range(3):
+        net.propose(net.leaders()[0], f"w{k}")
     run(net, 10 * config.election_ticks)  # n3 times out again and again
     term_isolated = net["n3"].current_term
     net.heal()
@@ -41,6 +43,7 @@ def test_prevote_a_partitioned_node_does_not_raise_its_term_nor_disrupt_the_lead
     assert term_isolated == term
     assert net.leaders() == ["n1"] and net["n1"].current_term == term
     assert net["n3"].role is Role.FOLLOWER and net["n3"].leader_id == "n1"
+    assert net.datas("n3") == ["w0", "w1", "w2"]  # and it caught up
     assert set(net.leaders_by_term) == {term}  # nobody else ever led
 
 

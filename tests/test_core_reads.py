@@ -11,7 +11,7 @@ import random
 
 from raftnet import PAPER, RaftNet, fmt
 
-from rast_maelstrom.core import AppendEntries, Heartbeat, HeartbeatResponse, Raft, RequestVote, Role
+from rast_maelstrom.core import AppendEntries, Config, Heartbeat, HeartbeatResponse, Raft, RequestVote, Role
 
 FIVE = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -107,8 +107,6 @@ def test_a_deposed_leader_returns_its_pending_reads_in_dropped_reads() -> None:
 
 
 def test_a_leader_stepping_down_by_check_quorum_drops_its_pending_reads() -> None:
-    from rast_maelstrom.core import Config
-
     net = RaftNet(config=Config(election_ticks=10, heartbeat_ticks=2))
     net.elect("n1")
     net.isolate("n1")
