@@ -65,6 +65,7 @@ READ_BYTES_MAX = 1 << 20  # per os.read
 READS_PER_PASS_MAX = 64  # os.read calls per pass before yielding to timers and output
 PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
 PENDING_MAX = 200_000  # client writes awaiting commit; beyond it, new ones get 11
+READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond it, new ones get 11
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
 CLIENT_TYPES = ("read", "write", "cas")
@@ -253,10 +254,14 @@ class Node:
 
     def _on_read(self, src: str, body: dict) -> None:
         self._check_request(body, ())
-        if self.raft.role is not Role.LEADER:
+        raft = self.raft
+        if raft.role is not Role.LEADER:
             self._forward(src, body)
             return
-        self.raft.read_index((src, body["msg_id"], body["key"]))
+        if len(raft.pending_reads) + len(self.reads_waiting) >= READS_PENDING_MAX:
+            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not read")
+            return
+        raft.read_index((src, body["msg_id"], body["key"]))
 
     def _on_write(self, src: str, body: dict) -> None:
         self._check_request(body, ("value",))
@@ -544,8 +549,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inflight-max", type=int, default=32, help="AppendEntries in flight per follower")
     p.add_argument("--append-entries-max", type=int, default=1024, help="entries per AppendEntries")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
+    p.add_argument("--no-batching", action="store_true",
+                   help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
+                        "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
     args = p.parse_args(argv)
+    if args.no_batching:
+        args.inflight_max = 1
+        args.append_entries_max = 1
     if args.tick_ms <= 0 or args.election_ms <= args.heartbeat_ms or args.heartbeat_ms < args.tick_ms:
         p.error("need 0 < tick-ms <= heartbeat-ms < election-ms")
     return args
@@ -575,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
 
     node = Node(args, write_out, loop)
     splitter = LineSplitter()
+    unbatched = args.no_batching
     state = {"eof": False}
 
     def on_stdin() -> None:
@@ -594,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
             oversized = splitter.oversized
             for line in splitter.feed(data):
                 node.on_line(line)
+                if unbatched:
+                    node.flush()
             if splitter.oversized != oversized:
                 log.warning("dropped %d line(s) longer than %d bytes", splitter.oversized - oversized,
                             splitter.line_bytes_max)
