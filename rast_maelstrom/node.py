@@ -206,6 +206,7 @@ class Node:
             heartbeat_ticks=max(1, round(args.heartbeat_ms / tick_ms)),
             inflight_max=args.inflight_max,
             append_entries_max=args.append_entries_max,
+            lease_reads=args.lease_reads,
             bugs=frozenset(getattr(args, "bugs", ())),  # test-only: the simulator plants bugs here
         )
         seed = int.from_bytes(os.urandom(8), "little") if args.seed is None else args.seed
@@ -548,6 +549,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-ms", type=float, default=50.0, help="leader heartbeat interval (default 50 ms)")
     p.add_argument("--inflight-max", type=int, default=32, help="AppendEntries in flight per follower")
     p.add_argument("--append-entries-max", type=int, default=1024, help="entries per AppendEntries")
+    p.add_argument("--lease-reads", action="store_true",
+                   help="serve reads from a leader lease instead of a heartbeat round (fewer hops); "
+                        "assumes clocks advance at the same rate within ~3 ticks per election timeout "
+                        "and no long process pauses (a paused leader can serve stale reads); off by default")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
     p.add_argument("--no-batching", action="store_true",
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "

@@ -61,6 +61,7 @@ BUG_COMMIT_OLD_TERM = "commit-old-term"
 BUG_VOTE_IGNORES_LOG = "vote-ignores-log"
 BUG_TRUNCATE_ON_STALE_APPEND = "truncate-on-stale-append"
 STALL_BEATS_MAX = 2
+BEATS_TRACKED_MAX = 4096  # heartbeat send ticks remembered for lease arithmetic
 
 BUGS = frozenset(
     {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND}
@@ -75,12 +76,19 @@ class Config:
     append_entries_max: int = 1024  # entries per AppendEntries message
     pre_vote: bool = True
     check_quorum: bool = True
+    # Lease reads: the leader serves reads without a heartbeat round while a quorum acknowledged a
+    # heartbeat it sent less than `election_ticks - lease_margin_ticks` ago. Safe only if every node's
+    # ticks advance at the same rate within that margin (bounded clock drift, no long process pauses);
+    # a paused leader can serve stale reads. Off by default.
+    lease_reads: bool = False
+    lease_margin_ticks: int = 3
     bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         assert self.election_ticks > self.heartbeat_ticks >= 1
         assert self.inflight_max >= 1 and self.append_entries_max >= 1
         assert self.bugs <= BUGS, self.bugs - BUGS
+        assert 0 < self.lease_margin_ticks < self.election_ticks
 
 
 @dataclass(slots=True)
@@ -166,6 +174,9 @@ class Raft:
         self.recent_active: set[str] = set()
 
         self.read_seq = 0
+        self.ticks = 0  # ticks since this replica started (lease arithmetic)
+        self._beat_ticks: dict[int, int] = {}  # read_seq -> tick it was broadcast at (lease reads)
+        self._acked_ticks: dict[str, int] = {}  # peer -> send tick of the newest heartbeat it acked
         self.pending_reads: list[Any] = []
         self.read_rounds: deque[_ReadRound] = deque()
         self.read_acks: dict[str, int] = {}
@@ -179,6 +190,7 @@ class Raft:
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
+        self.ticks += 1
         if self.role is Role.LEADER:
             self.heartbeat_elapsed += 1
             self.election_elapsed += 1
@@ -297,11 +309,10 @@ class Raft:
         self.randomized_election_ticks = self.rng.randrange(e, 2 * e)
 
     def _in_lease(self) -> bool:
-        return (
-            self.config.check_quorum
-            and self.leader_id is not None
-            and self.election_elapsed < self.config.election_ticks
-        )
+        cfg = self.config
+        if cfg.lease_reads and self.ticks < cfg.election_ticks:
+            return True  # just (re)started: we may have promised a leader its lease before the crash
+        return cfg.check_quorum and self.leader_id is not None and self.election_elapsed < cfg.election_ticks
 
     def _drop_reads(self) -> None:
         self._dropped_reads.extend(self.pending_reads)
@@ -365,6 +376,7 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.recent_active = set()
         self.read_acks = {}
+        self._acked_ticks = {}
         nxt = self.log.last_index() + 1
         self.progress = {p: Progress(nxt) for p in self.peers}
         self.log.append(self.current_term, self.noop)  # commits this term (and all before it)
@@ -546,6 +558,9 @@ class Raft:
             pr.inflight.popleft()  # a full window of lost messages must not wedge replication
         if m.read_seq > self.read_acks.get(m.src, 0):
             self.read_acks[m.src] = m.read_seq
+            sent = self._beat_ticks.get(m.read_seq)
+            if sent is not None:
+                self._acked_ticks[m.src] = sent
             self._confirm_read_rounds()
 
     def _detect_stalls(self) -> None:
@@ -566,6 +581,13 @@ class Raft:
             pr.match_at_beat = pr.match
 
     def _broadcast_heartbeat(self) -> None:
+        if self.config.lease_reads:
+            self.read_seq += 1  # a fresh sequence per beat, so an echo dates the leader's lease
+            beats = self._beat_ticks
+            beats[self.read_seq] = self.ticks
+            if len(beats) > BEATS_TRACKED_MAX:
+                for seq in list(beats)[: len(beats) // 2]:
+                    del beats[seq]
         for peer in self.peers:
             pr = self.progress[peer]
             commit = min(pr.match, self.commit_index)
@@ -587,7 +609,7 @@ class Raft:
             return
         if self.log.term_at(self.commit_index) != self.current_term:
             return  # until this term's first entry commits, our commit index may be stale
-        if not self.peers:
+        if not self.peers or self._lease_valid():
             self._read_states.extend((c, self.commit_index) for c in self.pending_reads)
             self.pending_reads = []
             return
@@ -596,6 +618,16 @@ class Raft:
         self.pending_reads = []
         self.heartbeat_elapsed = 0
         self._broadcast_heartbeat()
+
+    def _lease_valid(self) -> bool:
+        """A quorum acknowledged beats sent at or after tick T; until T + election_ticks those voters
+        refuse any other candidate (leader stickiness), minus a margin for clock drift."""
+        cfg = self.config
+        if not cfg.lease_reads:
+            return False
+        acked = sorted((self._acked_ticks.get(p, -1) for p in self.peers), reverse=True)
+        start = acked[self.quorum - 2]  # the quorum's oldest acknowledgement (we are the other one)
+        return start >= 0 and self.ticks < start + cfg.election_ticks - cfg.lease_margin_ticks
 
     def _confirm_read_rounds(self) -> None:
         rounds = self.read_rounds
