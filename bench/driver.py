@@ -1,0 +1,489 @@
+"""The benchmark's cluster and closed-loop client driver, built on the runner's own engine.
+
+Owns:
+- `System`: how to start one kind of Maelstrom node (argv, how clients are routed to nodes).
+- `Cluster`: n node processes driven through the runner's `Loop`, `Network` and `NodeProcess`
+  (the same process hop, pipes and routing as `bin/maelstrom-py test`), started, sent `init`, and
+  waited on until every node has served a write (so a leader exists and every node reaches it).
+  It reads each node's CPU time (utime + stime, /proc/<pid>/stat) and peak RSS (VmHWM,
+  /proc/<pid>/status), and stops every process by PID.
+- `run_cell`: one measurement on a running cluster: N closed-loop clients (each one request in
+  flight; the next op is sent the moment the previous one completes), a lin-kv-like mix (50% read,
+  17% write, 33% cas; values 0-4), a warm-up, then a fixed window in which ok ops, latencies,
+  network message counts and CPU are measured; then the in-flight ops drain and the whole history
+  (contract format) is checked with `check_independent`.
+
+Keys and routing: clients are grouped in groups of 2n per key, as in lin-kv (so a key sees the
+same concurrency as under `make check`), and every cell uses fresh keys, so a cell's history is
+complete for its keys. With "spread" routing each client sends op j to node (i + j) mod n: every
+node serves clients and the single-client cell sees leader and followers alike, so a figure does
+not depend on which node won the election. With "by-key" routing (the null node, whose nodes
+share nothing) every op on key k goes to node k mod n.
+
+Invariants: at most one op in flight per client; every op gets a completion (reply, or the
+client timeout of `client_timeout_ms`); every loop is bounded in time; every process started is
+killed in `Cluster.stop` (also on errors).
+May not touch: the harness's internals (it composes the harness's public classes only), anything
+outside its temp dir and its own processes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rast_maelstrom.harness.eventloop import Loop  # noqa: E402
+from rast_maelstrom.harness.linearizability import check_independent  # noqa: E402
+from rast_maelstrom.harness.network import Network  # noqa: E402
+from rast_maelstrom.harness.process import NodeProcess  # noqa: E402
+from rast_maelstrom.harness.workload import complete_op  # noqa: E402
+
+log = logging.getLogger("bench.driver")
+
+client_timeout_ms = 1000          # as the runner's default: max(10 x latency, 1000)
+init_timeout_s = 10.0
+ready_timeout_s = 30.0
+ready_retry_ms = 50
+drain_slack_s = 2.0
+value_max = 4
+clients_max = 4096
+history_ops_max = 5_000_000       # a cell stops issuing (and says so) beyond this many records
+port_search_tries_max = 200
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+READ_SHARE = 0.50
+WRITE_SHARE = 0.17                # cas takes the rest (0.33)
+
+
+@dataclass
+class System:
+    name: str
+    argv: list[str]                # "{base_port}" is replaced by a free loopback port base
+    routing: str = "spread"        # "spread" | "by-key"
+    notes: str = ""
+
+    def command(self, base_port: int | None) -> list[str]:
+        return [a.replace("{base_port}", str(base_port)) for a in self.argv]
+
+    @property
+    def needs_ports(self) -> bool:
+        return any("{base_port}" in a for a in self.argv)
+
+
+def free_port_base(count: int, rng: random.Random) -> int:
+    """A base port p such that p .. p+count-1 are all bindable on 127.0.0.1 right now."""
+    for _ in range(port_search_tries_max):
+        base = rng.randrange(20000, 60000 - count)
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} free consecutive loopback ports found")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_kb(pid: int) -> int:
+    """Peak resident set size (VmHWM) of a process, in kB."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class ClusterError(Exception):
+    """The cluster could not be started or did not become ready."""
+
+
+class Cluster:
+    """n nodes of one system under the runner's loop, network and process layer."""
+
+    def __init__(self, system: System, node_count: int, workdir: Path, seed: int = 0):
+        self.system = system
+        self.nodes = [f"n{i}" for i in range(node_count)]
+        self.workdir = workdir
+        self.rng = random.Random(f"{seed}:{system.name}:{node_count}")
+        self.loop = Loop()
+        self.network = Network(self.loop)
+        self.procs: list[NodeProcess] = []
+        self.next_client = 0
+        self.base_port: int | None = None
+
+    def client_id(self) -> str:
+        self.next_client += 1
+        return f"c{self.next_client}"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> float:
+        """Start, init and wait until every node served a write. Returns seconds to ready."""
+        t0 = time.monotonic()
+        if self.system.needs_ports:
+            self.base_port = free_port_base(len(self.nodes), self.rng)
+        command = self.system.command(self.base_port)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            proc = NodeProcess(self.loop, node, command, self.workdir / f"{node}.log")
+            self.network.register_node(node, proc.deliver, proc.blocked)
+            proc.on_line = self.network.on_node_line
+            proc.on_resume = self.network.resume
+            self.procs.append(proc)
+        procs = self.procs
+
+        def flush_all() -> None:
+            for p in procs:
+                if p._out:
+                    p.flush()
+        self.loop.add_after_pass(flush_all)
+        for proc in self.procs:
+            proc.start()
+        self._init()
+        self._wait_ready()
+        return time.monotonic() - t0
+
+    def _init(self) -> None:
+        replies: dict[str, dict] = {}
+        clients = []
+        for node in self.nodes:
+            cid = self.client_id()
+            clients.append(cid)
+            self.network.register_client(
+                cid, lambda src, body, node=node: replies.setdefault(node, body))
+            self.network.send_body(cid, node, {"type": "init", "msg_id": 1, "node_id": node,
+                                               "node_ids": list(self.nodes)})
+        self.loop.run_until(lambda: len(replies) == len(self.nodes) or self.any_exited(),
+                            self.loop.now_ns() + int(init_timeout_s * 1e9))
+        for cid in clients:
+            self.network.unregister(cid)
+        for node in self.nodes:
+            body = replies.get(node)
+            if body is None or body.get("type") != "init_ok":
+                raise ClusterError(f"{self.system.name}: node {node} did not answer init "
+                                   f"(got {body}); see {self.workdir}/{node}.log")
+
+    def _wait_ready(self) -> None:
+        """Every node must serve one write (through the leader) before measuring."""
+        pending = set(self.nodes)
+        state: dict[str, Any] = {}
+        cid = self.client_id()
+        msg_id = [0]
+        awaiting: dict[int, str] = {}
+
+        def send(node: str) -> None:
+            msg_id[0] += 1
+            awaiting[msg_id[0]] = node
+            self.network.send_body(cid, node, {"type": "write", "msg_id": msg_id[0],
+                                               "key": "bench-ready", "value": 0})
+            self.loop.call_later(client_timeout_ms * 1_000_000, lambda m=msg_id[0]: retry(m))
+
+        def retry(m: int) -> None:
+            node = awaiting.pop(m, None)
+            if node is not None and node in pending:
+                send(node)
+
+        def on_reply(src: str, body: dict) -> None:
+            node = awaiting.pop(body.get("in_reply_to"), None)
+            if node is None:
+                return
+            if body.get("type") == "write_ok":
+                pending.discard(node)
+            else:
+                state["last_error"] = body
+                self.loop.call_later(ready_retry_ms * 1_000_000, lambda: send(node))
+
+        self.network.register_client(cid, on_reply)
+        for node in self.nodes:
+            send(node)
+        ok = self.loop.run_until(lambda: not pending or self.any_exited(),
+                                 self.loop.now_ns() + int(ready_timeout_s * 1e9))
+        self.network.unregister(cid)
+        if not ok or pending:
+            raise ClusterError(f"{self.system.name}: nodes {sorted(pending)} did not serve a "
+                               f"write within {ready_timeout_s:.0f} s (last error "
+                               f"{state.get('last_error')}); logs in {self.workdir}")
+
+    def any_exited(self) -> bool:
+        return any(p.exit_status() is not None for p in self.procs)
+
+    def exited(self) -> list[str]:
+        return [p.node_id for p in self.procs if p.exit_status() is not None]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
+
+    def cpu_s(self) -> dict[str, float]:
+        out = {}
+        for p in self.procs:
+            try:
+                out[p.node_id] = proc_cpu_s(p.pid)
+            except (OSError, ValueError):
+                out[p.node_id] = float("nan")
+        return out
+
+    def hwm_mb(self) -> dict[str, float]:
+        out = {}
+        for p in self.procs:
+            try:
+                out[p.node_id] = proc_hwm_kb(p.pid) / 1024
+            except OSError:
+                out[p.node_id] = float("nan")
+        return out
+
+    def stop(self) -> None:
+        """SIGKILL every node by PID and wait for it; close pipes and the loop."""
+        for p in self.procs:
+            try:
+                p.kill()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("could not kill %s", p.node_id)
+            p.drain_stderr()
+            p.close()
+        self.loop.close()
+
+
+# -- one measurement ------------------------------------------------------------------------------
+@dataclass
+class _Client:
+    index: int
+    client_id: str
+    key: Any
+    process: int
+    rng: random.Random
+    ops: int = 0
+    msg_id: int = 0
+    awaiting: int | None = None
+    op: tuple | None = None
+    node: str = ""
+    sent_ns: int = 0
+    timer: Any = None
+
+
+@dataclass
+class CellResult:
+    clients: int
+    duration_s: float
+    ok: int = 0
+    fail: int = 0
+    info: int = 0
+    ok_per_s: float = 0.0
+    completed_per_s: float = 0.0
+    latencies_ms: dict = field(default_factory=dict)
+    server_msgs_per_op: float = 0.0
+    all_msgs_per_op: float = 0.0
+    node_cpu_s_per_kop: float = 0.0
+    node_cpu_share: dict = field(default_factory=dict)
+    driver_cpu_s_per_kop: float = 0.0
+    peak_rss_mb: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    history_ops: int = 0
+    keys: int = 0
+    linearizable: Any = None
+    check_s: float = 0.0
+    failures: list = field(default_factory=list)
+    explanation: str = ""
+    history: list | None = None
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: float,
+             key_base: int, seed: int, check_time_limit_s: float,
+             keep_history: bool = False) -> CellResult:
+    """Drive `clients` closed-loop clients for warmup + duration; measure; check; see module doc."""
+    assert 1 <= clients <= clients_max, clients
+    loop, network = cluster.loop, cluster.network
+    nodes = cluster.nodes
+    n = len(nodes)
+    group = 2 * n
+    by_key = cluster.system.routing == "by-key"
+    rng = random.Random(f"{seed}:{cluster.system.name}:{n}:{clients}:{key_base}")
+    history: list[dict] = []
+    zero_ns = loop.now_ns()
+    res = CellResult(clients=clients, duration_s=duration_s)
+    lat_ns: list[int] = []
+    state = {"issuing": True, "measuring": False, "t_start": 0, "t_end": 0}
+    errors: dict[str, int] = {}
+    timeout_ns = client_timeout_ms * 1_000_000
+
+    def record(type_: str, c: _Client, f: str, value: Any, **extra: Any) -> None:
+        op = {"index": len(history), "time": loop.now_ns() - zero_ns, "type": type_,
+              "process": c.process, "f": f, "value": value}
+        for k, v in extra.items():
+            if v is not None:
+                op[k] = v
+        history.append(op)
+
+    def issue(c: _Client) -> None:
+        if not state["issuing"] or len(history) >= history_ops_max:
+            return
+        r = c.rng.random()
+        if r < READ_SHARE:
+            f, value = "read", [c.key, None]
+        elif r < READ_SHARE + WRITE_SHARE:
+            f, value = "write", [c.key, c.rng.randint(0, value_max)]
+        else:
+            f, value = "cas", [c.key, [c.rng.randint(0, value_max), c.rng.randint(0, value_max)]]
+        node = nodes[c.key % n] if by_key else nodes[(c.index + c.ops) % n]
+        c.ops += 1
+        c.msg_id += 1
+        c.awaiting = c.msg_id
+        c.op = (f, value)
+        c.node = node
+        record("invoke", c, f, value, node=node)
+        if f == "read":
+            body = {"type": "read", "msg_id": c.msg_id, "key": c.key}
+        elif f == "write":
+            body = {"type": "write", "msg_id": c.msg_id, "key": c.key, "value": value[1]}
+        else:
+            body = {"type": "cas", "msg_id": c.msg_id, "key": c.key, "from": value[1][0],
+                    "to": value[1][1]}
+        c.sent_ns = loop.now_ns()
+        c.timer = loop.call_at(c.sent_ns + timeout_ns, on_timeout, c)
+        network.send_body(c.client_id, node, body)
+
+    def complete(c: _Client, body: dict | None) -> None:
+        now = loop.now_ns()
+        f, value = c.op
+        if c.timer is not None:
+            c.timer.cancel()
+            c.timer = None
+        outcome = complete_op(f, value, body)
+        kind = outcome["type"]
+        record(kind, c, f, outcome["value"], node=c.node, error=outcome.get("error"),
+               exception=outcome.get("exception"))
+        if state["measuring"] and state["t_start"] <= now <= state["t_end"]:
+            if kind == "ok":
+                res.ok += 1
+                lat_ns.append(now - c.sent_ns)
+            else:
+                if kind == "fail":
+                    res.fail += 1
+                else:
+                    res.info += 1
+                err = outcome.get("error")
+                name = err[0] if isinstance(err, list) else str(err)
+                errors[name] = errors.get(name, 0) + 1
+        if kind == "info":
+            c.process += clients
+        c.op = None
+        c.awaiting = None
+        issue(c)
+
+    def on_reply(c: _Client, body: dict) -> None:
+        if c.op is None:
+            return
+        irt = body.get("in_reply_to") if type(body) is dict else None
+        if irt is None or irt != c.awaiting:
+            return
+        complete(c, body)
+
+    def on_timeout(c: _Client) -> None:
+        c.timer = None
+        if c.op is not None:
+            complete(c, None)
+
+    cs: list[_Client] = []
+    for i in range(clients):
+        key = key_base + i // group
+        c = _Client(index=i, client_id=cluster.client_id(), key=key, process=i,
+                    rng=random.Random(rng.random()))
+        network.register_client(c.client_id, lambda src, body, c=c: on_reply(c, body))
+        cs.append(c)
+    res.keys = len({c.key for c in cs})
+    snap: dict[str, Any] = {}
+
+    def begin_window() -> None:
+        state["measuring"] = True
+        state["t_start"] = loop.now_ns()
+        state["t_end"] = state["t_start"] + int(duration_s * 1e9)
+        snap["cpu"] = cluster.cpu_s()
+        snap["drv"] = time.process_time()
+        snap["srv"] = network.send_all - network.send_clients
+        snap["all"] = network.send_all
+
+    def end_window() -> None:
+        snap["cpu2"] = cluster.cpu_s()
+        snap["drv2"] = time.process_time()
+        snap["srv2"] = network.send_all - network.send_clients
+        snap["all2"] = network.send_all
+        snap["t2"] = loop.now_ns()
+        state["issuing"] = False
+
+    t0 = loop.now_ns()
+    loop.call_at(t0 + int(warmup_s * 1e9), begin_window)
+    loop.call_at(t0 + int((warmup_s + duration_s) * 1e9), end_window)
+    for c in cs:
+        issue(c)
+    end_ns = t0 + int((warmup_s + duration_s) * 1e9)
+    loop.run_until(lambda: "t2" in snap or cluster.any_exited(),
+                   end_ns + int(drain_slack_s * 1e9))
+    if "t2" not in snap:
+        end_window()
+        if "cpu" not in snap:
+            begin_window()
+    loop.run_until(lambda: all(c.op is None for c in cs),
+                   loop.now_ns() + timeout_ns + int(drain_slack_s * 1e9))
+    for c in cs:
+        if c.timer is not None:
+            c.timer.cancel()
+        network.unregister(c.client_id)
+    window_s = (snap["t2"] - state["t_start"]) / 1e9
+    res.ok_per_s = res.ok / window_s if window_s > 0 else 0.0
+    lat = sorted(x / 1e6 for x in lat_ns)
+    res.latencies_ms = {"p50": _quantile(lat, 0.50), "p95": _quantile(lat, 0.95),
+                        "p99": _quantile(lat, 0.99), "max": lat[-1] if lat else float("nan"),
+                        "mean": sum(lat) / len(lat) if lat else float("nan")}
+    completed = res.ok + res.fail + res.info
+    res.completed_per_s = completed / window_s if window_s > 0 else 0.0
+    ops = max(completed, 1)   # costs are per completed op: a failed cas is served work too
+    res.server_msgs_per_op = (snap["srv2"] - snap["srv"]) / ops
+    res.all_msgs_per_op = (snap["all2"] - snap["all"]) / ops
+    node_cpu = {k: snap["cpu2"][k] - snap["cpu"][k] for k in snap["cpu"]}
+    res.node_cpu_s_per_kop = sum(node_cpu.values()) / ops * 1000
+    res.node_cpu_share = {k: round(v / window_s, 3) for k, v in node_cpu.items()}
+    res.driver_cpu_s_per_kop = (snap["drv2"] - snap["drv"]) / ops * 1000
+    res.peak_rss_mb = {k: round(v, 1) for k, v in cluster.hwm_mb().items()}
+    res.errors = errors
+    res.history_ops = len(history)
+    t_check = time.monotonic()
+    verdict = check_independent(history, time_limit_s=check_time_limit_s)
+    res.check_s = time.monotonic() - t_check
+    res.linearizable = verdict.get("valid?")
+    res.failures = list(verdict.get("failures", []))[:10]
+    for key in res.failures[:1]:
+        per_key = verdict["results"].get(key, {})
+        res.explanation = per_key.get("explanation") or per_key.get("cause") or ""
+    if keep_history or res.linearizable is not True:
+        res.history = history
+    if cluster.any_exited():
+        raise ClusterError(f"{cluster.system.name}: nodes {cluster.exited()} exited during "
+                           f"the cell; logs in {cluster.workdir}")
+    return res
