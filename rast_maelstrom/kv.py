@@ -35,12 +35,14 @@ NOOP = b"null"  # what a new leader appends to commit its term
 Result = tuple[int | None, Any]
 
 
-def encode_write(key: Any, value: Any) -> bytes:
-    return orjson.dumps(("w", key, value))
+def encode_write(key: int | str, value: Any) -> bytes:
+    """`value` (and `frm`, `to`): the JSON bytes as the client sent them (bytes or msgspec.Raw),
+    spliced in, never re-encoded."""
+    return b'["w",%b,%b]' % (orjson.dumps(key), value)
 
 
-def encode_cas(key: Any, frm: Any, to: Any) -> bytes:
-    return orjson.dumps(("c", key, frm, to))
+def encode_cas(key: int | str, frm: Any, to: Any) -> bytes:
+    return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
 
 
 class KVStore:

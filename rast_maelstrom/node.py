@@ -57,7 +57,8 @@ from .core import (
 )
 from .runtime.loop import EventLoop
 from .runtime.wal import Recovered, WalWriter, WriteAheadLog
-from .wire.codec import LineSplitter, MalformedMessage, decode, encode
+from .wire import schema
+from .wire.codec import LineSplitter, MalformedMessage, diagnose, encode
 
 log = logging.getLogger("rast")
 
@@ -68,11 +69,6 @@ PENDING_MAX = 200_000  # client writes awaiting commit; beyond it, new ones get 
 READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond it, new ones get 11
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
-CLIENT_TYPES = ("read", "write", "cas")
-
-
-def _is_key(k: Any) -> bool:
-    return (type(k) is int) or (type(k) is str)
 
 
 class Node:
@@ -109,79 +105,89 @@ class Node:
         self._tick_timer = None
         self.stopped = False
         self._handlers = {
-            "read": self._on_read,
-            "write": self._on_write,
-            "cas": self._on_cas,
-            "ae": self._on_raft,
-            "aer": self._on_raft,
-            "hb": self._on_raft,
-            "hbr": self._on_raft,
-            "rv": self._on_raft,
-            "rvr": self._on_raft,
-            "init": self._on_init,
+            schema.Read: self._on_read,
+            schema.Write: self._on_write,
+            schema.Cas: self._on_cas,
+            schema.AE: self._on_raft,
+            schema.AER: self._on_raft,
+            schema.HB: self._on_raft,
+            schema.HBR: self._on_raft,
+            schema.RV: self._on_raft,
+            schema.RVR: self._on_raft,
+            schema.Init: self._on_init,
         }
 
     # ------------------------------------------------------------------ input
 
     def on_line(self, line: bytes) -> None:
-        if not line.strip():
-            return
+        """One input line: the typed fast path; anything that does not fit goes to `_on_bad_line`."""
         try:
-            src, dest, body = decode(line)
-        except MalformedMessage as exc:
-            log.warning("dropping malformed line (%s): %.200r", exc, line)
-            if exc.body is not None and exc.src is not None:
-                self._error_reply(exc.src, exc.body, kv.ERR_MALFORMED_REQUEST, str(exc))
+            env = schema.decode_envelope(line)
+        except schema.DecodeError:
+            self._on_bad_line(line)
             return
-        typ = body["type"]
-        if self.node_id is None and typ != "init":
+        body = env.body
+        if self.node_id is None and type(body) is not schema.Init:
             if len(self.pre_init) < PRE_INIT_BUFFER_MAX:
                 self.pre_init.append(line)
             else:
-                log.warning("dropping %s from %s: pre-init buffer full", typ, src)
+                log.warning("dropping a message from %s before init: buffer full", env.src)
             return
-        handler = self._handlers.get(typ)
-        if handler is None:
-            if "msg_id" in body:
+        try:
+            self._handlers[type(body)](env.src, body)
+        except ValueError as exc:  # semantically invalid (e.g. an init naming itself twice)
+            log.warning("invalid request from %s (%s): %.200r", env.src, exc, line)
+            self._error_reply(env.src, getattr(body, "msg_id", None), kv.ERR_MALFORMED_REQUEST, str(exc))
+
+    def _on_bad_line(self, line: bytes) -> None:
+        """Say precisely what is wrong with a line, and answer its sender when there is one."""
+        if not line.strip():
+            return
+        try:
+            src, dest, body = diagnose(line)
+        except MalformedMessage as exc:
+            log.warning("dropping malformed line (%s): %.200r", exc, line)
+            if exc.body is not None and exc.src is not None:
+                self._error_reply(exc.src, exc.body.get("msg_id"), kv.ERR_MALFORMED_REQUEST, str(exc))
+            return
+        typ = body["type"]
+        msg_id = body.get("msg_id")
+        if typ not in schema.TYPE_NAMES:
+            if msg_id is not None:
                 log.warning("unsupported request type %r from %s", typ, src)
-                self._error_reply(src, body, kv.ERR_NOT_SUPPORTED, f"unsupported request type {typ!r}")
+                self._error_reply(src, msg_id, kv.ERR_NOT_SUPPORTED, f"unsupported request type {typ!r}")
             else:
                 log.warning("ignoring message of unknown type %r from %s", typ, src)
             return
-        try:
-            handler(src, body)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            log.warning("malformed %s from %s (%r): %.200r", typ, src, exc, line)
-            if typ in CLIENT_TYPES or typ == "init":
-                self._error_reply(src, body, kv.ERR_MALFORMED_REQUEST, f"malformed {typ}: {exc!r}")
+        try:  # the typed decoder's own words say which field is missing or mistyped
+            schema.decode_envelope(line)
+            why = "malformed"
+        except schema.DecodeError as exc:
+            why = str(exc)
+        log.warning("malformed %s from %s (%s): %.200r", typ, src, why, line)
+        if typ in ("read", "write", "cas", "init"):
+            self._error_reply(src, msg_id, kv.ERR_MALFORMED_REQUEST, f"malformed {typ}: {why}")
 
-    def _error_reply(self, dest: str, body: dict, code: int, text: str) -> None:
+    def _error_reply(self, dest: str, msg_id: Any, code: int, text: str) -> None:
         reply: dict[str, Any] = {"type": "error", "code": code, "text": text}
-        msg_id = body.get("msg_id")
         if type(msg_id) is int:
             reply["in_reply_to"] = msg_id
         self.out.append(encode(self.node_id or "", dest, reply))
 
-    def _on_init(self, src: str, body: dict) -> None:
-        node_id = body["node_id"]
-        node_ids = body["node_ids"]
-        if (
-            type(node_id) is not str
-            or type(node_ids) is not list
-            or not all(type(n) is str for n in node_ids)
-            or node_id not in node_ids
-            or len(set(node_ids)) != len(node_ids)
-        ):
-            raise ValueError("init needs node_id (a string) listed once in node_ids")
+    def _on_init(self, src: str, body: schema.Init) -> None:
+        node_id = body.node_id
+        node_ids = body.node_ids
+        if node_id not in node_ids or len(set(node_ids)) != len(node_ids):
+            raise ValueError("init needs node_id listed once in node_ids")
         if self.node_id is not None:
             if node_id != self.node_id or node_ids != self.node_ids:
                 raise ValueError("init again with a different identity")
-            self._reply(src, body, {"type": "init_ok"})
+            self._reply(src, body.msg_id, {"type": "init_ok"})
             return
         self.node_id = node_id
         self.node_ids = node_ids
         self._open_storage()
-        self._reply(src, body, {"type": "init_ok"})
+        self._reply(src, body.msg_id, {"type": "init_ok"})
         log.info("initialised as %s of %s (data dir %s)", node_id, node_ids, self.data_dir)
         self._next_tick = self.loop.clock() + self.tick_s
         self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
@@ -229,65 +235,51 @@ class Node:
 
     # ------------------------------------------------------------------ clients
 
-    def _reply(self, dest: str, req: dict, body: dict) -> None:
-        body["in_reply_to"] = req["msg_id"]
+    def _reply(self, dest: str, msg_id: int, body: dict) -> None:
+        body["in_reply_to"] = msg_id
         self.out.append(encode(self.node_id, dest, body))
 
-    def _forward(self, src: str, body: dict) -> None:
+    def _forward(self, src: str, body: schema.Read | schema.Write | schema.Cas) -> None:
         """Not the leader: pass the request on with the client as src, or refuse (definite)."""
-        raft = self.raft
-        leader = raft.leader_id
-        hops = body.get("fwd", 0)
-        if leader is None or leader == self.node_id or type(hops) is not int or hops >= FORWARD_HOPS_MAX:
-            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
+        leader = self.raft.leader_id
+        if leader is None or leader == self.node_id or body.fwd >= FORWARD_HOPS_MAX:
+            self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
             return
-        body["fwd"] = hops + 1
-        self.out.append(encode(src, leader, body))
+        body.fwd += 1
+        self.out.append(encode(src, leader, orjson.Fragment(schema.encode_struct(body))))
 
-    def _check_request(self, body: dict, fields: tuple[str, ...]) -> None:
-        if type(body.get("msg_id")) is not int:
-            raise ValueError("msg_id must be an integer")
-        if not _is_key(body["key"]):
-            raise TypeError("key must be an integer or a string")
-        for f in fields:
-            if f not in body:
-                raise KeyError(f)
-
-    def _on_read(self, src: str, body: dict) -> None:
-        self._check_request(body, ())
+    def _on_read(self, src: str, body: schema.Read) -> None:
         raft = self.raft
         if raft.role is not Role.LEADER:
             self._forward(src, body)
             return
         if len(raft.pending_reads) + len(self.reads_waiting) >= READS_PENDING_MAX:
-            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not read")
+            self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not read")
             return
-        raft.read_index((src, body["msg_id"], body["key"]))
+        raft.read_index((src, body.msg_id, body.key))
 
-    def _on_write(self, src: str, body: dict) -> None:
-        self._check_request(body, ("value",))
-        self._propose(src, body, kv.encode_write(body["key"], body["value"]))
+    def _on_write(self, src: str, body: schema.Write) -> None:
+        self._propose(src, body, kv.encode_write(body.key, body.value))
 
-    def _on_cas(self, src: str, body: dict) -> None:
-        self._check_request(body, ("from", "to"))
-        self._propose(src, body, kv.encode_cas(body["key"], body["from"], body["to"]))
+    def _on_cas(self, src: str, body: schema.Cas) -> None:
+        self._propose(src, body, kv.encode_cas(body.key, body.frm, body.to))
 
-    def _propose(self, src: str, body: dict, command: bytes) -> None:
+    def _propose(self, src: str, body: schema.Write | schema.Cas, command: bytes) -> None:
         raft = self.raft
         if raft.role is not Role.LEADER:
             self._forward(src, body)
             return
         if len(self.pending) >= PENDING_MAX:
-            self._error_reply(src, body, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
+            self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
             return
         index, term = raft.propose(command)
-        self.pending[index] = (term, src, body["msg_id"], self.loop.clock())
+        self.pending[index] = (term, src, body.msg_id, self.loop.clock())
 
     # ------------------------------------------------------------------ raft wire
 
-    def _on_raft(self, src: str, body: dict) -> None:
+    def _on_raft(self, src: str, body: Any) -> None:
         if src not in self.node_ids or src == self.node_id:
-            log.warning("ignoring %s from unknown peer %s", body["type"], src)
+            log.warning("ignoring %s from unknown peer %s", type(body).__name__, src)
             return
         self.raft.step(_decode_raft(src, self.node_id, body))
 
@@ -354,7 +346,7 @@ class Node:
                         heapq.heappush(self.reads_waiting, (index, self._read_seq, ctx))
             for ctx in rd.dropped_reads:
                 src, msg_id, _ = ctx
-                self._error_reply(src, {"msg_id": msg_id}, kv.ERR_TEMPORARILY_UNAVAILABLE,
+                self._error_reply(src, msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE,
                                   "leadership lost before the read was confirmed")
         if self.out:
             data = b"".join(self.out)
@@ -478,34 +470,24 @@ def _encode_raft(m: Message) -> bytes:
     return encode(m.src, m.dest, body)
 
 
-def _int(v: Any) -> int:
-    if type(v) is not int:
-        raise TypeError(f"expected an integer, got {v!r}")
-    return v
-
-
-def _decode_raft(src: str, dest: str, b: dict) -> Message:
-    t = b["type"]
-    term = _int(b["term"])
-    if t == "ae":
-        dumps = orjson.dumps
-        entries = [(_int(e[0]), dumps(e[1])) for e in b["e"]]
-        return AppendEntries(src, dest, term, _int(b["pi"]), _int(b["pt"]), entries, _int(b["c"]))
-    if t == "aer":
-        if b["ok"] is True:
-            return AppendResponse(src, dest, term, True, match_index=_int(b["m"]))
-        ct = b["ct"]
-        return AppendResponse(src, dest, term, False, reject_index=_int(b["ri"]),
-                              conflict_index=_int(b["ci"]), conflict_term=None if ct is None else _int(ct))
-    if t == "hb":
-        return Heartbeat(src, dest, term, _int(b["c"]), _int(b["rs"]))
-    if t == "hbr":
-        return HeartbeatResponse(src, dest, term, _int(b["rs"]))
-    if t == "rv":
-        return RequestVote(src, dest, term, _int(b["li"]), _int(b["lt"]), bool(b["pre"]))
-    if t == "rvr":
-        return VoteResponse(src, dest, term, bool(b["g"]), bool(b["pre"]))
-    raise ValueError(f"not a raft message: {t!r}")
+def _decode_raft(src: str, dest: str, b: Any) -> Message:
+    t = type(b)
+    if t is schema.AE:
+        # The entries' bytes exactly as they came: what the leader encoded is what lands in our WAL.
+        return AppendEntries(src, dest, b.term, b.pi, b.pt, [(et, bytes(ed)) for et, ed in b.e], b.c)
+    if t is schema.AER:
+        if b.ok:
+            return AppendResponse(src, dest, b.term, True, match_index=b.m)
+        return AppendResponse(src, dest, b.term, False, reject_index=b.ri, conflict_index=b.ci,
+                              conflict_term=b.ct)
+    if t is schema.HB:
+        return Heartbeat(src, dest, b.term, b.c, b.rs)
+    if t is schema.HBR:
+        return HeartbeatResponse(src, dest, b.term, b.rs)
+    if t is schema.RV:
+        return RequestVote(src, dest, b.term, b.li, b.lt, b.pre)
+    assert t is schema.RVR
+    return VoteResponse(src, dest, b.term, b.g, b.pre)
 
 
 # ---------------------------------------------------------------------- process

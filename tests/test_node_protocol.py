@@ -187,7 +187,7 @@ def test_oversized_line_is_dropped_with_a_stderr_line(node: NodeProc) -> None:
 def test_malformed_peer_messages_do_not_crash(node: NodeProc) -> None:
     node.init("n0", ["n0", "n1", "n2"])
     for body in [{"type": "ae", "term": "x"}, {"type": "ae", "term": 1, "pi": 0, "pt": 0, "c": 0, "e": 5},
-                 {"type": "rv", "term": 1}, {"type": "hbr"}, {"type": "aer", "term": 1, "ok": False}]:
+                 {"type": "rv", "term": 1}, {"type": "hbr"}, {"type": "aer", "term": 1, "ok": "yes"}]:
         node.send("n1", "n0", body)
     node.send("n9", "n0", {"type": "hb", "term": 5, "c": 0, "rs": 0})  # not a member
     # still alive: with no leader it refuses definitely
@@ -257,7 +257,7 @@ def test_restart_after_kill9_recovers_acknowledged_writes(tmp_path: Path) -> Non
 def test_apply_exception_is_deterministic_error_13() -> None:
     a, b = kv.KVStore(), kv.KVStore()
     for store in (a, b):
-        store.apply(kv.encode_write(1, 1))
+        store.apply(kv.encode_write(1, b"1"))
     bad = [b'["w"]', b'["zz",1]', b"not json", b'{"x":1}']
     for cmd in bad:
         ra, rb = a.apply(cmd), b.apply(cmd)

@@ -81,8 +81,9 @@ class LineSplitter:
         return b"".join(self._parts)
 
 
-def decode(line: bytes) -> tuple[str, str, dict[str, Any]]:
-    """Decode one envelope. Raises MalformedMessage."""
+def diagnose(line: bytes) -> tuple[str, str, dict[str, Any]]:
+    """Decode one envelope generically (the slow path, for lines the typed schema refused): returns
+    (src, dest, body) if the envelope is sound, else raises MalformedMessage saying what is wrong."""
     try:
         msg = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
