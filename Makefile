@@ -10,7 +10,12 @@ TIME ?= 30
 RATE ?= 100
 CHECK_ARGS ?=
 
-.PHONY: all venv test test-fast check maelstrom bench sim clean
+# Simulation sweeps: make sim SEEDS=1-1000 STEPS=20000 NODES=5
+SEEDS ?= 1-200
+STEPS ?= 20000
+SIM_ARGS ?=
+
+.PHONY: all venv test test-fast check maelstrom bench bench-quick sim clean
 
 all: test
 
@@ -31,6 +36,15 @@ test-fast: $(STAMP)
 check: $(STAMP)
 	bin/maelstrom-py test -w lin-kv --bin bin/rast --node-count $(NODES) --concurrency 2n \
 	  --rate $(RATE) --time-limit $(TIME) --nemesis partition --nemesis-interval 5 $(CHECK_ARGS)
+
+sim: $(STAMP)
+	$(PY) -m rast_maelstrom.sim --seeds $(SEEDS) --steps $(STEPS) --nodes $(NODES) $(SIM_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 # The same test under the real Maelstrom jar, where it is installed.
 maelstrom: $(STAMP)
