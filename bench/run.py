@@ -238,7 +238,22 @@ def merge_valid(values) -> object:
 
 
 def verdict_text(v) -> str:
-    return {True: "linearizable", False: "NOT linearizable"}.get(v, f"unknown ({v})")
+    if v is True:
+        return "linearizable"
+    if v is False:
+        return "NOT linearizable"
+    return "unknown" if v == "unknown" else f"unknown ({v})"
+
+
+def fail_text(c) -> str:
+    unavailable = c["errors"].get("temporarily-unavailable", 0)
+    timeouts = c["errors"].get("net-timeout", 0)
+    extra = []
+    if unavailable:
+        extra.append(f"{unavailable} unavailable")
+    if timeouts:
+        extra.append(f"{timeouts} timed out")
+    return f"{c['fail']} / {c['info']}" + (f" ({', '.join(extra)})" if extra else "")
 
 
 # -- reporting ------------------------------------------------------------------------------------
@@ -341,7 +356,7 @@ def table(cells, n) -> list[str]:
             f"| {c['system']} | {c['load']} | {c['clients']} | {fmt(c['ok_per_s'])} | "
             f"{fmt(c['completed_per_s'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p95'], 2)} | "
             f"{fmt(lat['p99'], 2)} | {srv} | {fmt(c['node_cpu_s_per_kop'], 3)} | "
-            f"{fmt(rss, 1)} | {c['fail']} / {c['info']} | {lin} | {cell_target(c)} |")
+            f"{fmt(rss, 1)} | {fail_text(c)} | {lin} | {cell_target(c)} |")
     return rows
 
 
@@ -391,8 +406,8 @@ def report(data: dict) -> str:
         f"- command: `{data['command']}`",
         f"- each cell: {data['config']['warmup_s']:g} s warm-up, then a "
         f"{data['config']['duration_s']:g} s measured window; closed-loop clients (one op in "
-        "flight each), 50% read / 17% write / 33% cas, values 0–4, 2n clients per key, fresh "
-        "keys per cell; client timeout 1 s",
+        "flight each), 50% read / 17% write / 33% cas, values 0–4, min(2n, 6) clients per key, "
+        "fresh keys per cell; client timeout 1 s",
         f"- saturation: the client count among {data['config']['sat_clients']} with the most ok "
         "ops/s (the sweep is listed under each table)",
         f"- total run time: {data['elapsed_s']:.0f} s",
@@ -406,7 +421,7 @@ def report(data: dict) -> str:
         "",
         "Columns: *ok ops/s* counts ok completions in the window; *all ops/s* adds definite "
         "failures (mostly cas precondition-failed, which is the workload's nature) and "
-        "timeouts. Latencies are of ok ops, send to reply, as the client sees them. *srv "
+        "timeouts (*fail / info* counts them; *unavailable* is error 11). Latencies are of ok ops, send to reply, as the client sees them. *srv "
         "msgs/op* is the runner network's server-to-server messages per completed op (a "
         "follower forwarding a client request keeps the client as `src`, so that hop counts as "
         "client traffic; PySyncObj's replicas talk over their own TCP, invisible here). *node "
@@ -538,7 +553,8 @@ def main(argv=None) -> int:
                    "sat_clients": list(args.sat), "seed": args.seed, "quick": args.quick},
         "systems": {name: {"argv": systems[name].argv, "notes": systems[name].notes,
                            "argv_display": [os.path.relpath(a, ROOT) if a.startswith(str(ROOT))
-                                            else ("python" if a == PY else a)
+                                            else "<free port>" if a == "{base_port}"
+                                            else a
                                             for a in systems[name].argv]}
                     for name in args.systems},
         "cells": cells,
