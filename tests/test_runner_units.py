@@ -425,7 +425,10 @@ def test_cli_rejects_bad_arguments_with_254(capsys):
     assert "Expected a --bin PATH_TO_BINARY to test" in capsys.readouterr().err
     assert cli.main(["test", "-w", "broadcast", "--bin", "x"]) == 254
     assert "not implemented" in capsys.readouterr().err
-    assert cli.main(["test", "--bin", "x", "--nemesis", "kill"]) == 254
+    assert cli.main(["test", "--bin", "x", "--nemesis", "bogus"]) == 254
+    assert "known: partition" in capsys.readouterr().err
+    assert cli.main(["test", "--bin", "x", "--p-loss", "1.5"]) == 254
+    assert cli.main(["test", "--bin", "x", "--recovery-s", "-1"]) == 254
     assert cli.main(["test", "--bin", "x", "--concurrency", "two"]) == 254
     assert cli.main(["test", "--bin", "x", "--latency-dist", "uniform"]) == 254
     assert cli.main(["test", "--bin", "x", "--bogus-flag"]) == 254
@@ -438,7 +441,10 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
         cli.main(["test", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.count("[extension]") == 2 and "--seed" in out and "--store" in out
+    for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
+                 "{store}"):
+        assert flag in out, flag
+    assert out.count("[extension]") == 6
 
 
 def test_same_seed_same_ops_on_virtual_time():

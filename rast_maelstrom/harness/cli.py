@@ -3,8 +3,10 @@
 Owns: parsing and validating arguments (maelstrom-spec §6), console logging, the live progress line,
 printing results and the jar's verdict line, and mapping outcomes to exit codes:
 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unknown command, 255 crash.
-Flags the jar has but lin-kv ignores are accepted and ignored; our extensions (--seed, --store)
-are marked "[extension]" in --help.
+Flags the jar has but lin-kv ignores are accepted and ignored; our extensions are marked
+"[extension]" in --help: --seed, --store, the nemesis faults beyond `partition` (`--nemesis kill`,
+`pause`; `--p-loss P` and `--p-dup P` enable the `loss` and `dup` faults) and --recovery-s (the
+wait before the final reads that any extension fault adds). Without them a run is the jar's.
 
 May not touch: the run itself (runner.py) or the checkers (analysis.py).
 """
@@ -29,6 +31,7 @@ WORKLOADS = ("broadcast", "echo", "g-counter", "g-set", "kafka", "lin-kv", "pn-c
              "txn-list-append", "txn-rw-register", "unique-ids")
 IMPLEMENTED_WORKLOADS = ("lin-kv",)
 NEMESES = ("partition",)
+EXTENSION_NEMESES = ("kill", "pause")      # loss and dup come from --p-loss / --p-dup
 LIN_KV_NODE_COUNT_MAX = 10
 
 VERDICTS = {
@@ -107,9 +110,25 @@ def _build_parser() -> argparse.ArgumentParser:
                    choices=("constant", "uniform", "exponential"),
                    help="latency distribution (default constant)")
     t.add_argument("--nemesis", metavar="FAULTS",
-                   help="comma-separated faults to inject; only 'partition' (default none)")
+                   help="comma-separated faults to inject (default none): 'partition' (the jar's "
+                        "only one); [extension] 'kill' (SIGKILL a random minority or sometimes "
+                        "all nodes, later restart them with the same command line and init them "
+                        "again) and 'pause' (SIGSTOP a minority or all, later SIGCONT). One fault "
+                        "is active at a time, each start picking a kind at random. Any extension "
+                        "adds a final recovery phase: heal all, wait --recovery-s, then read every "
+                        "key from every node. Node arguments may use {store} (the run's store "
+                        "directory), e.g. -- --data-dir {store}/data, so data survive restarts")
     t.add_argument("--nemesis-interval", type=float, default=10.0, metavar="SECONDS",
                    help="mean seconds between nemesis operations (default 10)")
+    t.add_argument("--p-loss", type=float, default=0.0, metavar="P",
+                   help="[extension] enable the 'loss' fault: while it is active, drop each "
+                        "server-to-server message with probability P (0 < P <= 1)")
+    t.add_argument("--p-dup", type=float, default=0.0, metavar="P",
+                   help="[extension] enable the 'dup' fault: while it is active, deliver each "
+                        "server-to-server message twice with probability P (0 < P <= 1)")
+    t.add_argument("--recovery-s", type=float, default=5.0, metavar="SECONDS",
+                   help="[extension] with an extension fault: seconds to wait after the final "
+                        "heal before the final reads (default 5)")
     t.add_argument("--log-stderr", action="store_true", help="echo node stderr to the log")
     t.add_argument("--log-net-send", action="store_true", help="log every message sent")
     t.add_argument("--log-net-recv", action="store_true", help="log every message delivered")
@@ -223,10 +242,20 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
                       f"crashes with a mean of 0)")
     if ns.nemesis_interval <= 0:
         raise BadArgs(f"--nemesis-interval must be positive; got {ns.nemesis_interval}")
-    nemesis = sorted({x.strip() for x in (ns.nemesis or "").split(",") if x.strip()})
-    for fault in nemesis:
-        if fault not in NEMESES:
-            raise BadArgs(f"unknown nemesis fault {fault!r}; the only one is 'partition'")
+    nemesis = {x.strip() for x in (ns.nemesis or "").split(",") if x.strip()}
+    for fault in sorted(nemesis):
+        if fault not in NEMESES + EXTENSION_NEMESES:
+            raise BadArgs(f"unknown nemesis fault {fault!r}; known: partition (the jar's), and "
+                          f"the extensions {', '.join(EXTENSION_NEMESES)} (network loss and "
+                          f"duplication come with --p-loss P and --p-dup P)")
+    for flag, p, kind in (("--p-loss", ns.p_loss, "loss"), ("--p-dup", ns.p_dup, "dup")):
+        if not 0 <= p <= 1:
+            raise BadArgs(f"{flag} must be a probability in [0, 1]; got {p}")
+        if p > 0:
+            nemesis.add(kind)
+    nemesis = sorted(nemesis)
+    if ns.recovery_s < 0:
+        raise BadArgs(f"--recovery-s must be >= 0; got {ns.recovery_s}")
     if ns.test_count < 1:
         raise BadArgs(f"--test-count must be at least 1; got {ns.test_count}")
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(2**31)
@@ -237,7 +266,7 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         latency_dist=ns.latency_dist, nemesis=nemesis, nemesis_interval=ns.nemesis_interval,
         log_stderr=ns.log_stderr, log_net_send=ns.log_net_send, log_net_recv=ns.log_net_recv,
         availability=parse_availability(ns.availability), leave_db_running=ns.leave_db_running,
-        seed=seed, store=ns.store)
+        seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s)
     return opts, ns.test_count
 
 
@@ -272,6 +301,16 @@ def cmd_test(ns: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
             return EXIT_CRASH
         print_results(outcome.results, outcome.store_dir)
+        if outcome.final_reads is not None:
+            f = outcome.final_reads
+            print(f"Final reads [extension]: {f['ok']} of {f['planned']} succeeded after "
+                  f"{f['recovery_s']:g} s of recovery ({f['keys']} keys x {f['nodes']} nodes; "
+                  f"{f['restarts']} node restarts during the run)", flush=True)
+            if f["lost"]:
+                print(f"ACKNOWLEDGED WRITES LOST [extension]: {f['lost']} final reads said keys "
+                      f"{f['lost-keys']} do not exist, though each had an acknowledged write "
+                      f"(the linearizability checker cannot see this: failed reads are dropped)",
+                      flush=True)
         print_verdict(outcome.exit_code)
         code = outcome.exit_code
         if code != EXIT_VALID:

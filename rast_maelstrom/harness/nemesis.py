@@ -5,10 +5,26 @@ each nemesis op as an "info" invoke/completion pair on process "nemesis", and he
 (not recorded, as the jar's partitioner teardown).
 
 Structure: a `FaultKind` knows its start/stop op names, how to draw a start value, how to apply an
-op (returning the completion value) and how to undo everything at teardown. `Nemesis` runs one
-flip-flop per kind: at t≈0 the first start fires, then every gap is U[0, 2·interval) s and each
-kind alternates start/stop. Later kinds (kill/restart, SIGSTOP pause, packet loss) are new
-FaultKind subclasses; only `partition` exists today, as in the jar.
+op (returning the completion value) and how to undo everything at teardown. `Nemesis` alternates
+start and stop: at t≈0 the first start fires, then every gap is U[0, 2·interval) s; each start
+picks a kind uniformly among the enabled ones and the next op stops that kind, so at most one
+fault is active at a time. Every op draws one `randrange(len(kinds))`, so with `partition` alone
+the draws (and a seeded run) are exactly the jar-compatible schedule of before.
+
+Fault kinds (ops are named start-X/stop-X, the convention checkers.nemesis_periods shades):
+- partition (the jar's only one): start-partition value = spec; completion ["isolated", grudge];
+  stop-partition completes with "network-healed".
+- [extension] kill: start-kill value "minority" (a random non-empty minority, floor((N-1)/2) at
+  most) or, with probability `all_probability`, "all"; completion ["killed", [nodes]] after SIGKILL.
+  stop-kill restarts each with the same command line (the runner then sends `init` again);
+  completion ["restarted", [nodes]].
+- [extension] pause: the same targets; SIGSTOP ("paused") / SIGCONT ("resumed").
+- [extension] loss: start-loss value p; every server-to-server message is dropped with probability
+  p until stop-loss. Completions ["dropping", p] / "loss-stopped".
+- [extension] dup: start-dup value p; every server-to-server message is delivered twice with
+  probability p until stop-dup. Completions ["duplicating", p] / "dup-stopped".
+`final_heal()` (only when an extension is enabled: the runner's recovery phase) stops the active
+fault with its ordinary recorded stop op (invoke value "final-heal").
 
 Partition shapes (Jepsen's grudges; a grudge maps a node to the nodes it must not hear from):
 one (1 node cut off both ways), majority (shuffled halves, smaller half first), minority-third
@@ -16,8 +32,10 @@ one (1 node cut off both ways), majority (shuffled halves, smaller half first), 
 majority window it sits in the middle of — a one-way ring for N=3; N>5: a random symmetric graph
 where every node sees a majority).
 
-Invariants: all randomness comes from the rng passed in; nemesis ops stop at the time limit.
-May not touch: processes or messages directly (it goes through the network's drop_grudge/heal).
+Invariants: all randomness comes from the rngs passed in; nemesis ops stop at the time limit; at
+most one fault is active.
+May not touch: processes or messages directly: it goes through the network (drop_grudge, heal,
+set_loss, set_dup) and a `NodeControl` the runner provides (kill/restart/pause/resume a node).
 """
 from __future__ import annotations
 
@@ -28,7 +46,10 @@ from typing import Any, Callable
 log = logging.getLogger("maelstrom.nemesis")
 
 PARTITION_SPECS = ("one", "majority", "minority-third", "majorities-ring")
-NEMESIS_KINDS = ("partition",)
+NEMESIS_KINDS = ("partition", "kill", "pause", "loss", "dup")
+EXTENSION_KINDS = ("kill", "pause", "loss", "dup")
+PROCESS_TARGETS = ("minority", "all")
+all_probability = 0.25      # a kill or pause hits every node this often, otherwise a minority
 ring_attempts_max = 1000
 
 
@@ -156,12 +177,171 @@ class PartitionFault(FaultKind):
         return f"partition {self.current}" if self.current else "healed"
 
 
-def make_fault_kinds(names: list[str], network, nodes: list[str],
-                     rng: random.Random) -> list[FaultKind]:
+class NodeControl:
+    """What the process faults need from the runner (which implements it)."""
+
+    def kill_node(self, node: str) -> None:
+        raise NotImplementedError
+
+    def restart_node(self, node: str) -> None:
+        raise NotImplementedError
+
+    def pause_node(self, node: str) -> None:
+        raise NotImplementedError
+
+    def resume_node(self, node: str) -> None:
+        raise NotImplementedError
+
+
+def process_targets(spec: str, nodes: list[str], rng: random.Random) -> list[str]:
+    """The nodes a kill or pause hits: "all", or a random non-empty minority."""
+    if spec == "all":
+        return list(nodes)
+    assert spec == "minority", spec
+    count = rng.randint(1, max(1, (len(nodes) - 1) // 2))
+    return sorted(rng.sample(list(nodes), count))
+
+
+class _ProcessFault(FaultKind):
+    """A fault that hits whole node processes and undoes itself on the same nodes."""
+    start_word = stop_word = "?"
+
+    def __init__(self, control: NodeControl, nodes: list[str], rng: random.Random):
+        self.control = control
+        self.nodes = list(nodes)
+        self.rng = rng
+        self.hit: list[str] = []
+
+    def start_value(self, rng: random.Random) -> str:
+        return "all" if rng.random() < all_probability else "minority"
+
+    def apply(self, f: str, value: Any) -> Any:
+        if f == self.start_f:
+            assert not self.hit, self.hit
+            self.hit = process_targets(value, self.nodes, self.rng)
+            for node in self.hit:
+                self._start(node)
+            return [self.start_word, list(self.hit)]
+        assert f == self.stop_f, f
+        hit, self.hit = self.hit, []
+        for node in hit:
+            self._stop(node)
+        return [self.stop_word, hit]
+
+    def teardown(self) -> None:
+        hit, self.hit = self.hit, []
+        for node in hit:
+            self._stop(node)
+
+    def describe(self) -> str:
+        return f"{self.start_word} {','.join(self.hit)}" if self.hit else f"no {self.name}"
+
+    def _start(self, node: str) -> None:
+        raise NotImplementedError
+
+    def _stop(self, node: str) -> None:
+        raise NotImplementedError
+
+
+class KillFault(_ProcessFault):
+    name = "kill"
+    start_f = "start-kill"
+    stop_f = "stop-kill"
+    start_word = "killed"
+    stop_word = "restarted"
+
+    def _start(self, node: str) -> None:
+        self.control.kill_node(node)
+
+    def _stop(self, node: str) -> None:
+        self.control.restart_node(node)
+
+
+class PauseFault(_ProcessFault):
+    name = "pause"
+    start_f = "start-pause"
+    stop_f = "stop-pause"
+    start_word = "paused"
+    stop_word = "resumed"
+
+    def _start(self, node: str) -> None:
+        self.control.pause_node(node)
+
+    def _stop(self, node: str) -> None:
+        self.control.resume_node(node)
+
+
+class _RandomNetFault(FaultKind):
+    """A network fault with one probability, on from start to stop."""
+    start_word = stop_value = "?"
+
+    def __init__(self, network, p: float):
+        assert 0.0 < p <= 1.0, p
+        self.network = network
+        self.p = p
+        self.on = False
+
+    def start_value(self, rng: random.Random) -> float:
+        return self.p
+
+    def apply(self, f: str, value: Any) -> Any:
+        if f == self.start_f:
+            self._set(value)
+            self.on = True
+            return [self.start_word, value]
+        assert f == self.stop_f, f
+        self._set(0.0)
+        self.on = False
+        return self.stop_value
+
+    def teardown(self) -> None:
+        self._set(0.0)
+        self.on = False
+
+    def describe(self) -> str:
+        return f"{self.name} {self.p:g}" if self.on else f"no {self.name}"
+
+    def _set(self, p: float) -> None:
+        raise NotImplementedError
+
+
+class LossFault(_RandomNetFault):
+    name = "loss"
+    start_f = "start-loss"
+    stop_f = "stop-loss"
+    start_word = "dropping"
+    stop_value = "loss-stopped"
+
+    def _set(self, p: float) -> None:
+        self.network.set_loss(p)
+
+
+class DupFault(_RandomNetFault):
+    name = "dup"
+    start_f = "start-dup"
+    stop_f = "stop-dup"
+    start_word = "duplicating"
+    stop_value = "dup-stopped"
+
+    def _set(self, p: float) -> None:
+        self.network.set_dup(p)
+
+
+def make_fault_kinds(names: list[str], network, nodes: list[str], rng: random.Random, *,
+                     control: NodeControl | None = None, p_loss: float = 0.0,
+                     p_dup: float = 0.0) -> list[FaultKind]:
+    """Fault kinds in the order of `names`; kill/pause need `control`, loss/dup their p."""
     kinds: list[FaultKind] = []
     for name in names:
         if name == "partition":
             kinds.append(PartitionFault(network, nodes, rng))
+        elif name in ("kill", "pause"):
+            assert control is not None, f"the {name} nemesis needs a NodeControl"
+            kinds.append((KillFault if name == "kill" else PauseFault)(control, nodes, rng))
+        elif name == "loss":
+            kinds.append(LossFault(network, p_loss))
+        elif name == "dup":
+            kinds.append(DupFault(network, p_dup))
         else:
             raise ValueError(f"unknown nemesis {name!r}")
     return kinds
@@ -169,26 +349,30 @@ def make_fault_kinds(names: list[str], network, nodes: list[str],
 
 # -- schedule -------------------------------------------------------------------------------------
 class Nemesis:
-    """Flip-flops each fault kind on a staggered schedule (first op at t≈0, gaps U[0, 2·interval))."""
+    """Alternates start/stop on a staggered schedule (first op at t≈0, gaps U[0, 2·interval));
+    each start picks a kind at random, the following op stops it."""
 
     def __init__(self, kinds: list[FaultKind], rng: random.Random, interval_s: float,
                  record: Callable[..., None]):
         assert interval_s > 0
+        assert kinds
         self.kinds = kinds
         self.rng = rng
         self.interval_s = interval_s
         self.record = record          # record(type, f, value) appends to the history
-        self.active = [False] * len(kinds)
+        self.current: int | None = None   # index of the active fault kind
         self.op_count = 0
+        self.counts: dict[str, int] = {}  # f -> ops run
 
     def next_op(self) -> tuple[FaultKind, str, Any]:
-        """The next op to run: a random kind, its start if inactive, else its stop."""
-        i = self.rng.randrange(len(self.kinds))
-        kind = self.kinds[i]
-        if self.active[i]:
-            self.active[i] = False
+        """The next op to run: stop the active kind, else start a random one."""
+        i = self.rng.randrange(len(self.kinds))   # drawn for every op: see the module docstring
+        if self.current is not None:
+            kind = self.kinds[self.current]
+            self.current = None
             return kind, kind.stop_f, None
-        self.active[i] = True
+        self.current = i
+        kind = self.kinds[i]
         return kind, kind.start_f, kind.start_value(self.rng)
 
     def gap_s(self) -> float:
@@ -197,15 +381,29 @@ class Nemesis:
     def step(self) -> None:
         """Run one op now, recording invoke and completion."""
         kind, f, value = self.next_op()
+        self._run(kind, f, value)
+
+    def _run(self, kind: FaultKind, f: str, value: Any) -> None:
         self.record("info", f, value)
         completion = kind.apply(f, value)
         self.record("info", f, completion)
         self.op_count += 1
+        self.counts[f] = self.counts.get(f, 0) + 1
         log.info("nemesis %s %s -> %s", f, value, completion)
 
+    def final_heal(self) -> str | None:
+        """Stop the active fault, recorded as its ordinary stop op; returns its f (or None)."""
+        if self.current is None:
+            return None
+        kind = self.kinds[self.current]
+        self.current = None
+        self._run(kind, kind.stop_f, "final-heal")
+        return kind.stop_f
+
     def describe(self) -> str:
-        return ", ".join(k.describe() for k in self.kinds) if self.kinds else "none"
+        return "healed" if self.current is None else self.kinds[self.current].describe()
 
     def teardown(self) -> None:
+        self.current = None
         for kind in self.kinds:
             kind.teardown()

@@ -13,7 +13,14 @@ Mechanics (maelstrom-spec §3):
 - Latency is 0 when src or dest starts with "c" (a client); otherwise it is drawn per message from
   the configured distribution, in whole ms.
 - Nothing is lost or duplicated except by a partition (or by delivery to a dead process, which the
-  process layer swallows).
+  process layer swallows), unless an [extension] fault is on:
+  - `set_node_down(node, True)` (a node the nemesis killed or paused): its inbox is emptied and
+    every message for it vanishes (journaled as a drop) until `set_node_down(node, False)`.
+  - `set_loss(p)`: each server-to-server message is dropped at send time with probability p.
+  - `set_dup(p)`: each server-to-server message that survives loss is delivered twice with
+    probability p; each copy draws its own latency, so the copies may be reordered.
+  Loss and duplication draw from `fault_rng` only while p > 0, so with the faults off the latency
+  draws (and hence a seeded jar-compatible run) are exactly as before.
 - A node's line must be JSON matching the closed envelope {src: str, dest: str, body: object,
   id?: int} with registered src and dest; otherwise `on_node_line` logs a WARN naming the node
   and returns False, and the caller reads nothing more from that node (as the jar does).
@@ -23,19 +30,25 @@ created, i.e. before node start-up):
   {"t":"send","ns":N,"msg":{"id":I,"src":S,"dest":D,"body":{...}}}   a message entered the network
   {"t":"recv","ns":N,"id":I}                                       it was delivered to its dest
   {"t":"drop","ns":N,"id":I}                                       a partition dropped it
+  {"t":"drop","ns":N,"id":I,"why":"loss"|"down"}                   [extension] p-loss dropped it,
+                                                                   or its dest was killed/paused
+  {"t":"dup","ns":N,"id":I}                                        [extension] a second copy of I
+                                                                   was queued (it gets a 2nd recv)
   {"t":"time-zero","ns":N}                                         the history's time 0 (after init)
 A message with a send and neither recv nor drop was still queued (or its dest closed) at the end.
 For node-sent messages the "msg" bytes are the node's own line with the id spliced in.
 
 Statistics (`stats()`, written as net-stats.json): send/recv/msg counts for all, clients (src or
 dest is a client) and servers (the rest). msg-count is the number of distinct ids, which equals the
-send count because every send gets a fresh id.
+send count because every send gets a fresh id. A duplicated message counts one send and up to two
+recvs.
 
 Invariants: ids are dense from 0; an inbox holds at most `inbox_messages_max` queued messages (more
 raises NetworkOverload, which aborts the run rather than growing without bound).
 
 May not touch: processes (it only calls the `deliver` and `blocked` callbacks it was given), the
-history, the nemesis schedule (the nemesis calls `drop_grudge`/`heal`).
+history, the nemesis schedule (the nemesis calls `drop_grudge`/`heal`/`set_loss`/`set_dup`, the
+runner calls `set_node_down`).
 """
 from __future__ import annotations
 
@@ -127,9 +140,14 @@ class Network:
 
     def __init__(self, loop: Loop, *, latency_ms: int = 0, latency_dist: str = "constant",
                  rng: random.Random | None = None, journal: IO[bytes] | None = None,
-                 log_send: bool = False, log_recv: bool = False):
+                 log_send: bool = False, log_recv: bool = False,
+                 fault_rng: random.Random | None = None):
         self.loop = loop
         self.rng = rng or random.Random(0)
+        self.fault_rng = fault_rng or random.Random(1)
+        self.p_loss = 0.0
+        self.p_dup = 0.0
+        self.down: set[str] = set()      # nodes killed or paused by the nemesis
         self.latency_ms = latency_ms
         self.sample_latency_ms = make_latency_sampler(latency_dist, latency_ms, self.rng)
         self.journal = journal
@@ -145,6 +163,9 @@ class Network:
         self.recv_all = 0
         self.recv_clients = 0
         self.drop_count = 0
+        self.loss_count = 0
+        self.dup_count = 0
+        self.down_drop_count = 0
 
     # -- registration -----------------------------------------------------------------------------
     def register_node(self, node_id: str, deliver_bytes: Callable[[bytes], None],
@@ -179,6 +200,37 @@ class Network:
 
     def heal(self) -> None:
         self.grudges = {}
+
+    # -- [extension] faults beyond partitions -----------------------------------------------------
+    def set_loss(self, p: float) -> None:
+        """Drop each server-to-server message with probability p (0 turns loss off)."""
+        assert 0.0 <= p <= 1.0, p
+        self.p_loss = p
+
+    def set_dup(self, p: float) -> None:
+        """Deliver each server-to-server message twice with probability p (0 turns it off)."""
+        assert 0.0 <= p <= 1.0, p
+        self.p_dup = p
+
+    def set_node_down(self, node_id: str, down: bool) -> None:
+        """A node killed or paused (down=True) gets nothing: its queued messages and every later
+        one vanish until it is back (down=False)."""
+        inbox = self.inboxes.get(node_id)
+        assert inbox is not None and not inbox.client, node_id
+        if not down:
+            self.down.discard(node_id)
+            return
+        self.down.add(node_id)
+        now = self.loop.now_ns()
+        if inbox.head is not None:
+            self._drop(inbox.head[1], now, b"down")
+            inbox.head = None
+            if inbox.head_timer is not None:
+                inbox.head_timer.cancel()
+                inbox.head_timer = None
+        for _, mid, _, _ in sorted(inbox.queue):
+            self._drop(mid, now, b"down")
+        inbox.queue = []
 
     # -- sending ----------------------------------------------------------------------------------
     def on_node_line(self, node_id: str, line: bytes) -> bool:
@@ -231,6 +283,19 @@ class Network:
             self.journal.write(b'{"t":"send","ns":%d,"msg":%s}\n' % (now - self.origin_ns, framed))
         if self.log_send:
             log.info("send %s", framed.decode(errors="replace"))
+        if self.down and inbox.id in self.down:
+            self._drop(mid, now, b"down")
+            return
+        copies = 1
+        if not client_traffic and (self.p_loss or self.p_dup):
+            if self.p_loss and self.fault_rng.random() < self.p_loss:
+                self._drop(mid, now, b"loss")
+                return
+            if self.p_dup and self.fault_rng.random() < self.p_dup:
+                copies = 2
+                self.dup_count += 1
+                if self.journal is not None:
+                    self.journal.write(b'{"t":"dup","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
         if inbox.head is None and not inbox.queue and latency_ns == 0 and not (
                 inbox.blocked is not None and inbox.blocked()):
             # Fast path: an idle inbox takes the message at once (partition check) and delivers it.
@@ -239,10 +304,16 @@ class Network:
                 self._drop(mid, now)
             else:
                 self._deliver(inbox, mid, src, payload, client_traffic, now)
-            return
-        if len(inbox.queue) >= inbox_messages_max:
-            raise NetworkOverload(f"{inbox.id} has {len(inbox.queue)} undelivered messages")
-        heapq.heappush(inbox.queue, (now + latency_ns, mid, src, payload))
+            if copies == 1:
+                return
+            copies = 1
+            latency_ns = self.sample_latency_ms() * 1_000_000
+        for copy in range(copies):
+            if copy:
+                latency_ns = self.sample_latency_ms() * 1_000_000
+            if len(inbox.queue) >= inbox_messages_max:
+                raise NetworkOverload(f"{inbox.id} has {len(inbox.queue)} undelivered messages")
+            heapq.heappush(inbox.queue, (now + latency_ns, mid, src, payload))
         if inbox.head is None:
             self._pump(inbox)
 
@@ -297,10 +368,20 @@ class Network:
         else:
             inbox.deliver(payload)
 
-    def _drop(self, mid: int, now: int) -> None:
+    def _drop(self, mid: int, now: int, why: bytes = b"") -> None:
+        """Journal a message that will not be delivered: by a partition (no `why`), or by an
+        [extension] fault (why = b"loss" or b"down")."""
         self.drop_count += 1
+        if why == b"loss":
+            self.loss_count += 1
+        elif why == b"down":
+            self.down_drop_count += 1
         if self.journal is not None:
-            self.journal.write(b'{"t":"drop","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
+            if why:
+                self.journal.write(b'{"t":"drop","ns":%d,"id":%d,"why":"%s"}\n'
+                                   % (now - self.origin_ns, mid, why))
+            else:
+                self.journal.write(b'{"t":"drop","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
 
     # -- statistics -------------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -9,7 +9,13 @@ java.io.tmpdir), inherited environment, three non-blocking pipes served by the r
 - stdin: framed messages are buffered and written when the fd is writable; a broken pipe (dead
   node) drops them silently. `blocked()` reports when the buffer holds more than
   `stdin_buffer_max_bytes`, and the network then stops taking messages for this node off its inbox.
-- teardown: SIGKILL, then wait up to `kill_wait_s`. A process that had already exited is a crash.
+- teardown: SIGKILL, then wait up to `kill_wait_s`. A process that had already exited is a crash,
+  unless the nemesis killed it (below).
+- [extension] nemesis faults: `nemesis_kill()` SIGKILLs the process, reaps it, reads the rest of
+  its stderr and closes its pipes; the node is then `down` (expected dead: teardown does not call
+  it a crash) until `restart()` spawns the same command line again with fresh pipes (the stderr log
+  is appended to; `restarts` counts them). `pause()`/`resume()` send SIGSTOP/SIGCONT.
+  While down, `deliver` drops messages (the network also stops routing to it).
 
 Invariants: buffers are bounded (`stdin_buffer_max_bytes` for back-pressure, `partial_line_max_bytes`
 for a line without newline); the loop never blocks on a pipe.
@@ -36,6 +42,7 @@ read_chunk_bytes = 1 << 16
 stdin_buffer_max_bytes = 1 << 20
 partial_line_max_bytes = 64 << 20
 kill_wait_s = 5.0
+drain_reads_max = 64
 
 
 class NodeProcess:
@@ -60,10 +67,14 @@ class NodeProcess:
         self.stdout_bad = False
         self.exit_noticed = False
         self.killed = False
+        self.down = False        # killed by the nemesis and not restarted yet
+        self.paused = False      # SIGSTOPped by the nemesis
+        self.restarts = 0
 
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._log_file = open(self.log_path, "ab", buffering=0)
+        if self._log_file is None:
+            self._log_file = open(self.log_path, "ab", buffering=0)
         self.proc = subprocess.Popen(
             self.command, cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, close_fds=True)
@@ -79,6 +90,68 @@ class NodeProcess:
 
     def exit_status(self) -> int | None:
         return self.proc.poll() if self.proc else None
+
+    # -- [extension] nemesis faults ---------------------------------------------------------------
+    def nemesis_kill(self) -> int | None:
+        """SIGKILL on purpose; the node is `down` until restart(). Returns the exit status it had
+        before the kill (None if it was running, as expected)."""
+        assert self.proc is not None and not self.down, self.node_id
+        before = self.proc.poll()
+        if before is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=kill_wait_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Node %s (pid %d) did not exit %.0f s after SIGKILL",
+                            self.node_id, self.proc.pid, kill_wait_s)
+        # What it wrote before dying is still in the pipes: route its last lines, log its stderr.
+        self.killed = True
+        for _ in range(drain_reads_max):
+            if self.stdout_closed or self.stdout_bad:
+                break
+            self._read_stdout()
+        self.drain_stderr()
+        if self._err_partial:
+            self._stderr_lines([self._err_partial])
+            self._err_partial = b""
+        self._close_pipes()
+        self._out.clear()
+        self._out_partial = b""
+        self.stdin_closed = True
+        self.down = True
+        self.paused = False
+        return before
+
+    def restart(self) -> None:
+        """Start the same command line again after nemesis_kill()."""
+        assert self.down, self.node_id
+        self.stdin_closed = False
+        self.stdout_closed = False
+        self.stdout_bad = False
+        self.exit_noticed = False
+        self.killed = False
+        self.down = False
+        self.restarts += 1
+        self.start()
+
+    def pause(self) -> None:
+        assert self.proc is not None and not self.down, self.node_id
+        try:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass   # it died on its own: teardown reports it
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.proc is not None and self.paused:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.paused = False
 
     # -- stdin ------------------------------------------------------------------------------------
     def deliver(self, framed: bytes) -> None:
@@ -148,7 +221,7 @@ class NodeProcess:
                 return
 
     def _notice_exit(self) -> None:
-        if self.exit_noticed or self.killed:
+        if self.exit_noticed or self.killed or self.down:
             return
         status = None
         for _ in range(20):  # stdout EOF usually means exit; give the kernel a moment
@@ -213,8 +286,8 @@ class NodeProcess:
 
     def kill(self) -> int | None:
         """SIGKILL the node and wait up to kill_wait_s. Returns the exit status it had *before*
-        the kill (None if it was still running, i.e. healthy)."""
-        if self.proc is None:
+        the kill (None if it was still running, i.e. healthy, or if the nemesis killed it)."""
+        if self.proc is None or self.down:
             return None
         before = self.proc.poll()
         self.killed = True
@@ -230,7 +303,7 @@ class NodeProcess:
                             self.node_id, self.proc.pid, kill_wait_s)
         return before
 
-    def close(self) -> None:
+    def _close_pipes(self) -> None:
         if self.proc is not None:
             for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 try:
@@ -241,6 +314,9 @@ class NodeProcess:
                     stream.close()
                 except OSError:
                     pass
+
+    def close(self) -> None:
+        self._close_pipes()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -11,8 +11,24 @@ A `RunCrash` is the jar's "crash" outcome: exit 255, no results. Crashes are: a 
 started, fails init or dies during the test (reported at teardown with its exit status and last
 stderr lines), a bad --concurrency, and network overload.
 
+[extension] Node arguments may contain the token `{store}`, replaced by the run's absolute store
+directory (`substitute_store`), so `-- --data-dir {store}/data` keeps node data for the whole run
+and across restarts; with the kill nemesis and no `{store}`, a WARNING says restarted nodes come
+back empty. The runner is the nemesis's `NodeControl`: a node it kills is expected dead (messages
+to it vanish; teardown does not call it a crash), and a restarted node gets `init` again from a
+fresh client id (c<2n+concurrency+k>), with init_ok required within `init_timeout_s` (else crash).
+A paused node's messages vanish too, until it is resumed.
+When any extension fault is enabled (kill, pause, loss, dup) the run ends with a recovery phase:
+at the time limit, once in-flight ops are done, the active fault is stopped (a recorded stop op),
+restarted nodes must answer init, the runner waits `--recovery-s`, then each node's reader client
+reads every key used (recorded, so the checker judges them). The figures go to the console,
+jepsen.log and `final-reads.json` (including "lost-keys": keys with an acknowledged write that a
+final read says do not exist); restarts are counted in jepsen.log. Without extensions nothing
+of this happens and the run is the jar-compatible one.
+
 Invariants: one thread; every node started is killed (unless --leave-db-running) even on errors;
-the run is bounded in time by time_limit + client timeout + `teardown_slack_s`.
+the run is bounded in time by time_limit + client timeout + `teardown_slack_s`, plus, with
+extensions, `init_timeout_s` + recovery_s + `final_reads_s_max` + client timeout + slack.
 May not touch: checker and analysis internals (only `analysis.analyze`).
 """
 from __future__ import annotations
@@ -31,10 +47,10 @@ from typing import Any
 import orjson
 
 from .eventloop import Loop
-from .nemesis import Nemesis, make_fault_kinds
+from .nemesis import EXTENSION_KINDS, Nemesis, NodeControl, make_fault_kinds
 from .network import Network, NetworkOverload
 from .process import NodeProcess
-from .workload import History, Workload, client_timeout_ms
+from .workload import History, Workload, client_timeout_ms, final_reads_s_max
 
 log = logging.getLogger("maelstrom.runner")
 
@@ -43,6 +59,7 @@ teardown_slack_s = 2.0
 progress_tty_interval_s = 0.5
 progress_plain_interval_s = 5.0
 journal_buffer_bytes = 1 << 20
+STORE_TOKEN = "{store}"
 
 
 class RunCrash(Exception):
@@ -69,6 +86,14 @@ class TestOptions:
     leave_db_running: bool = False
     seed: int = 0
     store: str = "store"
+    p_loss: float = 0.0        # [extension] with "loss" in nemesis
+    p_dup: float = 0.0         # [extension] with "dup" in nemesis
+    recovery_s: float = 5.0    # [extension] wait before the final reads
+
+    @property
+    def extensions(self) -> list[str]:
+        """The enabled nemesis faults the jar does not have."""
+        return [k for k in self.nemesis if k in EXTENSION_KINDS]
 
 
 @dataclass
@@ -77,6 +102,13 @@ class RunOutcome:
     store_dir: Path | None
     results: dict | None = None
     message: str = ""
+    final_reads: dict | None = None     # [extension] figures of the recovery phase
+
+
+def substitute_store(args: list[str], store_dir: Path) -> list[str]:
+    """Node arguments with every `{store}` replaced by the absolute store directory."""
+    root = str(Path(store_dir).resolve())
+    return [a.replace(STORE_TOKEN, root) for a in args]
 
 
 # -- store ----------------------------------------------------------------------------------------
@@ -141,7 +173,7 @@ class Progress:
 
 
 # -- the run --------------------------------------------------------------------------------------
-class TestRun:
+class TestRun(NodeControl):
     def __init__(self, opts: TestOptions, progress: Progress | None = None):
         self.opts = opts
         self.progress = progress
@@ -157,6 +189,11 @@ class TestRun:
         self.files: list[io.IOBase] = []
         self.log_handler: logging.Handler | None = None
         self.timeout_ms = client_timeout_ms(opts.latency)
+        self.by_node: dict[str, NodeProcess] = {}
+        self.next_client_index = 0
+        self.pending_inits: dict[str, tuple[str, Any]] = {}   # node -> (client id, timer)
+        self.unexpected_deaths: list[str] = []
+        self.final_reads: dict | None = None
 
     def _rng(self, purpose: str) -> random.Random:
         return random.Random(f"{self.opts.seed}:{purpose}")
@@ -169,7 +206,9 @@ class TestRun:
                 "latency_dist": o.latency_dist, "nemesis": o.nemesis,
                 "nemesis_interval": float(o.nemesis_interval), "availability": o.availability,
                 "seed": o.seed, "start_time": start_time, "client_timeout_ms": self.timeout_ms,
-                "leave_db_running": o.leave_db_running}
+                "leave_db_running": o.leave_db_running,
+                **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
+                   if o.extensions else {})}
 
     def run(self) -> RunOutcome:
         o = self.opts
@@ -199,7 +238,8 @@ class TestRun:
         try:
             self.network = Network(self.loop, latency_ms=o.latency, latency_dist=o.latency_dist,
                                    rng=self._rng("latency"), journal=journal,
-                                   log_send=o.log_net_send, log_recv=o.log_net_recv)
+                                   log_send=o.log_net_send, log_recv=o.log_net_recv,
+                                   fault_rng=self._rng("net-faults"))
             self.history = History(self.loop, history_out)
             self._start_nodes()
             self._init_nodes()
@@ -218,17 +258,23 @@ class TestRun:
         if self.network is not None:
             (self.store_dir / "net-stats.json").write_bytes(
                 orjson.dumps(self.network.stats(), option=orjson.OPT_INDENT_2))
+        crashed_nodes = self.unexpected_deaths + crashed_nodes
         if crash is None and crashed_nodes:
             crash = RunCrash("\n\n".join(crashed_nodes))
         if crash is not None:
             log.error("Test crashed: %s", crash)
             return RunOutcome(255, self.store_dir, None, str(crash))
-        return RunOutcome(0, self.store_dir, None, "")
+        return RunOutcome(0, self.store_dir, None, "", self.final_reads)
 
     # -- phases -----------------------------------------------------------------------------------
     def _start_nodes(self) -> None:
         o = self.opts
-        command = [o.bin, *o.args]
+        command = [o.bin, *substitute_store(o.args, self.store_dir)]
+        if "kill" in o.nemesis and not any(STORE_TOKEN in a for a in o.args):
+            log.warning("WARNING: the kill nemesis restarts nodes, but no node argument contains "
+                        "%s, so restarted nodes come back with whatever the node keeps on its own "
+                        "(probably empty). To keep data across restarts pass e.g. "
+                        "`-- --data-dir %s/data`.", STORE_TOKEN, STORE_TOKEN)
         for node in o.nodes:
             proc = NodeProcess(self.loop, node, command, self.store_dir / "node-logs" / f"{node}.log",
                                log_stderr=o.log_stderr)
@@ -236,6 +282,7 @@ class TestRun:
             proc.on_line = self.network.on_node_line
             proc.on_resume = self.network.resume
             self.procs.append(proc)
+            self.by_node[node] = proc
         procs = self.procs
 
         def flush_all() -> None:
@@ -302,12 +349,14 @@ class TestRun:
                                  nodes=o.nodes, concurrency=o.concurrency, rate=o.rate,
                                  timeout_ms=self.timeout_ms, first_client_index=2 * n)
         self.workload.open()
+        self.next_client_index = 2 * n + o.concurrency
         self.history.set_zero()
         self.network.set_time_zero()
         t0 = loop.now_ns()
         self.end_ns = t0 + o.time_limit * 1_000_000_000
         if o.nemesis:
-            kinds = make_fault_kinds(o.nemesis, self.network, o.nodes, self._rng("nemesis-faults"))
+            kinds = make_fault_kinds(o.nemesis, self.network, o.nodes, self._rng("nemesis-faults"),
+                                     control=self, p_loss=o.p_loss, p_dup=o.p_dup)
             self.nemesis = Nemesis(kinds, self._rng("nemesis"), o.nemesis_interval,
                                    lambda type_, f, value: self.history.append(
                                        type_, "nemesis", f, value))
@@ -324,12 +373,137 @@ class TestRun:
             log.warning("Some client ops were still in flight after the time limit and timeout")
         if self.nemesis_timer is not None:
             self.nemesis_timer.cancel()
+        if o.extensions:
+            self._recovery_phase()
         if self.nemesis is not None:
             self.nemesis.teardown()
         workload.close()
         counts = self.history.counts
         log.info("Run complete: %d invocations, %d ok, %d fail, %d info", counts["invoke"],
                  counts["ok"], counts["fail"], counts["info"])
+        if self.nemesis is not None and o.extensions:
+            restarts = sum(p.restarts for p in self.procs)
+            log.info("Nemesis ops: %s; node restarts: %d (%s)",
+                     ", ".join(f"{f} x{c}" for f, c in sorted(self.nemesis.counts.items()))
+                     or "none", restarts,
+                     ", ".join(f"{p.node_id} x{p.restarts}" for p in self.procs if p.restarts)
+                     or "none")
+
+    # -- [extension] recovery phase ---------------------------------------------------------------
+    def _recovery_phase(self) -> None:
+        """Heal everything (recorded), wait for restarted nodes' init and --recovery-s, then read
+        every key used from each node's reader client."""
+        o = self.opts
+        loop = self.loop
+        workload = self.workload
+        stopped = self.nemesis.final_heal() if self.nemesis is not None else None
+        log.info("Final heal (%s); waiting for recovery...", stopped or "no fault was active")
+        assert not any(p.down or p.paused for p in self.procs), "a fault outlived the final heal"
+        assert self.network.p_loss == 0 and self.network.p_dup == 0 and not self.network.grudges
+        loop.run_until(lambda: not self.pending_inits,
+                       loop.now_ns() + int((init_timeout_s + 1) * 1e9))
+        loop.run_until(lambda: False, loop.now_ns() + int(o.recovery_s * 1e9))
+        keys = sorted(workload.keys_used)
+        reads_end_ns = loop.now_ns() + int(final_reads_s_max * 1e9)
+        workload.start_final_reads(keys, reads_end_ns)
+        done = loop.run_until(workload.final_reads_done, reads_end_ns + self.timeout_ns_with_slack())
+        if not done:
+            log.warning("Final reads were still in flight after %.0f s", final_reads_s_max)
+        f = dict(workload.final)
+        f.update({"keys": len(keys), "nodes": len(o.nodes), "recovery_s": o.recovery_s,
+                  "restarts": sum(p.restarts for p in self.procs)})
+        self.final_reads = f
+        (self.store_dir / "final-reads.json").write_bytes(
+            orjson.dumps(f, option=orjson.OPT_INDENT_2))
+        log.info("Final reads: %d of %d succeeded (%d failed, %d not issued) over %d keys x %d "
+                 "nodes, after %g s of recovery", f["ok"], f["planned"], f["fail"] + f["info"],
+                 f["not-issued"], len(keys), len(o.nodes), o.recovery_s)
+        if f["lost"]:
+            log.warning("ACKNOWLEDGED WRITES LOST: %d final reads said keys %s do not exist, "
+                        "though each had an acknowledged write or cas", f["lost"], f["lost-keys"])
+
+    # -- [extension] NodeControl: the kill and pause nemeses act through these ------------------
+    def kill_node(self, node: str) -> None:
+        proc = self.by_node[node]
+        pid = proc.pid
+        self._cancel_init(node)
+        before = proc.nemesis_kill()
+        self.network.set_node_down(node, True)
+        if before is not None:
+            # It had died on its own before the nemesis came: that is a crash like any other.
+            self.unexpected_deaths.append(proc.crash_report(before))
+            log.warning("Node %s had already exited with status %s before the nemesis killed it",
+                        node, before)
+        log.info("Nemesis killed %s (pid %d)", node, pid)
+
+    def restart_node(self, node: str) -> None:
+        proc = self.by_node[node]
+        try:
+            proc.restart()
+        except OSError as exc:
+            raise RunCrash(f"could not restart node {node} with {proc.command}: {exc}") from None
+        self.network.set_node_down(node, False)
+        log.info("Nemesis restarted %s as pid %d (restart #%d of this node)", node, proc.pid,
+                 proc.restarts)
+        self._send_init(node)
+
+    def pause_node(self, node: str) -> None:
+        proc = self.by_node[node]
+        proc.pause()
+        self.network.set_node_down(node, True)
+        log.info("Nemesis paused %s (pid %d)", node, proc.pid)
+
+    def resume_node(self, node: str) -> None:
+        proc = self.by_node[node]
+        self.network.set_node_down(node, False)
+        proc.resume()
+        log.info("Nemesis resumed %s (pid %d)", node, proc.pid)
+
+    def _send_init(self, node: str) -> None:
+        """Send a restarted node `init` from a fresh client, as at setup; init_ok is required
+        within init_timeout_s (checked by a timer; a failure crashes the run)."""
+        client = f"c{self.next_client_index}"
+        self.next_client_index += 1
+        sent_ns = self.loop.now_ns()
+
+        def on_reply(src: str, body: dict) -> None:
+            if type(body) is not dict or body.get("in_reply_to") != 1:
+                return
+            if self.pending_inits.get(node, (None,))[0] != client:
+                return
+            if body.get("type") != "init_ok":
+                raise RunCrash(f"Node {node} failed init after a restart: expected an init_ok "
+                               f"reply, got {orjson.dumps(body).decode()}")
+            self._cancel_init(node)
+            log.info("%s answered init after its restart in %.0f ms", node,
+                     (self.loop.now_ns() - sent_ns) / 1e6)
+
+        def on_timeout() -> None:
+            if self.pending_inits.get(node, (None,))[0] != client:
+                return
+            proc = self.by_node[node]
+            status = proc.exit_status()
+            if status is not None:
+                proc.drain_stderr()
+                detail = "\n" + proc.crash_report(status)
+            else:
+                detail = f" see its stderr in node-logs/{node}.log"
+            raise RunCrash(f"Node {node} did not respond to init within {init_timeout_s:.0f} s "
+                           f"after the nemesis restarted it;{detail}")
+
+        self.network.register_client(client, on_reply)
+        timer = self.loop.call_later(int(init_timeout_s * 1e9), on_timeout)
+        self.pending_inits[node] = (client, timer)
+        self.network.send_body(client, node, {"type": "init", "msg_id": 1, "node_id": node,
+                                              "node_ids": list(self.opts.nodes)})
+
+    def _cancel_init(self, node: str) -> None:
+        pending = self.pending_inits.pop(node, None)
+        if pending is not None:
+            client, timer = pending
+            timer.cancel()
+            # Unregister after this pass: we may be inside that client's delivery.
+            self.loop.call_later(0, self.network.unregister, client)
 
     def timeout_ns_with_slack(self) -> int:
         return int((self.timeout_ms / 1000 + teardown_slack_s) * 1e9)
@@ -363,6 +537,9 @@ class TestRun:
             if proc.proc is None:
                 continue
             if self.opts.leave_db_running:
+                if proc.down:
+                    continue   # the nemesis killed it and the run ended before its restart
+                proc.resume()
                 status = proc.exit_status()
                 log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
             else:

@@ -11,6 +11,14 @@ Owns (maelstrom-spec §5):
   in-flight ops finish (up to the client timeout).
 - `complete_op`: reply (or timeout) -> history completion, per the §5.6 table, with closed reply
   schemas.
+- [extension] `start_final_reads(keys)`: after the main phase, each node's reader client (threads
+  0..n-1; thread i talks to node i) reads every key used, one read in flight per client, recorded
+  like any op, so the checker judges them. `final` counts planned/ok/fail/info reads; no read is
+  issued after the deadline given (`final_reads_s_max` by default). A final read that fails with
+  key-does-not-exist (a definite code) on a key that had an acknowledged write or cas is counted
+  in `final["lost"]` and its key listed in `final["lost-keys"]`: lin-kv never deletes a key, so
+  that is an acknowledged write lost for certain -- which the CAS-register checker cannot see,
+  because failed ops are dropped and a read of nil is always legal.
 - `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl.
 
 Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
@@ -32,6 +40,7 @@ op_log = logging.getLogger("maelstrom.ops")
 
 process_limit = 20
 value_max = 4
+final_reads_s_max = 60.0
 
 # code -> (name, definite?)   (maelstrom-spec §1.6)
 ERRORS: dict[int, tuple[str, bool]] = {
@@ -214,6 +223,13 @@ class Workload:
         self.slot_timer: Timer | None = None
         self.end_ns = 0
         self.running = False
+        self.keys_used: set = set()
+        self.final_queue: dict[int, list] = {}   # thread -> keys it still has to read
+        self.final_end_ns = 0
+        self.final_active = False
+        self.final = {"planned": 0, "ok": 0, "fail": 0, "info": 0, "not-issued": 0, "lost": 0,
+                      "lost-keys": []}
+        self.acked_keys: set = set()   # keys with an ok write or cas
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -276,6 +292,10 @@ class Workload:
         size = self.generator.group_size
         group = [x.process for x in self.workers[g * size:(g + 1) * size]]
         f, value = self.generator.op(w.thread, group)
+        self.keys_used.add(value[0])
+        self._send_op(w, f, value, now)
+
+    def _send_op(self, w: Worker, f: str, value: list, now: int) -> None:
         w.op = (f, value)
         w.msg_id += 1
         w.awaiting = w.msg_id
@@ -312,6 +332,8 @@ class Workload:
             w.timer.cancel()
             w.timer = None
         result = complete_op(f, value, body)
+        if result["type"] == "ok" and f != "read":
+            self.acked_keys.add(value[0])
         self.history.append(result["type"], w.process, f, result["value"], node=w.node,
                             error=result.get("error"), exception=result.get("exception"))
         if result["type"] == "info":
@@ -321,3 +343,49 @@ class Workload:
         if self.running:
             self.free.append(w)
             self._maybe_invoke()
+        elif self.final_active and w.thread in self.final_queue:
+            self.final[result["type"]] += 1
+            error = result.get("error")
+            key = value[0]
+            if (type(error) is list and error[0] == "key-does-not-exist"
+                    and key in self.acked_keys):
+                self.final["lost"] += 1
+                if key not in self.final["lost-keys"]:
+                    self.final["lost-keys"].append(key)
+            self._next_final_read(w)
+
+    # -- [extension] final reads ------------------------------------------------------------------
+    def start_final_reads(self, keys: list, deadline_ns: int | None = None) -> None:
+        """Each node's reader client reads every key in `keys` (see the module docstring)."""
+        assert not self.running, "final reads start after the main phase"
+        now = self.loop.now_ns()
+        self.final_end_ns = deadline_ns if deadline_ns is not None else (
+            now + int(final_reads_s_max * 1e9))
+        self.final_active = True
+        readers = self.workers[:len(self.nodes)]
+        self.final["planned"] += len(keys) * len(readers)
+        for w in readers:
+            if w.op is not None:   # still in flight after the main phase: cannot read for now
+                log.warning("final reads: client %s is busy; skipping its reads", w.client_id)
+                self.final["not-issued"] += len(keys)
+                continue
+            self.final_queue[w.thread] = list(keys)
+        for w in readers:
+            if w.thread in self.final_queue:
+                self._next_final_read(w)
+
+    def _next_final_read(self, w: Worker) -> None:
+        keys = self.final_queue.get(w.thread)
+        if not keys:
+            self.final_queue.pop(w.thread, None)
+            return
+        now = self.loop.now_ns()
+        if now >= self.final_end_ns:
+            self.final["not-issued"] += len(keys)
+            self.final_queue.pop(w.thread)
+            return
+        key = keys.pop(0)
+        self._send_op(w, "read", [key, None], now)
+
+    def final_reads_done(self) -> bool:
+        return not self.final_queue and self.idle()
