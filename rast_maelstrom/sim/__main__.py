@@ -1,0 +1,127 @@
+"""Command line for the simulator: run seeds, print one line of figures per run and a summary.
+
+    python -m rast_maelstrom.sim --seeds 1-200 --steps 20000 [--nodes 3|5] [--time-budget-s T]
+    python -m rast_maelstrom.sim --seed 17 --steps 5000 --bug vote-ignores-log
+
+A failing seed prints its report (invariant, trace tail, replay command); the exit status is 1 if
+any run failed. Owns only argument parsing and printing (this is a program, so it prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+
+from ..core import BUGS
+from ..core import raft as raft_mod
+from .cluster import FaultMix, SimConfig, SimFailure, run_seed
+
+FAILURES_SHOWN_MAX = 10
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"1-200", "5", "1,4,10-12"."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        a, sep, b = part.partition("-")
+        if sep:
+            lo, hi = int(a), int(b)
+            if hi < lo:
+                raise argparse.ArgumentTypeError(f"empty seed range {part!r}")
+            seeds.extend(range(lo, hi + 1))
+        else:
+            seeds.append(int(part))
+    return seeds
+
+
+def parse_bug(text: str) -> str:
+    by_name = {n[4:].lower().replace("_", "-"): getattr(raft_mod, n)
+               for n in dir(raft_mod) if n.startswith("BUG_")}
+    key = text.lower().removeprefix("bug_").replace("_", "-")
+    if key in BUGS:
+        return key
+    if key in by_name:
+        return by_name[key]
+    raise argparse.ArgumentTypeError(f"unknown bug {text!r}; known: {', '.join(sorted(BUGS))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rast_maelstrom.sim",
+                                description="Deterministic simulation of a Rast cluster.")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, help="run this one seed")
+    g.add_argument("--seeds", type=parse_seeds, help='seeds to run: "1-200", "3,7,10-12" (default 1-20)')
+    p.add_argument("--steps", type=int, default=20_000, help="steps of the fault phase (default 20000)")
+    p.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
+    p.add_argument("--bug", type=parse_bug, action="append", default=[],
+                   help=f"plant a test-only bug in the core ({', '.join(sorted(BUGS))})")
+    p.add_argument("--faults", type=FaultMix.parse,
+                   help='fix the fault mix, e.g. "crash,partition,torn,drop=0.05,interval=0.3" '
+                        "(default: each seed draws its own)")
+    p.add_argument("--node-args", default="", help='extra node flags, e.g. "--append-entries-max 1"')
+    p.add_argument("--time-budget-s", type=float, help="start no new seed after this many wall seconds")
+    p.add_argument("--no-lin", action="store_true", help="skip the linearizability check")
+    p.add_argument("--stop-on-failure", action="store_true", help="stop at the first failing seed")
+    p.add_argument("-q", "--quiet", action="store_true", help="summary only")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr)
+
+    seeds = [args.seed] if args.seed is not None else (args.seeds or list(range(1, 21)))
+    t0 = time.monotonic()
+    runs = 0
+    failures: list[SimFailure] = []
+    by_invariant: Counter[str] = Counter()
+    faults: Counter[str] = Counter()
+    ops: Counter[str] = Counter()
+    steps = 0
+    sim_s = 0.0
+    unknown = 0
+    for seed in seeds:
+        if args.time_budget_s is not None and time.monotonic() - t0 > args.time_budget_s:
+            break
+        cfg = SimConfig(seed=seed, steps=args.steps, nodes=args.nodes, bugs=tuple(args.bug),
+                        faults=args.faults, node_argv=tuple(args.node_args.split()),
+                        check_lin=not args.no_lin)
+        runs += 1
+        try:
+            r = run_seed(cfg)
+        except SimFailure as f:
+            failures.append(f)
+            by_invariant[f.invariant] += 1
+            if not args.quiet or len(failures) <= FAILURES_SHOWN_MAX:
+                print(f"seed {seed}: FAILED ({f.invariant})\n{f}\n", flush=True)
+            if args.stop_on_failure:
+                break
+            continue
+        steps += r.steps
+        sim_s += r.sim_s
+        faults.update(r.faults)
+        ops.update(r.ops)
+        unknown += r.lin == "unknown"
+        if not args.quiet:
+            fl = " ".join(f"{k}={v}" for k, v in sorted(r.faults.items())) or "none"
+            print(f"seed {seed}: ok  sim {r.sim_s:6.1f}s  steps {r.steps}  faults {fl}  "
+                  f"ops ok/fail/info {r.ops['ok']}/{r.ops['fail']}/{r.ops['info']}  "
+                  f"terms {r.extra['leader_terms']} (max {r.max_term})  committed {r.committed}  "
+                  f"heal {r.heal_s:.2f}s  lin {r.lin}  wall {r.wall_s:.2f}s  trace {r.trace_hash[:12]}",
+                  flush=True)
+    wall = time.monotonic() - t0
+    print(f"summary: {runs} runs, {runs - len(failures)} passed, {len(failures)} failed"
+          + (f" ({', '.join(f'{k}: {v}' for k, v in by_invariant.most_common())})" if failures else "")
+          + f"; {steps} steps, {sim_s:.0f} simulated s in {wall:.1f} wall s "
+          f"({steps / wall if wall else 0:.0f} steps/s)")
+    print(f"summary: ops ok/fail/info {ops['ok']}/{ops['fail']}/{ops['info']}; lin unknown {unknown}; "
+          f"faults " + (" ".join(f"{k}={v}" for k, v in sorted(faults.items())) or "none"))
+    for f in failures[:FAILURES_SHOWN_MAX]:
+        print(f"replay: {f.replay}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Raft safety invariants, checked incrementally while the simulator runs (O(new entries) per step).
+
+Owns: the global record of what every node ever held, committed, applied and acknowledged, and the
+checks over it. Each check raises `Violation(invariant, text)`; the simulator adds the replay command.
+
+The invariants (Raft paper §5.2-§5.4, Figure 3):
+- election safety: at most one leader per term, across the whole run (crashes included);
+- log matching: an entry is identified by (index, term); two logs holding the same (index, term)
+  hold the same data there and the same term just before it (so, by induction, the same prefix);
+- leader completeness: an entry first seen committed by a node in term c is in the log of every
+  leader of a term > c (checked on the last such index; log matching covers the prefix);
+- state machine safety: no two nodes commit or apply different (term, data) at one index, and each
+  node applies indexes in order without gaps;
+- commit monotonicity: a node's commit index never goes backwards while it runs, and its log always
+  holds the entry at its commit index (a committed entry is never cut from a log);
+- no acknowledged write lost: an entry a client was answered for stays decided at its index, and in
+  the end every node that committed past it holds it.
+
+May not touch: nodes' state (read only), the network, the clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import Role
+
+
+class Violation(Exception):
+    def __init__(self, invariant: str, text: str) -> None:
+        super().__init__(f"{invariant}: {text}")
+        self.invariant = invariant
+        self.text = text
+
+
+class Invariants:
+    def __init__(self) -> None:
+        self.leaders: dict[int, str] = {}  # term -> the one node that led it
+        self.entries: dict[tuple[int, int], tuple[Any, int, str]] = {}  # (i, t) -> (data, prev term, who)
+        self.decided: dict[int, tuple[int, Any, str]] = {}  # index -> (term, data, first node to commit)
+        self.decided_max = 0
+        self.commit_term_max_index: dict[int, int] = {}  # term c -> highest index first committed in c
+        self._lc_cache: tuple[int, int, int] = (-1, -1, 0)  # (leader term, version, index)
+        self._lc_version = 0
+        self.acked: dict[int, tuple[int, str]] = {}  # index -> (term, node that answered)
+        self.checks = 0
+
+    # ------------------------------------------------------------------ hooks from the node
+
+    def on_entries(self, node_id: str, raft: Any, start: int, entries: list) -> None:
+        """Entries handed to storage (new or replacing a suffix): log matching."""
+        known = self.entries
+        prev = raft.log.term_at(start - 1)
+        index = start
+        for term, data in entries:
+            key = (index, term)
+            seen = known.get(key)
+            if seen is None:
+                known[key] = (data, prev, node_id)
+            elif seen[0] != data or seen[1] != prev:
+                what = "data" if seen[0] != data else f"previous term ({seen[1]} vs {prev})"
+                raise Violation(
+                    "log matching",
+                    f"{node_id} holds entry {index} of term {term} with a different {what} than "
+                    f"{seen[2]} had: {data!r} vs {seen[0]!r}",
+                )
+            prev = term
+            index += 1
+
+    def on_apply(self, node: Any, committed: list, applied_before: int) -> int:
+        """A node applies `committed`: order, state machine safety, and which entries get answered.
+        Returns the node's new applied index."""
+        raft = node.raft
+        pending = node.pending
+        nid = node.node_id
+        expect = applied_before + 1
+        for index, term, data in committed:
+            if index != expect:
+                raise Violation("state machine safety", f"{nid} applied {index} after {expect - 1}")
+            expect += 1
+            self.note_committed(nid, index, term, data, raft.current_term)
+            p = pending.get(index) if pending else None
+            if p is not None and p[0] == term:
+                self.acked[index] = (term, nid)
+        return expect - 1
+
+    # ------------------------------------------------------------------ per step
+
+    def note_committed(self, nid: str, index: int, term: int, data: Any, current_term: int) -> None:
+        d = self.decided.get(index)
+        if d is None:
+            self.decided[index] = (term, data, nid)
+            if index > self.decided_max:
+                self.decided_max = index
+            m = self.commit_term_max_index.get(current_term, 0)
+            if index > m:
+                self.commit_term_max_index[current_term] = index
+                self._lc_version += 1
+        elif d[0] != term or d[1] != data:
+            ack = self.acked.get(index)
+            lost = f" (a client had been answered for the term-{ack[0]} entry by {ack[1]})" if ack else ""
+            raise Violation(
+                "state machine safety" if not ack else "no acknowledged write lost",
+                f"{nid} commits entry {index} as term {term} {data!r}, but {d[2]} committed it as "
+                f"term {d[0]} {d[1]!r}{lost}",
+            )
+
+    def after_step(self, nid: str, raft: Any, commit_seen: int) -> int:
+        """Checks on one node after it handled an event. Returns its new commit index."""
+        self.checks += 1
+        log = raft.log
+        term = raft.current_term
+        if raft.role is Role.LEADER:
+            other = self.leaders.setdefault(term, nid)
+            if other != nid:
+                raise Violation("election safety", f"{nid} and {other} both led term {term}")
+            idx = self._required_index(term)
+            if idx:
+                want = self.decided[idx][0]
+                have = log.term_at(idx)
+                if have != want:
+                    raise Violation(
+                        "leader completeness",
+                        f"{nid}, leader of term {term}, lacks committed entry {idx} of term {want} "
+                        f"(its log has {'nothing' if have is None else f'term {have}'} there; last "
+                        f"index {log.last_index()})",
+                    )
+        c = raft.commit_index
+        if c != commit_seen:
+            if c < commit_seen:
+                raise Violation("commit monotonicity", f"{nid} commit index went from {commit_seen} to {c}")
+            for i in range(commit_seen + 1, c + 1):
+                t = log.term_at(i)
+                if t is None:
+                    raise Violation(
+                        "commit monotonicity",
+                        f"{nid} commit index {c} is beyond its log (last index {log.last_index()})",
+                    )
+                self.note_committed(nid, i, t, log.data_at(i), term)
+        elif c:
+            t = log.term_at(c)
+            want = self.decided[c][0]
+            if t != want:
+                raise Violation(
+                    "commit monotonicity",
+                    f"{nid} lost committed entry {c} of term {want} from its log "
+                    f"({'nothing' if t is None else f'term {t}'} there now, last index {log.last_index()})",
+                )
+        return c
+
+    def _required_index(self, leader_term: int) -> int:
+        """The highest index first committed in a term below `leader_term`."""
+        t, v, idx = self._lc_cache
+        if t == leader_term and v == self._lc_version:
+            return idx
+        idx = 0
+        for c, i in self.commit_term_max_index.items():
+            if c < leader_term and i > idx:
+                idx = i
+        self._lc_cache = (leader_term, self._lc_version, idx)
+        return idx
+
+    # ------------------------------------------------------------------ end of run
+
+    def final(self, rafts: dict[str, Any]) -> None:
+        """Every answered entry is held by every node that committed past it."""
+        for index, (term, who) in sorted(self.acked.items()):
+            for nid, raft in rafts.items():
+                if raft.commit_index >= index and raft.log.term_at(index) != term:
+                    raise Violation(
+                        "no acknowledged write lost",
+                        f"entry {index} (term {term}) was answered by {who}, but {nid} committed past it "
+                        f"with term {raft.log.term_at(index)} there",
+                    )

@@ -1,0 +1,746 @@
+"""The deterministic whole-cluster simulator: N real `Node`s in one process, one seed.
+
+Owns: simulated time (one event heap), each node's loop (`NodeLoop`), disk (`disk.SimDisk`), the
+network between them, the nemesis (partitions of every shape, crashes with restarts, pauses, slow
+disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
+phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
+or a string hash, so a seed replays exactly (`trace_hash` covers every executed event).
+
+One *step* is one executed event: a node timer, an fsync completion, a message delivered to a node
+(each followed by `node.flush()`, as the real loop ends a pass), or a simulator action (client op,
+client reply, nemesis). Events for a crashed incarnation are discarded; events for a paused node
+wait until it resumes (its timers fire late, its input queues, its disk thread stops).
+
+Network (after spec §3): a node's output lines are routed by `dest`. Server-to-server messages get
+a random delay (reordering follows), may be dropped, duplicated or held back a long time, and are
+dropped at delivery when the receiver has a grudge against the sender (partitions are checked when
+the message is polled, as in Maelstrom). Anything whose src or dest is a client (`c...`), including
+a request a follower forwards with the client as src, is never partitioned, dropped or duplicated.
+
+Phases: (1) `steps` steps with faults; (2) healed: faults off, crashed nodes restarted, and a probe
+client must get a write acknowledged within `heal_bound_s` of simulated time (liveness); (3) drain:
+no new ops, in-flight ops finish; then the end-of-run checks and the linearizability check of the
+client history. The invariants of `checks.py` run after every step that touched a node.
+
+Invariants of this module: the clock never goes backwards; every loop is bounded (`*_MAX`);
+one incarnation per node at a time; a crash discards the node object and keeps only its disk.
+May not touch: the node's, the core's or the WAL's code (it drives them through their interfaces).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import heapq
+import random
+import shlex
+import struct
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from .. import node as node_mod
+from ..core import BUGS, Role
+from ..harness.linearizability import check_independent
+from .checks import Invariants, Violation
+from .clients import Workload
+from .disk import SimDisk, SimWriter, open_storage_factory
+
+TRACE_TAIL_MAX = 40  # events kept for a failure report
+FAULT_LOG_MAX = 20  # nemesis actions quoted in a failure report
+HEAL_STEPS_MAX = 500_000  # bound on steps of the healed phase (the sim-time bound comes first)
+IN_FLIGHT_MAX = 20_000  # node messages in the network at once; more is a message storm
+STORM_WINDOW_STEPS = 65_536  # a window of this many steps must span at least STORM_WINDOW_MIN_S
+STORM_WINDOW_MIN_S = 2.0  # (normal runs: 1-5 thousand steps per simulated second; bursts pass)
+DRAIN_EXTRA_S = 0.5  # after the client timeout, time allowed for the last ops to finish
+BOOT_SPREAD_S = 0.01  # nodes start within this window (tick phases differ)
+RESTART_DELAY_MIN_S = 0.02
+LEADER_HIT_DELAY_MAX_S = 0.05  # a targeted hit lands this soon after the election, at most
+
+K_TIMER, K_DURABLE, K_MSG, K_CALL = 0, 1, 2, 3
+_KIND_NAMES = ("timer", "durable", "msg", "call")
+_PACK = struct.Struct("<BbId")
+
+FAULT_KINDS = ("partition", "crash", "pause", "slowdisk")
+# Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
+# code paths and interleavings the defaults rarely do).
+NODE_PROFILES: tuple[tuple[str, ...], ...] = (
+    (),
+    (),
+    ("--append-entries-max", "1"),
+    ("--election-ms", "100", "--heartbeat-ms", "20"),
+    ("--append-entries-max", "1", "--election-ms", "100", "--heartbeat-ms", "20"),
+    ("--inflight-max", "2", "--append-entries-max", "4"),
+)
+PARTITION_SHAPES = ("one", "majority", "minority-third", "ring", "bridge", "oneway")
+
+
+class SimFailure(Exception):
+    """A run broke an invariant. `str()` is the whole report, ending with the replay command."""
+
+    def __init__(self, invariant: str, report: str, replay: str) -> None:
+        super().__init__(report)
+        self.invariant = invariant
+        self.replay = replay
+
+
+@dataclass
+class FaultMix:
+    """Which faults a run injects and how often. `None` in SimConfig: drawn from the seed."""
+
+    partition: bool = False
+    crash: bool = False
+    pause: bool = False
+    slowdisk: bool = False
+    torn: bool = False  # a crash may keep a prefix of the unsynced records, the next one torn
+    drop: float = 0.0  # per server message
+    dup: float = 0.0
+    reorder: float = 0.0  # chance a server message is held back 20-500 ms
+    leader: float = 0.0  # chance a newly elected leader is hit (crash, pause or isolation) at once
+    interval: float = 0.5  # mean seconds between nemesis actions
+    down: float = 1.5  # longest crash, pause or slow-disk period, seconds
+
+    @classmethod
+    def swarm(cls, rng: random.Random) -> "FaultMix":
+        """Swarm testing: each seed enables its own subset of faults at its own rates."""
+        m = cls(
+            partition=rng.random() < 0.6,
+            crash=rng.random() < 0.6,
+            pause=rng.random() < 0.4,
+            slowdisk=rng.random() < 0.4,
+            drop=rng.choice((0.0, 0.0, 0.01, 0.05, 0.2)),
+            dup=rng.choice((0.0, 0.0, 0.01, 0.05)),
+            reorder=rng.choice((0.0, 0.0, 0.01, 0.05)),
+            leader=rng.choice((0.0, 0.0, 0.0, 0.3, 0.7)),
+            interval=round(rng.uniform(0.1, 1.0), 3),
+            down=round(rng.uniform(0.2, 2.0), 3),
+        )
+        m.torn = m.crash and rng.random() < 0.5
+        return m
+
+    @classmethod
+    def parse(cls, text: str) -> "FaultMix":
+        """"crash,partition,torn,drop=0.05,interval=0.3" (see `describe`); "none" for no faults."""
+        m = cls()
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, val = part.partition("=")
+            if name == "none":
+                continue
+            if name not in cls.__dataclass_fields__:
+                raise ValueError(f"unknown fault {name!r}")
+            kind = type(getattr(m, name))
+            setattr(m, name, (val.lower() not in ("0", "false", "no")) if kind is bool and val
+                    else True if kind is bool else float(val))
+        return m
+
+    def describe(self) -> str:
+        parts = [k for k in ("partition", "crash", "pause", "slowdisk", "torn") if getattr(self, k)]
+        parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
+        parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
+        return ",".join(parts)
+
+
+@dataclass
+class SimConfig:
+    seed: int
+    steps: int = 20_000
+    nodes: int = 3
+    bugs: tuple[str, ...] = ()
+    faults: FaultMix | None = None  # None: swarm (drawn from the seed)
+    node_argv: tuple[str, ...] = ()  # extra node flags, e.g. ("--append-entries-max", "1")
+    clients_n: int = 0  # 0: 2 x nodes, as Maelstrom's lin-kv default concurrency
+    keys_n: int = 3
+    client_timeout_s: float = 1.0
+    think_s: float = 0.05  # mean pause between a client's ops
+    heal_bound_s: float = 20.0  # liveness: a write must succeed within this after healing
+    lin_time_limit_s: float = 20.0
+    check_lin: bool = True
+
+    def replay_command(self) -> str:
+        cmd = ["python", "-m", "rast_maelstrom.sim", "--seed", str(self.seed), "--steps", str(self.steps)]
+        if self.nodes != 3:
+            cmd += ["--nodes", str(self.nodes)]
+        for b in self.bugs:
+            cmd += ["--bug", b]
+        if self.faults is not None:
+            cmd += ["--faults", self.faults.describe()]
+        if self.node_argv:
+            cmd += ["--node-args", " ".join(self.node_argv)]
+        return shlex.join(cmd)
+
+
+@dataclass
+class RunResult:
+    seed: int
+    steps: int
+    sim_s: float
+    faults: dict[str, int]
+    ops: dict[str, int]
+    lin: Any  # "valid?" of the linearizability check (True / "unknown"; False raises)
+    trace_hash: str
+    max_term: int
+    committed: int
+    wall_s: float
+    mix: str
+    heal_s: float = 0.0  # simulated seconds from healing to the first acknowledged probe write
+    extra: dict = field(default_factory=dict)
+
+
+class SimTimer:
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class NodeLoop:
+    """The loop one node incarnation sees: the simulator's clock and heap."""
+
+    __slots__ = ("sim", "slot", "inc", "readers")
+
+    def __init__(self, sim: "Simulation", slot: int, inc: int) -> None:
+        self.sim = sim
+        self.slot = slot
+        self.inc = inc
+        self.readers: dict[int, Callable[[], None]] = {}
+
+    def clock(self) -> float:
+        return self.sim.now
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> SimTimer:
+        t = SimTimer()
+        sim = self.sim
+        sim._push(max(deadline, sim.now), K_TIMER, self.slot, self.inc, (t, callback))
+        return t
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> SimTimer:
+        return self.call_at(self.sim.now + delay_s, callback)
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        self.readers.pop(fd, None)
+
+
+class SimNode(node_mod.Node):
+    """The real Node, with two read-only taps for the invariants: entries handed to storage (log
+    matching) and entries applied (state machine safety, acknowledgements)."""
+
+    def __init__(self, *a: Any, invariants: Invariants, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._inv = invariants
+        self._applied_seen = 0
+
+    def _open_storage(self) -> None:
+        super()._open_storage()
+        raft = self.raft
+        ready = raft.ready
+        inv = self._inv
+        nid = self.node_id
+
+        def tapped_ready() -> Any:
+            rd = ready()
+            if rd.entries:
+                inv.on_entries(nid, raft, rd.entries_start, rd.entries)
+            return rd
+
+        raft.ready = tapped_ready  # instance attribute: the Raft class is untouched
+
+    def _apply(self, committed: list) -> None:
+        self._applied_seen = self._inv.on_apply(self, committed, self._applied_seen)
+        super()._apply(committed)
+
+
+class _Slot:
+    """One node position: its disk persists, its incarnations come and go."""
+
+    __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
+                 "paused_until", "slow_until", "down_gen", "led_term")
+
+    def __init__(self, index: int, node_id: str) -> None:
+        self.index = index
+        self.id = node_id
+        self.node: SimNode | None = None
+        self.inc = 0
+        self.loop: NodeLoop | None = None
+        self.writer: SimWriter | None = None
+        self.disk = SimDisk()
+        self.commit_seen = 0
+        self.paused_until = 0.0
+        self.slow_until = 0.0
+        self.down_gen = 0
+        self.led_term = 0  # last term this node was seen leading (targeted nemesis)
+
+
+def _peek(line: bytes) -> tuple[str, str]:
+    """src and dest of a line the node's codec wrote ({"src":..,"dest":..,"body":..})."""
+    if line.startswith(b'{"src":"'):
+        p = line.find(b'","dest":"', 8)
+        if p > 0:
+            q = line.find(b'"', p + 10)
+            if q > 0:
+                return line[8:p].decode(), line[p + 10:q].decode()
+    msg = orjson.loads(line)
+    return msg["src"], msg["dest"]
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig) -> None:
+        for b in cfg.bugs:
+            assert b in BUGS, f"unknown bug {b!r} (known: {sorted(BUGS)})"
+        assert 1 <= cfg.nodes <= 9 and cfg.steps >= 0
+        self.cfg = cfg
+        self.rng = rng = random.Random(cfg.seed)
+        self.mix = cfg.faults if cfg.faults is not None else FaultMix.swarm(rng)
+        node_argv = cfg.node_argv
+        if cfg.faults is None and not node_argv:
+            node_argv = rng.choice(NODE_PROFILES)
+        self.node_argv = node_argv
+        self.now = 0.0
+        self.heap: list[tuple] = []
+        self.in_flight = 0  # K_MSG events in the heap
+        self._seq = 0
+        self.step = 0
+        self.node_ids = [f"n{i}" for i in range(cfg.nodes)]
+        self.slots = [_Slot(i, nid) for i, nid in enumerate(self.node_ids)]
+        self.slot_of = {s.id: s.index for s in self.slots}
+        self.inv = Invariants()
+        self.blocked: set[tuple[str, str]] = set()  # (src, dest): dest drops what src sends
+        self.partition_shape: str | None = None
+        self.faults_on = True
+        self.faults: Counter[str] = Counter()
+        self.fault_log: deque[str] = deque(maxlen=FAULT_LOG_MAX)
+        self.trace: deque[tuple] = deque(maxlen=TRACE_TAIL_MAX)
+        self._hash = hashlib.blake2b(digest_size=16)
+        # Per-seed environment.
+        self.net_delay_s = (rng.uniform(0.0001, 0.001), rng.uniform(0.002, 0.01))  # (min, max)
+        self.fsync_s = (rng.uniform(0.0002, 0.001), rng.uniform(0.002, 0.008))
+        base = node_mod.parse_args(["--data-dir", "/rast-sim-nonexistent", *node_argv])
+        base.bugs = frozenset(cfg.bugs)
+        self.base_args = base
+        kinds = [k for k in FAULT_KINDS if getattr(self.mix, k)]
+        self.fault_kinds = kinds
+        self.workload = Workload(
+            rng, self.node_ids, cfg.clients_n or 2 * cfg.nodes, cfg.keys_n, cfg.client_timeout_s,
+            cfg.think_s, self._client_send, self._after, lambda: self.now,
+        )
+
+    # ------------------------------------------------------------------ event heap
+
+    def _push(self, t: float, kind: int, slot: int, inc: int, arg: Any) -> None:
+        if kind == K_MSG:
+            self.in_flight += 1
+            if self.in_flight > IN_FLIGHT_MAX:
+                raise Violation("bounded traffic", f"over {IN_FLIGHT_MAX} messages in flight at once: "
+                                "the nodes amplify traffic (a message storm)")
+        self._seq += 1
+        heapq.heappush(self.heap, (t, self._seq, kind, slot, inc, arg))
+
+    def _after(self, delay_s: float, fn: Callable[[Any], None], arg: Any) -> None:
+        self._push(self.now + delay_s, K_CALL, -1, 0, (fn, arg))
+
+    def _exec(self, ev: tuple) -> bool:
+        """Run one event; False if it was discarded (dead incarnation, cancelled, deferred)."""
+        t, _, kind, slot, inc, arg = ev
+        if slot < 0:
+            fn, a = arg
+            self._hash.update(_PACK.pack(kind, -1, 0, t))
+            self.trace.append((self.step, t, kind, "sim", fn, a))
+            fn(a)
+            return True
+        s = self.slots[slot]
+        node = s.node
+        if node is None or (inc and inc != s.inc):
+            return False
+        if s.paused_until > t:
+            self._push(s.paused_until, kind, slot, inc, arg)
+            return False
+        if kind == K_MSG:
+            src, line = arg
+            if src[0] != "c" and (src, s.id) in self.blocked:
+                self.faults["partition-drop"] += 1
+                return False
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            self._hash.update(line)
+            self.trace.append((self.step, t, kind, s.id, src, line))
+            node.on_line(line)
+        elif kind == K_TIMER:
+            timer, cb = arg
+            if timer.cancelled:
+                return False
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            cb()  # ticks stay out of the trace tail: too many, too little to say
+        else:
+            writer = arg
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            writer.complete_fsync()
+            self.trace.append((self.step, t, kind, s.id, None, writer.durable_id))
+            s.loop.readers[writer.wake_fd]()
+        node.flush()
+        raft = node.raft
+        s.commit_seen = self.inv.after_step(s.id, raft, s.commit_seen)
+        if raft.role is Role.LEADER and raft.current_term != s.led_term:
+            s.led_term = raft.current_term
+            if self.mix.leader and self.faults_on and self.rng.random() < self.mix.leader:
+                self._after(self.rng.uniform(0, LEADER_HIT_DELAY_MAX_S), self._hit_leader,
+                            (slot, s.inc, raft.current_term))
+        return True
+
+    def _run(self, steps_max: int, t_end: float, done: Callable[[], bool] | None = None) -> int:
+        heap = self.heap
+        pop = heapq.heappop
+        n = 0
+        window_t = self.now
+        window_end = self.step + STORM_WINDOW_STEPS
+        while n < steps_max and heap:
+            if self.step >= window_end:
+                if self.now - window_t < STORM_WINDOW_MIN_S:
+                    raise Violation("bounded traffic", f"{STORM_WINDOW_STEPS} events in "
+                                    f"{(self.now - window_t) * 1000:.1f} ms of simulated time: a message "
+                                    f"storm ({self.in_flight} messages in flight)")
+                window_t = self.now
+                window_end = self.step + STORM_WINDOW_STEPS
+            if heap[0][0] > t_end or (done is not None and done()):
+                break
+            ev = pop(heap)
+            assert ev[0] >= self.now, "the clock went backwards"
+            self.now = ev[0]
+            if ev[2] == K_MSG:
+                self.in_flight -= 1
+            if self._exec(ev):
+                n += 1
+                self.step += 1
+        return n
+
+    # ------------------------------------------------------------------ nodes
+
+    def _boot(self, slot: int, truncated_bytes: int = 0) -> None:
+        s = self.slots[slot]
+        assert s.node is None
+        s.inc += 1
+        inc = s.inc
+        args = copy.copy(self.base_args)
+        args.seed = self.rng.randrange(1 << 62)
+        loop = NodeLoop(self, slot, inc)
+
+        def start_fsync(w: SimWriter) -> None:
+            self._push(self.now + self._fsync_delay(s), K_DURABLE, slot, inc, w)
+
+        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes)
+
+        def write_out(data: bytes) -> None:
+            self._route(data)
+
+        node = SimNode(args, write_out, loop, storage, invariants=self.inv)
+        s.node, s.loop, s.commit_seen = node, loop, 0
+        init = {"src": "cinit", "dest": s.id,
+                "body": {"type": "init", "msg_id": 1, "node_id": s.id, "node_ids": self.node_ids}}
+        node.on_line(orjson.dumps(init))
+        s.writer = node.writer
+        node.flush()
+        s.commit_seen = self.inv.after_step(s.id, node.raft, 0)
+
+    def _boot_call(self, arg: tuple[int, int, int]) -> None:
+        slot, gen, truncated = arg
+        s = self.slots[slot]
+        if s.node is None and s.down_gen == gen:
+            self.fault_log.append(f"{self.now:.4f} restart {s.id}")
+            self._boot(slot, truncated)
+
+    def _crash(self, s: _Slot) -> None:
+        mix = self.mix
+        keep = mix.torn and self.rng.random() < 0.5
+        tear = keep and self.rng.random() < 0.5
+        truncated = s.writer.crash(self.rng, keep, tear)
+        if truncated:
+            self.faults["torn"] += 1
+        s.node = None
+        s.loop = None
+        s.writer = None
+        s.paused_until = 0.0
+        s.down_gen += 1
+        self.faults["crash"] += 1
+        self.fault_log.append(f"{self.now:.4f} crash {s.id}" + (" (torn tail)" if truncated else ""))
+        if self.faults_on:
+            down = self.rng.uniform(RESTART_DELAY_MIN_S, max(RESTART_DELAY_MIN_S, mix.down))
+        else:
+            down = 0.0
+        self._after(down, self._boot_call, (s.index, s.down_gen, truncated))
+
+    def _fsync_delay(self, s: _Slot) -> float:
+        lo, hi = self.fsync_s
+        d = self.rng.uniform(lo, hi)
+        if s.slow_until > self.now:
+            d *= self.rng.uniform(20, 100)
+        return d
+
+    # ------------------------------------------------------------------ network
+
+    def _net_delay(self) -> float:
+        lo, hi = self.net_delay_s
+        return self.rng.uniform(lo, hi)
+
+    def _client_delay(self) -> float:
+        return self.rng.uniform(0.0, self.net_delay_s[0])
+
+    def _route(self, data: bytes) -> None:
+        rng = self.rng
+        mix = self.mix
+        now = self.now
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            src, dest = _peek(line)
+            if dest[0] == "c":
+                self._after(self._client_delay(), self._deliver_reply, (dest, line))
+                continue
+            ds = self.slot_of.get(dest)
+            if ds is None:
+                continue
+            if src[0] == "c":  # a forwarded client request: never lost or duplicated
+                self._push(now + self._client_delay(), K_MSG, ds, 0, (src, line))
+                continue
+            if mix.drop and self.faults_on and rng.random() < mix.drop:
+                self.faults["drop"] += 1
+                continue
+            copies = 1
+            if mix.dup and self.faults_on and rng.random() < mix.dup:
+                self.faults["dup"] += 1
+                copies = 2
+            for _ in range(copies):
+                d = self._net_delay()
+                if mix.reorder and self.faults_on and rng.random() < mix.reorder:
+                    self.faults["delay"] += 1
+                    d += rng.uniform(0.02, 0.5)
+                self._push(now + d, K_MSG, ds, 0, (src, line))
+
+    def _client_send(self, cid: str, node_id: str, line: bytes) -> None:
+        self._push(self.now + self._client_delay(), K_MSG, self.slot_of[node_id], 0, (cid, line))
+
+    def _deliver_reply(self, arg: tuple[str, bytes]) -> None:
+        cid, line = arg
+        self._hash.update(line)
+        self.workload.on_reply(cid, line)
+
+    # ------------------------------------------------------------------ nemesis
+
+    def _nemesis(self, _: Any) -> None:
+        if not self.faults_on:
+            return
+        if self.fault_kinds:
+            getattr(self, "_fault_" + self.rng.choice(self.fault_kinds))()
+        self._after(self.rng.expovariate(1.0 / self.mix.interval), self._nemesis, None)
+
+    def _fault_partition(self) -> None:
+        if self.blocked or self.partition_shape:
+            self.blocked = set()
+            self.partition_shape = None
+            self.fault_log.append(f"{self.now:.4f} heal")
+            return
+        rng = self.rng
+        ids = list(self.node_ids)
+        rng.shuffle(ids)
+        n = len(ids)
+        shapes = [s for s in PARTITION_SHAPES if n >= 3 and (s != "minority-third" or n >= 4)]
+        if not shapes:
+            return
+        shape = rng.choice(shapes)
+        blocked: set[tuple[str, str]] = set()
+
+        def cut(a: list[str], b: list[str]) -> None:
+            for x in a:
+                for y in b:
+                    blocked.add((x, y))
+                    blocked.add((y, x))
+
+        if shape == "one":
+            cut(ids[:1], ids[1:])
+        elif shape == "majority":
+            cut(ids[: n // 2], ids[n // 2:])
+        elif shape == "minority-third":
+            k = (n - 1) // 3
+            cut(ids[:k], ids[k:])
+        elif shape == "ring":  # each node hears only from a majority-sized window around it
+            q = n // 2 + 1
+            for i, dest in enumerate(ids):
+                window = {ids[(i - (q - 1) // 2 + j) % n] for j in range(q)}
+                for src in ids:
+                    if src not in window:
+                        blocked.add((src, dest))
+        elif shape == "bridge":  # two sides that only a bridge node hears both of
+            rest = ids[1:]
+            cut(rest[: len(rest) // 2], rest[len(rest) // 2:])
+        else:  # oneway: every directed link cut with probability 0.3 (asymmetric cuts)
+            for src in ids:
+                for dest in ids:
+                    if src != dest and rng.random() < 0.3:
+                        blocked.add((src, dest))
+        self.blocked = blocked
+        self.partition_shape = shape
+        self.faults["partition"] += 1
+        self.fault_log.append(f"{self.now:.4f} partition {shape}: " + " ".join(
+            f"{d}x{s}" for s, d in sorted(blocked)))
+
+    def _hit_leader(self, arg: tuple[int, int, int]) -> None:
+        """Targeted nemesis: the leader elected a moment ago is crashed, paused or cut off."""
+        slot, inc, term = arg
+        s = self.slots[slot]
+        if not self.faults_on or s.node is None or s.inc != inc or s.paused_until > self.now:
+            return
+        self.faults["leader-hit"] += 1
+        self.fault_log.append(f"{self.now:.4f} hit {s.id}, leader of term {term}")
+        kinds = [k for k in ("crash", "pause", "partition") if getattr(self.mix, k)] or ["partition"]
+        kind = self.rng.choice(kinds)
+        if kind == "crash":
+            self._crash(s)
+        elif kind == "pause":
+            self._pause(s)
+        else:
+            others = [x for x in self.node_ids if x != s.id]
+            self.blocked = {(s.id, x) for x in others} | {(x, s.id) for x in others}
+            self.partition_shape = "one"
+            self.faults["partition"] += 1
+            self.fault_log.append(f"{self.now:.4f} partition one: {s.id} isolated")
+
+    def _fault_crash(self) -> None:
+        live = [s for s in self.slots if s.node is not None]
+        if live:
+            self._crash(self.rng.choice(live))
+
+    def _fault_pause(self) -> None:
+        live = [s for s in self.slots if s.node is not None and s.paused_until <= self.now]
+        if live:
+            self._pause(self.rng.choice(live))
+
+    def _pause(self, s: _Slot) -> None:
+        s.paused_until = self.now + self.rng.uniform(0.02, max(0.02, self.mix.down))
+        self.faults["pause"] += 1
+        self.fault_log.append(f"{self.now:.4f} pause {s.id} until {s.paused_until:.4f}")
+
+    def _fault_slowdisk(self) -> None:
+        s = self.rng.choice(self.slots)
+        s.slow_until = self.now + self.rng.uniform(0.1, max(0.1, self.mix.down))
+        self.faults["slowdisk"] += 1
+        self.fault_log.append(f"{self.now:.4f} slow disk {s.id} until {s.slow_until:.4f}")
+
+    def _heal(self) -> None:
+        self.faults_on = False
+        self.blocked = set()
+        self.partition_shape = None
+        self.fault_log.append(f"{self.now:.4f} heal all (healed phase)")
+        for s in self.slots:
+            s.slow_until = 0.0
+            if s.node is None:
+                self._boot_call((s.index, s.down_gen, 0))
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        wall0 = time.monotonic()
+        heal_s = 0.0
+        try:
+            for s in self.slots:
+                self._after(self.rng.uniform(0, BOOT_SPREAD_S), self._boot, s.index)
+            self.workload.start()
+            if self.fault_kinds:
+                self._after(self.rng.expovariate(1.0 / self.mix.interval), self._nemesis, None)
+            self._run(cfg.steps, float("inf"))
+            self._heal()
+            t_heal = self.now
+            self.workload.start_probe()
+            self._run(HEAL_STEPS_MAX, t_heal + cfg.heal_bound_s, lambda: self.workload.probe_ok)
+            if not self.workload.probe_ok:
+                raise Violation("liveness", f"no write acknowledged in {self.now - t_heal:.2f} s of "
+                                f"simulated time after healing (bound {cfg.heal_bound_s:g} s, "
+                                f"{self.workload.probe_attempts} attempts); {self._roles()}")
+            heal_s = self.now - t_heal
+            self.workload.issuing = False
+            self._run(HEAL_STEPS_MAX, self.now + cfg.client_timeout_s + DRAIN_EXTRA_S,
+                      self.workload.idle)
+            assert self.workload.idle(), "a client op outlived its timeout"
+            self.inv.final({s.id: s.node.raft for s in self.slots if s.node is not None})
+            lin: Any = None
+            if cfg.check_lin:
+                res = check_independent(self.workload.history, time_limit_s=cfg.lin_time_limit_s)
+                lin = res["valid?"]
+                if lin is False:
+                    raise Violation("linearizability", self._lin_text(res))
+        except Violation as v:
+            raise SimFailure(v.invariant, self._report(v.invariant, v.text), cfg.replay_command()) from None
+        except (AssertionError, Exception) as e:  # the core's own asserts, or a node crash
+            name = "core assertion" if isinstance(e, AssertionError) else "exception"
+            import traceback
+            tb = "".join(traceback.format_exception(e)[-6:])
+            raise SimFailure(name, self._report(name, f"{e!r}\n{tb}"), cfg.replay_command()) from None
+        return RunResult(
+            seed=cfg.seed, steps=self.step, sim_s=self.now, faults=dict(self.faults),
+            ops=dict(self.workload.counts), lin=lin, trace_hash=self._hash.hexdigest(),
+            max_term=max(self.inv.leaders, default=0), committed=self.inv.decided_max,
+            wall_s=time.monotonic() - wall0, heal_s=heal_s,
+            mix=self.mix.describe() + (f" [{' '.join(self.node_argv)}]" if self.node_argv else ""),
+            extra={"acked": len(self.inv.acked), "leader_terms": len(self.inv.leaders)},
+        )
+
+    # ------------------------------------------------------------------ reporting
+
+    def _roles(self) -> str:
+        out = []
+        for s in self.slots:
+            if s.node is None:
+                out.append(f"{s.id}: down")
+                continue
+            r = s.node.raft
+            out.append(f"{s.id}: {r.role.value} term {r.current_term} leader {r.leader_id} "
+                       f"last {r.log.last_index()} commit {r.commit_index}"
+                       + (" (paused)" if s.paused_until > self.now else ""))
+        return "; ".join(out)
+
+    def _lin_text(self, res: dict) -> str:
+        lines = []
+        for k in res["failures"]:
+            r = res["results"][k]
+            if r.get("valid?") is False:
+                lines.append(f"key {k}: {r.get('explanation', '')}")
+                lines.append(f"  op: {r.get('op')}")
+                lines.append(f"  previous ok: {r.get('previous-ok')}")
+        return "\n".join(lines)
+
+    def _report(self, invariant: str, text: str) -> str:
+        lines = [
+            f"SIMULATION FAILED: {invariant} at step {self.step}, simulated time {self.now:.4f} s",
+            text,
+            f"seed {self.cfg.seed}, nodes {self.cfg.nodes}, bugs {list(self.cfg.bugs) or 'none'}, "
+            f"faults {self.mix.describe()}, node args {' '.join(self.node_argv) or 'default'}",
+            f"nodes now: {self._roles()}",
+            "recent faults:",
+            *(f"  {f}" for f in self.fault_log),
+            f"last {len(self.trace)} events:",
+        ]
+        for step, t, kind, who, a, b in self.trace:
+            if kind == K_MSG:
+                lines.append(f"  #{step} {t:.4f} {who} <- {bytes(b[:200]).decode(errors='replace').rstrip()}")
+            elif kind == K_TIMER:
+                lines.append(f"  #{step} {t:.4f} {who} tick")
+            elif kind == K_DURABLE:
+                lines.append(f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")
+            else:
+                desc = getattr(a, "__name__", str(a)).lstrip("_")
+                b = getattr(b, "cid", b)
+                arg = b if not isinstance(b, tuple) else tuple(
+                    x.decode(errors="replace")[:200].rstrip() if isinstance(x, bytes) else getattr(x, "cid", x) for x in b)
+                lines.append(f"  #{step} {t:.4f} {desc} {arg}")
+        lines.append(f"replay: {self.cfg.replay_command()}")
+        return "\n".join(lines)
+
+
+def run_seed(cfg: SimConfig) -> RunResult:
+    """Run one seed; raises SimFailure (whose message ends with the replay command)."""
+    return Simulation(cfg).run()
