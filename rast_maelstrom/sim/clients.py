@@ -83,9 +83,10 @@ class Workload:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, delay_s: float) -> None:
+        """Clients begin after `delay_s` (once every node has its init, as in Maelstrom)."""
         for c in self.clients.values():
-            self._after(self.rng.random() * self.think_s, self._issue, c)
+            self._after(delay_s + self.rng.random() * self.think_s, self._issue, c)
 
     def start_probe(self) -> None:
         """Healed phase: write until one write succeeds (liveness)."""

@@ -649,7 +649,7 @@ class Simulation:
         try:
             for s in self.slots:
                 self._after(self.rng.uniform(0, BOOT_SPREAD_S), self._boot, s.index)
-            self.workload.start()
+            self.workload.start(BOOT_SPREAD_S)
             if self.fault_kinds:
                 self._after(self.rng.expovariate(1.0 / self.mix.interval), self._nemesis, None)
             self._run(cfg.steps, float("inf"))

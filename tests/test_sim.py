@@ -1,0 +1,207 @@
+"""The deterministic simulator (rast_maelstrom.sim): fixed seeds pass, fresh seeds pass, a seed replays
+exactly, and each test-only bug planted in the core is caught by the invariant meant to catch it.
+
+Budget: about a minute on two shared cores. A failure message ends with the replay command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rast_maelstrom.core import raft
+from rast_maelstrom.sim import FaultMix, SimConfig, SimFailure, run_seed
+from rast_maelstrom.sim.cluster import Simulation
+from rast_maelstrom.sim.disk import SimDisk, SimWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_ELECTIONS = ("--election-ms", "100", "--heartbeat-ms", "20")
+
+
+def _run(cfg: SimConfig):
+    try:
+        return run_seed(cfg)
+    except SimFailure as f:
+        pytest.fail(str(f), pytrace=False)
+
+
+# ---------------------------------------------------------------------- fixed seeds
+
+
+@pytest.mark.parametrize("nodes,seeds,steps", [(3, range(1, 41), 3000), (5, range(1, 16), 3000),
+                                               (3, range(100, 103), 20_000)])
+def test_fixed_seeds_pass(nodes: int, seeds: range, steps: int) -> None:
+    ok = 0
+    for seed in seeds:
+        r = _run(SimConfig(seed=seed, steps=steps, nodes=nodes))
+        assert r.lin is not False
+        ok += r.ops["ok"]
+    assert ok > 0, "the clients never got an acknowledgement: the workload is not exercising anything"
+
+
+def test_fresh_seeds_pass_within_a_time_box() -> None:
+    base = time.time_ns() % 1_000_000_007
+    print(f"fresh seeds start at {base}")  # shown by pytest on failure; the report has the replay too
+    deadline = time.monotonic() + 8.0
+    seed = base
+    runs = 0
+    while time.monotonic() < deadline and runs < 200:
+        _run(SimConfig(seed=seed, steps=3000, nodes=3 if seed % 3 else 5))
+        seed += 1
+        runs += 1
+    assert runs >= 3
+
+
+def test_a_fault_free_run_commits_and_never_changes_leader() -> None:
+    r = _run(SimConfig(seed=7, steps=5000, faults=FaultMix.parse("none")))
+    assert r.extra["leader_terms"] == 1
+    assert r.ops["info"] == 0
+    assert r.committed > 100
+
+
+# ---------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_trace_and_history() -> None:
+    a = Simulation(SimConfig(seed=42, steps=4000))
+    ra = a.run()
+    b = Simulation(SimConfig(seed=42, steps=4000))
+    rb = b.run()
+    assert ra.trace_hash == rb.trace_hash
+    assert a.workload.history == b.workload.history
+    assert run_seed(SimConfig(seed=43, steps=4000)).trace_hash != ra.trace_hash
+
+
+def test_same_seed_same_trace_across_processes_and_hash_seeds() -> None:
+    """String hashing differs between processes; the trace must not."""
+    hashes = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        out = subprocess.run(
+            [sys.executable, "-m", "rast_maelstrom.sim", "--seed", "9", "--steps", "3000", "--nodes", "5"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith("seed 9:"))
+        hashes.add(line.rsplit("trace ", 1)[1])
+    assert len(hashes) == 1, hashes
+
+
+# ---------------------------------------------------------------------- planted bugs
+
+# (bug, fault mix, node flags, nodes, seeds to try, steps, invariants that may catch it)
+PLANTED = [
+    # A follower acks before its fsync; crashes then lose an entry the leader counted: a later
+    # leader lacks a committed entry.
+    (raft.BUG_ACK_BEFORE_PERSIST, "crash,slowdisk,interval=0.05,down=2", FAST_ELECTIONS, 3, 60, 3000,
+     {"leader completeness", "state machine safety", "no acknowledged write lost", "bounded traffic"}),
+    # Figure 8: an old-term entry counted committed, then overwritten by a leader holding a newer
+    # conflicting entry. Only reachable when an AppendEntries carries old entries without the new
+    # leader's no-op (batches of 1) and new leaders are cut off right after their election.
+    (raft.BUG_COMMIT_OLD_TERM, "partition,reorder=0.5,leader=1,interval=0.5,down=0.5",
+     ("--append-entries-max", "1", *FAST_ELECTIONS), 3, 150, 5000,
+     {"leader completeness", "state machine safety", "no acknowledged write lost"}),
+    # Votes ignore logs: a node missing committed entries wins an election.
+    (raft.BUG_VOTE_IGNORES_LOG, "crash,partition,interval=0.2,down=0.5", (), 3, 40, 3000,
+     {"leader completeness", "state machine safety", "no acknowledged write lost"}),
+    # A stale (reordered or duplicated) AppendEntries cuts a follower's log below its commit index.
+    (raft.BUG_TRUNCATE_ON_STALE_APPEND, "reorder=0.05", (), 3, 40, 3000,
+     {"commit monotonicity", "leader completeness", "state machine safety"}),
+]
+
+
+@pytest.mark.parametrize("bug,mix,argv,nodes,seeds_max,steps,invariants", PLANTED,
+                         ids=[p[0] for p in PLANTED])
+def test_planted_bug_is_caught(bug, mix, argv, nodes, seeds_max, steps, invariants) -> None:
+    for seed in range(1, seeds_max + 1):
+        cfg = SimConfig(seed=seed, steps=steps, nodes=nodes, bugs=(bug,), faults=FaultMix.parse(mix),
+                        node_argv=argv, check_lin=False)
+        try:
+            run_seed(cfg)
+        except SimFailure as f:
+            assert f.invariant in invariants, str(f)
+            assert f.replay.startswith("python -m rast_maelstrom.sim --seed ")
+            assert f"--bug {bug}" in f.replay
+            # The replay command reproduces the failure exactly.
+            again = SimConfig(seed=seed, steps=steps, nodes=nodes, bugs=(bug,),
+                              faults=FaultMix.parse(mix), node_argv=argv, check_lin=False)
+            with pytest.raises(SimFailure) as exc:
+                run_seed(again)
+            assert str(exc.value) == str(f)
+            return
+    pytest.fail(f"{bug} not caught in {seeds_max} seeds with faults {mix!r}")
+
+
+def test_cli_prints_figures_and_a_replay_line_for_a_failure() -> None:
+    ok = subprocess.run([sys.executable, "-m", "rast_maelstrom.sim", "--seeds", "1-2", "--steps", "2000"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "seed 1: ok" in ok.stdout and "ops ok/fail/info" in ok.stdout and "summary: 2 runs, 2 passed" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "rast_maelstrom.sim", "--seeds", "1-40", "--steps", "3000",
+                          "--bug", "truncate-on-stale-append", "--faults", "reorder=0.05",
+                          "--stop-on-failure", "-q"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "SIMULATION FAILED" in bad.stdout
+    replay = [ln for ln in bad.stdout.splitlines() if ln.startswith("replay: python -m rast_maelstrom.sim")]
+    assert replay and "--bug truncate-on-stale-append" in replay[-1]
+
+
+# ---------------------------------------------------------------------- the simulated disk
+
+
+def _writer(disk: SimDisk, started: list) -> SimWriter:
+    return SimWriter(disk, 99, started.append)
+
+
+def test_disk_keeps_only_durable_batches_across_a_crash() -> None:
+    import random
+
+    disk = SimDisk()
+    started: list = []
+    w = _writer(disk, started)
+    assert w.submit((1, "n0"), 1, [(1, b"a"), (1, b"b")]) == 1
+    assert w.submit(None, 3, [(1, b"c")]) == 2  # queued behind the fsync in progress
+    w.complete_fsync()  # batch 1 durable; batch 2's fsync starts
+    assert w.drain_wake() == 1 and len(started) == 2
+    w.crash(random.Random(1), keep_unsynced=False, tear=False)
+    rec = disk.recover(0)
+    assert (rec.current_term, rec.voted_for, rec.entries) == (1, "n0", [(1, b"a"), (1, b"b")])
+
+
+def test_disk_crash_may_keep_a_prefix_of_the_fsync_in_progress_and_tear_the_next_record() -> None:
+    import random
+
+    kept = set()
+    torn = 0
+    for s in range(40):
+        disk = SimDisk()
+        w = _writer(disk, [])
+        w.submit((2, None), 1, [(2, b"x"), (2, b"y"), (2, b"z")])
+        truncated = w.crash(random.Random(s), keep_unsynced=True, tear=True)
+        kept.add(len(disk.entries))
+        torn += truncated > 0
+        assert disk.entries == [(2, b"x"), (2, b"y"), (2, b"z")][: len(disk.entries)]  # a prefix, in order
+    assert kept == {0, 1, 2, 3} and torn > 0
+
+
+def test_disk_replaces_a_suffix_and_rejects_what_the_real_wal_rejects() -> None:
+    disk = SimDisk()
+    w = _writer(disk, [])
+    w.submit((1, None), 1, [(1, b"a"), (1, b"b"), (1, b"c")])
+    w.submit((2, None), 2, [(2, b"B")])
+    w.complete_fsync()
+    w.complete_fsync()
+    assert disk.entries == [(1, b"a"), (2, b"B")]
+    with pytest.raises(AssertionError, match="backwards"):
+        w.submit((1, None), None, ())
+    with pytest.raises(AssertionError, match="vote changed"):
+        w.submit((2, "n1"), None, ())
+        w.submit((2, "n2"), None, ())
+    with pytest.raises(AssertionError, match="start_index"):
+        w.submit(None, 9, [(2, b"q")])
