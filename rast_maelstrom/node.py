@@ -68,6 +68,8 @@ PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
 PENDING_MAX = 200_000  # client writes awaiting commit; beyond it, new ones get 11
 READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond it, new ones get 11
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
+LEADER_CATCHUP_TICKS_MAX = 10_000  # a leader's clock must not fall behind (leases, check-quorum)
+FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent leader
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
 
 
@@ -101,6 +103,7 @@ class Node:
         self.reads_waiting: list[tuple[int, int, tuple[str, int, Any]]] = []  # heap by read index
         self._read_seq = 0
         self.tick_s = args.tick_ms / 1000.0
+        self.lease_reads = bool(getattr(args, "lease_reads", False))
         self._next_tick = 0.0
         self._tick_timer = None
         self.stopped = False
@@ -286,17 +289,23 @@ class Node:
     # ------------------------------------------------------------------ time and durability
 
     def _on_tick(self) -> None:
-        now = self.loop.clock()
-        raft = self.raft
-        ticks_max = 10  # after a long stall, catch up a bounded number of ticks, not all of them
-        n = 0
-        while self._next_tick <= now and n < ticks_max:
-            raft.tick()
-            self._next_tick += self.tick_s
-            n += 1
-        if self._next_tick <= now:
-            self._next_tick = now + self.tick_s
+        self._advance_clock()
         self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
+
+    def _advance_clock(self) -> None:
+        """Turn elapsed wall time into Raft ticks. After a stall (a long pass, a paused process), a
+        leader catches up on every tick it missed, so its heartbeats, check-quorum and any lease
+        expire on time; anyone else catches up on at most `FOLLOWER_CATCHUP_TICKS_MAX`, so a stall of
+        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin)."""
+        now = self.loop.clock()
+        if self._next_tick > now:
+            return
+        raft = self.raft
+        due = int((now - self._next_tick) / self.tick_s) + 1
+        n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
+        for _ in range(n):
+            raft.tick()
+        self._next_tick += due * self.tick_s
 
     def _on_durable(self) -> None:
         writer = self.writer
@@ -318,6 +327,10 @@ class Node:
         """End of pass: one Ready from the core becomes one WAL batch and one stdout write."""
         raft = self.raft
         if raft is not None:
+            if self.lease_reads and raft.role is Role.LEADER:
+                # A lease is judged by the clock now, not as of the last timer (this pass may follow
+                # a stall in which another leader was elected).
+                self._advance_clock()
             rd = raft.ready()
             if rd.needs_persist():
                 if rd.entries:
