@@ -40,10 +40,15 @@ check: $(STAMP)
 sim: $(STAMP)
 	$(PY) -m rast_maelstrom.sim --seeds $(SEEDS) --steps $(STEPS) --nodes $(NODES) $(SIM_ARGS)
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 # The same test under the real Maelstrom jar, where it is installed.
