@@ -366,6 +366,9 @@ def test_cli_nemesis_set_loss_and_dup_flags_and_the_jar_path():
     assert o.nemesis == ["dup", "kill", "loss", "partition", "pause"]
     assert (o.p_loss, o.p_dup, o.recovery_s) == (0.05, 0.01, 2.0)
     assert _opts("--p-loss", "0.1").nemesis == ["loss"]
+    assert _opts("--nemesis", "dup", "--p-dup", "0.1").nemesis == ["dup"]
+    with pytest.raises(cli.BadArgs, match="--p-dup P"):
+        _opts("--nemesis", "dup")
     test = runner.TestRun(o).test_json("t")
     assert test["p_loss"] == 0.05 and test["recovery_s"] == 2.0
     assert "p_loss" not in runner.TestRun(_opts("--nemesis", "partition")).test_json("t")

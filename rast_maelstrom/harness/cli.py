@@ -5,8 +5,9 @@ printing results and the jar's verdict line, and mapping outcomes to exit codes:
 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unknown command, 255 crash.
 Flags the jar has but lin-kv ignores are accepted and ignored; our extensions are marked
 "[extension]" in --help: --seed, --store, the nemesis faults beyond `partition` (`--nemesis kill`,
-`pause`; `--p-loss P` and `--p-dup P` enable the `loss` and `dup` faults) and --recovery-s (the
-wait before the final reads that any extension fault adds). Without them a run is the jar's.
+`pause`, `loss`, `dup`; `--p-loss P` and `--p-dup P` give the last two their probability and
+enable them on their own) and --recovery-s (the wait before the final reads that any extension
+fault adds). Without them a run is the jar's.
 
 May not touch: the run itself (runner.py) or the checkers (analysis.py).
 """
@@ -31,7 +32,7 @@ WORKLOADS = ("broadcast", "echo", "g-counter", "g-set", "kafka", "lin-kv", "pn-c
              "txn-list-append", "txn-rw-register", "unique-ids")
 IMPLEMENTED_WORKLOADS = ("lin-kv",)
 NEMESES = ("partition",)
-EXTENSION_NEMESES = ("kill", "pause")      # loss and dup come from --p-loss / --p-dup
+EXTENSION_NEMESES = ("kill", "pause", "loss", "dup")   # loss/dup need --p-loss / --p-dup
 LIN_KV_NODE_COUNT_MAX = 10
 
 VERDICTS = {
@@ -113,7 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="comma-separated faults to inject (default none): 'partition' (the jar's "
                         "only one); [extension] 'kill' (SIGKILL a random minority or sometimes "
                         "all nodes, later restart them with the same command line and init them "
-                        "again) and 'pause' (SIGSTOP a minority or all, later SIGCONT). One fault "
+                        "again), 'pause' (SIGSTOP a minority or all, later SIGCONT), 'loss' and "
+                        "'dup' (see --p-loss, --p-dup, which also enable them). One fault "
                         "is active at a time, each start picking a kind at random. Any extension "
                         "adds a final recovery phase: heal all, wait --recovery-s, then read every "
                         "key from every node. Node arguments may use {store} (the run's store "
@@ -246,13 +248,14 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
     for fault in sorted(nemesis):
         if fault not in NEMESES + EXTENSION_NEMESES:
             raise BadArgs(f"unknown nemesis fault {fault!r}; known: partition (the jar's), and "
-                          f"the extensions {', '.join(EXTENSION_NEMESES)} (network loss and "
-                          f"duplication come with --p-loss P and --p-dup P)")
+                          f"the extensions {', '.join(EXTENSION_NEMESES)}")
     for flag, p, kind in (("--p-loss", ns.p_loss, "loss"), ("--p-dup", ns.p_dup, "dup")):
         if not 0 <= p <= 1:
             raise BadArgs(f"{flag} must be a probability in [0, 1]; got {p}")
         if p > 0:
             nemesis.add(kind)
+        elif kind in nemesis:
+            raise BadArgs(f"the {kind} nemesis needs its probability: add {flag} P (0 < P <= 1)")
     nemesis = sorted(nemesis)
     if ns.recovery_s < 0:
         raise BadArgs(f"--recovery-s must be >= 0; got {ns.recovery_s}")
