@@ -611,6 +611,9 @@ class Simulation:
 
     def _fault_crash(self) -> None:
         live = [s for s in self.slots if s.node is not None]
+        if self.mix.torn:  # aim at a node whose fsync is in progress: that is where tails tear
+            syncing = [s for s in live if s.writer is not None and s.writer.unsynced_records()]
+            live = syncing or live
         if live:
             self._crash(self.rng.choice(live))
 
