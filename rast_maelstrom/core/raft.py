@@ -109,7 +109,9 @@ class Ready:
 class Progress:
     """The leader's view of one follower (etcd's probe/replicate states)."""
 
-    __slots__ = ("match", "next", "probing", "probe_sent", "inflight", "match_at_beat", "stalled_beats")
+    __slots__ = (
+        "match", "next", "probing", "probe_sent", "probe_tick", "inflight", "match_at_beat", "stalled_beats",
+    )
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -118,6 +120,7 @@ class Progress:
         self.next = next_index
         self.probing = True  # one AppendEntries at a time until a match is found
         self.probe_sent = False
+        self.probe_tick = 0  # when the outstanding probe left (a reachable follower gets a new one after a beat)
         self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
 
     def __repr__(self) -> str:
@@ -510,6 +513,7 @@ class Raft:
             )
             if pr.probing:
                 pr.probe_sent = True
+                pr.probe_tick = self.ticks
                 return
             pr.inflight.append(hi)
             pr.next = hi + 1
@@ -530,9 +534,7 @@ class Raft:
                 while inflight and inflight[0] <= pr.match:
                     inflight.popleft()
                 self._maybe_commit()
-            elif pr.probing:
-                pr.probe_sent = False
-            return
+            return  # a stale success answers nothing outstanding: it must not release another probe
         # A rejection. Ignore it if it answers a message we no longer stand behind.
         if pr.probing:
             if m.reject_index != pr.next - 1:
@@ -553,7 +555,8 @@ class Raft:
         pr = self.progress[m.src]
         self.recent_active.add(m.src)
         if pr.probing:
-            pr.probe_sent = False  # the follower is reachable: probe again
+            if self.ticks - pr.probe_tick >= self.config.heartbeat_ticks:
+                pr.probe_sent = False  # reachable, but our probe got no answer for a beat: resend
         elif pr.inflight and len(pr.inflight) >= self.config.inflight_max:
             pr.inflight.popleft()  # a full window of lost messages must not wedge replication
         if m.read_seq > self.read_acks.get(m.src, 0):
