@@ -293,8 +293,8 @@ def test_final_reads_read_every_key_used_from_each_nodes_reader_client():
         (n, k) for n in NODES3 for k in (0, 1))
     assert all(op["value"][1] == kv.kv[op["value"][0]] for op in done)
     assert {op["process"] % 12 for op in final} == {0, 1, 2}    # the readers, threads 0..n-1
-    assert wl.final == {"planned": 6, "ok": 6, "fail": 0, "info": 0, "not-issued": 0, "lost": 0,
-                        "lost-keys": []}
+    assert wl.final == {"planned": 6, "ok": 6, "fail": 0, "info": 0, "not-issued": 0, "absent": 0,
+                        "lost": 0, "lost-keys": []}
 
 
 def test_final_reads_flag_keys_with_acknowledged_writes_that_no_longer_exist():
@@ -312,6 +312,7 @@ def test_final_reads_flag_keys_with_acknowledged_writes_that_no_longer_exist():
     loop.run_for(S)
     assert wl.final["ok"] == 3 and wl.final["fail"] == 6
     assert wl.final["lost"] == 3 and wl.final["lost-keys"] == [1]
+    assert wl.final["absent"] == 3 and wl.final_answered() == 6     # key 7: absent is right
 
 
 def test_final_reads_of_a_dead_cluster_fail_and_stop_at_the_deadline():
@@ -323,8 +324,8 @@ def test_final_reads_of_a_dead_cluster_fail_and_stop_at_the_deadline():
     wl.start_final_reads(list(range(10)), deadline_ns=loop.now_ns() + int(2.5 * S))
     loop.run_for(10 * S)
     assert wl.final_reads_done()
-    assert wl.final == {"planned": 30, "ok": 0, "fail": 9, "info": 0, "not-issued": 21, "lost": 0,
-                        "lost-keys": []}
+    assert wl.final == {"planned": 30, "ok": 0, "fail": 9, "info": 0, "not-issued": 21, "absent": 0,
+                        "lost": 0, "lost-keys": []}
 
 
 # -- teardown -------------------------------------------------------------------------------------

@@ -306,8 +306,9 @@ def cmd_test(ns: argparse.Namespace) -> int:
         print_results(outcome.results, outcome.store_dir)
         if outcome.final_reads is not None:
             f = outcome.final_reads
-            print(f"Final reads [extension]: {f['ok']} of {f['planned']} succeeded after "
-                  f"{f['recovery_s']:g} s of recovery ({f['keys']} keys x {f['nodes']} nodes; "
+            print(f"Final reads [extension]: {f['answered']} of {f['planned']} answered after "
+                  f"{f['recovery_s']:g} s of recovery ({f['ok']} values, {f['absent']} absent "
+                  f"keys never written; {f['keys']} keys x {f['nodes']} nodes; "
                   f"{f['restarts']} node restarts during the run)", flush=True)
             if f["lost"]:
                 print(f"ACKNOWLEDGED WRITES LOST [extension]: {f['lost']} final reads said keys "

@@ -410,14 +410,16 @@ class TestRun(NodeControl):
         if not done:
             log.warning("Final reads were still in flight after %.0f s", final_reads_s_max)
         f = dict(workload.final)
-        f.update({"keys": len(keys), "nodes": len(o.nodes), "recovery_s": o.recovery_s,
-                  "restarts": sum(p.restarts for p in self.procs)})
+        f.update({"answered": workload.final_answered(), "keys": len(keys), "nodes": len(o.nodes),
+                  "recovery_s": o.recovery_s, "restarts": sum(p.restarts for p in self.procs)})
         self.final_reads = f
         (self.store_dir / "final-reads.json").write_bytes(
             orjson.dumps(f, option=orjson.OPT_INDENT_2))
-        log.info("Final reads: %d of %d succeeded (%d failed, %d not issued) over %d keys x %d "
-                 "nodes, after %g s of recovery", f["ok"], f["planned"], f["fail"] + f["info"],
-                 f["not-issued"], len(keys), len(o.nodes), o.recovery_s)
+        log.info("Final reads: %d of %d answered (%d values, %d keys absent that were never "
+                 "written; %d failed, %d not issued) over %d keys x %d nodes, after %g s of "
+                 "recovery", f["answered"], f["planned"], f["ok"], f["absent"],
+                 f["fail"] + f["info"] - f["absent"], f["not-issued"], len(keys), len(o.nodes),
+                 o.recovery_s)
         if f["lost"]:
             log.warning("ACKNOWLEDGED WRITES LOST: %d final reads said keys %s do not exist, "
                         "though each had an acknowledged write or cas", f["lost"], f["lost-keys"])

@@ -18,7 +18,9 @@ Owns (maelstrom-spec §5):
   key-does-not-exist (a definite code) on a key that had an acknowledged write or cas is counted
   in `final["lost"]` and its key listed in `final["lost-keys"]`: lin-kv never deletes a key, so
   that is an acknowledged write lost for certain -- which the CAS-register checker cannot see,
-  because failed ops are dropped and a read of nil is always legal.
+  because failed ops are dropped and a read of nil is always legal. The same answer for a key that
+  never had an acknowledged write is correct and counted in `final["absent"]`; a final read is
+  "answered" when it is ok or absent.
 - `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl.
 
 Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
@@ -227,8 +229,8 @@ class Workload:
         self.final_queue: dict[int, list] = {}   # thread -> keys it still has to read
         self.final_end_ns = 0
         self.final_active = False
-        self.final = {"planned": 0, "ok": 0, "fail": 0, "info": 0, "not-issued": 0, "lost": 0,
-                      "lost-keys": []}
+        self.final = {"planned": 0, "ok": 0, "fail": 0, "info": 0, "not-issued": 0, "absent": 0,
+                      "lost": 0, "lost-keys": []}
         self.acked_keys: set = set()   # keys with an ok write or cas
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -347,11 +349,13 @@ class Workload:
             self.final[result["type"]] += 1
             error = result.get("error")
             key = value[0]
-            if (type(error) is list and error[0] == "key-does-not-exist"
-                    and key in self.acked_keys):
-                self.final["lost"] += 1
-                if key not in self.final["lost-keys"]:
-                    self.final["lost-keys"].append(key)
+            if type(error) is list and error[0] == "key-does-not-exist":
+                if key not in self.acked_keys:
+                    self.final["absent"] += 1
+                else:
+                    self.final["lost"] += 1
+                    if key not in self.final["lost-keys"]:
+                        self.final["lost-keys"].append(key)
             self._next_final_read(w)
 
     # -- [extension] final reads ------------------------------------------------------------------
@@ -386,6 +390,10 @@ class Workload:
             return
         key = keys.pop(0)
         self._send_op(w, "read", [key, None], now)
+
+    def final_answered(self) -> int:
+        """Final reads with a correct-looking answer: a value, or 'absent' for a key never set."""
+        return self.final["ok"] + self.final["absent"]
 
     def final_reads_done(self) -> bool:
         return not self.final_queue and self.idle()
