@@ -428,3 +428,45 @@ def test_an_invalid_key_gets_its_own_timeline(tmp_path, monkeypatch):
     assert re.search(r"class='op ok bad' id='op-\d+' data-index='6'", page)
     assert "data-index='0'" not in page  # key 0's ops are not on key 1's page
     assert not (store / "independent" / "0" / "timeline.html").exists()
+
+
+def _final_heal_history(final_read_outcomes: list[dict]) -> list[dict]:
+    ops = [
+        {"type": "invoke", "process": 0, "f": "write", "value": [1, 3]},
+        {"type": "ok", "process": 0, "f": "write", "value": [1, 3]},
+        {"type": "info", "process": "nemesis", "f": "stop-kill", "value": "final-heal"},
+        {"type": "info", "process": "nemesis", "f": "stop-kill", "value": ["restarted", ["n0"]]},
+    ]
+    for i, done in enumerate(final_read_outcomes):
+        key = done["value"][0]
+        ops.append({"type": "invoke", "process": 10 + i, "f": "read", "value": [key, None]})
+        ops.append({"process": 10 + i, "f": "read", **done})
+    for i, op in enumerate(ops):
+        op["index"], op["time"] = i, i * 1000
+    return ops
+
+
+def test_durability_flags_an_acknowledged_key_that_final_reads_find_missing_or_nil() -> None:
+    from rast_maelstrom.harness import checkers
+
+    ok = checkers.durability(_final_heal_history([
+        {"type": "ok", "value": [1, 3]},
+        {"type": "fail", "value": [2, None], "error": ["key-does-not-exist", "never written: fine"]},
+    ]))
+    assert ok["valid?"] is True and ok["final-reads"] == 2 and ok["answered"] == 2
+    missing = checkers.durability(_final_heal_history([
+        {"type": "fail", "value": [1, None], "error": ["key-does-not-exist", "forgot it"]},
+    ]))
+    assert missing["valid?"] is False and missing["lost-keys"] == [1]
+    nil = checkers.durability(_final_heal_history([{"type": "ok", "value": [1, None]}]))
+    assert nil["valid?"] is False
+    timed_out = checkers.durability(_final_heal_history([
+        {"type": "fail", "value": [1, None], "error": "net-timeout"},
+    ]))
+    assert timed_out["valid?"] is True and timed_out["answered"] == 0
+
+
+def test_durability_is_not_applicable_without_a_final_heal() -> None:
+    from rast_maelstrom.harness import checkers
+
+    assert checkers.durability([])["applicable"] is False

@@ -124,13 +124,16 @@ def test_a_node_that_forgets_everything_on_restart_is_reported_as_losing_acknowl
         tmp_path):
     """kv_single in memory: restarted, it forgets every key. The CAS-register checker cannot see
     that (a read of a missing key fails, and failed ops are dropped), but the recovery phase's
-    final reads do: a key with an acknowledged write that every node now says does not exist.
+    final reads do: a key with an acknowledged write that every node now says does not exist; the
+    durability checker turns that into an invalid run.
     Seed 23 keeps a kill of every node running from about 4.8 s past the 6 s time limit."""
     proc, store_dir, results = run(
         tmp_path, KV_SINGLE, "--node-count", "3", "--rate", "100", "--time-limit", "6",
         "--nemesis", "kill", "--nemesis-interval", "1", "--recovery-s", "1", "--seed", "23")
     out = proc.stdout + proc.stderr
-    assert proc.returncode in (0, 1), out[-4000:]
+    assert proc.returncode == 1, out[-4000:]
+    assert results["valid?"] is False and results["durability"]["valid?"] is False
+    assert results["durability"]["lost-keys"] == sorted(final_reads(store_dir)["lost-keys"], key=repr)
     assert "restarted nodes come back with whatever the node keeps on its own" in proc.stdout
     ops = history(store_dir)
     assert nemesis_completions(ops, "stop-kill")[-1] == ["restarted", ["n0", "n1", "n2"]]

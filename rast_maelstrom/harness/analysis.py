@@ -448,6 +448,9 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
     results["stats"] = guarded("stats", checkers.stats, history)
     results["availability"] = guarded("availability", checkers.availability, history, availability)
     results["net"] = guarded("net", lambda: checkers.net(_read_json(store_dir / "net-stats.json"), history))
+    durability = guarded("durability", checkers.durability, history)
+    if durability.get("applicable") is not False:  # an extension: absent from jar-style runs
+        results["durability"] = durability
     results["workload"] = workload
     results["valid?"] = merge_valid(r.get("valid?") for r in list(results.values()))
     t = lap("checkers", t)

@@ -267,3 +267,52 @@ def nemesis_periods(pairs: list[tuple[dict, dict | None]], end_ns: int) -> list[
         periods.append((kind, start_ns, max(end_ns, start_ns)))
     periods.sort(key=lambda p: p[1])
     return periods
+
+
+def durability(history: list[dict]) -> dict:
+    """[extension] No acknowledged write vanished: after the recovery phase's final heal (a nemesis
+    op whose invoke value is "final-heal"), a read of a key that had an acknowledged write or cas
+    must find a value. lin-kv never deletes keys, so a definite key-does-not-exist (or a nil read)
+    there is a lost write for certain — which the linearizability model alone cannot see, because it
+    drops failed reads and allows nil reads. Without a final heal in the history: not applicable."""
+    heal = next((op["index"] for op in history
+                 if op.get("process") == "nemesis" and op.get("value") == "final-heal"), None)
+    if heal is None:
+        return {"valid?": True, "applicable": False}
+    acked: set = set()
+    invoked: dict[Any, dict] = {}
+    final_reads = answered = 0
+    lost: set = set()
+    for op in history:
+        if not is_client(op):
+            continue
+        kind = op["type"]
+        if kind == "invoke":
+            invoked[op["process"]] = op
+            continue
+        inv = invoked.pop(op["process"], None)
+        if inv is None:
+            continue
+        key = _key(op.get("value"))
+        if inv["index"] < heal:
+            if kind == "ok" and op["f"] in ("write", "cas"):
+                acked.add(key)
+            continue
+        if op["f"] != "read":
+            continue
+        final_reads += 1
+        err = op.get("error")
+        missing = kind == "fail" and isinstance(err, list) and err and err[0] == "key-does-not-exist"
+        nil = kind == "ok" and isinstance(op.get("value"), list) and op["value"][1] is None
+        if kind == "ok" or missing:
+            answered += 1
+        if (missing or nil) and key in acked:
+            lost.add(key)
+    lost_keys = sorted(lost, key=repr)
+    return {"valid?": not lost_keys, "applicable": True, "final-reads": final_reads,
+            "answered": answered, "acknowledged-keys": len(acked), "lost-keys": lost_keys}
+
+
+def _key(value: Any) -> Any:
+    k = value[0] if isinstance(value, list) and value else None
+    return tuple(k) if isinstance(k, list) else k
