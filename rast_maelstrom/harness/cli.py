@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from .analysis import summary_lines
 from .runner import Progress, TestOptions, analyze_store, exit_code_for, run_test
 
 log = logging.getLogger("maelstrom.cli")
@@ -282,6 +283,13 @@ def print_results(results: dict, store_dir: Path | None) -> None:
         text = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
                             default=str).decode()
     print("\n" + text.rstrip() + "\n", flush=True)
+    try:
+        lines = summary_lines(results)
+    except Exception as exc:  # a summary must never hide the verdict
+        log.warning("could not summarise the results: %r", exc)
+        lines = []
+    if lines:
+        print("\n".join(lines) + "\n", flush=True)
 
 
 def print_verdict(code: int) -> None:
