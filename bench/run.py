@@ -57,6 +57,7 @@ SAT_CLIENTS_FULL = (32, 64, 128)
 SAT_CLIENTS_QUICK = (64,)
 check_time_limit_s_max = 30.0
 cell_overhead_s = 3.0          # start-up share, drain and check slack assumed per cell
+profile_timeout_s = 90.0       # the py-spy profile appended to a full report
 
 # The issue's targets (3 nodes, fsync on, no faults).
 TARGET_P50_1_MS = 1.0
@@ -97,6 +98,9 @@ def all_systems() -> dict[str, System]:
         "rast-nofsync": System("rast-nofsync", [RAST, "--no-fsync"],
                                notes="bin/rast --no-fsync (unsafe; the like-for-like comparison "
                                      "with PySyncObj, which never syncs)"),
+        "rast-lease": System("rast-lease", [RAST, "--lease-reads"],
+                             notes="bin/rast --lease-reads (reads from a leader lease: two fewer "
+                                   "hops; assumes bounded clock drift)"),
         # Not in the default suite; ask for it with --only.
         "pysyncobj-default": System("pysyncobj-default",
                                     [PY, pso, "--base-port", "{base_port}"],
@@ -105,7 +109,7 @@ def all_systems() -> dict[str, System]:
     }
 
 
-DEFAULT_SYSTEMS = ("null", "rast", "rast-unbatched", "rast-nofsync", "pysyncobj")
+DEFAULT_SYSTEMS = ("null", "rast", "rast-lease", "rast-unbatched", "rast-nofsync", "pysyncobj")
 
 
 def machine_info() -> dict:
@@ -461,6 +465,18 @@ def report(data: dict) -> str:
                   "read), so a follower, or a leader that has been deposed, returns values "
                   "other replicas have already overwritten: the checker finds stale reads. That "
                   "is a property of the system measured, not of the benchmark."]
+    if data.get("profile"):
+        lines += [
+            "",
+            "## Where Rast's time goes",
+            "",
+            "`python bench/profile.py --clients 64 --duration-s 3 --top 15`, run at the end of this",
+            "benchmark (py-spy on every node of a 3-node cluster at 64 clients):",
+            "",
+            "```",
+            data["profile"].rstrip(),
+            "```",
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -521,6 +537,21 @@ def parse_args(argv=None):
     return a
 
 
+def run_profile() -> str:
+    """The top of a py-spy profile of one Rast cell, for the report (empty if py-spy is missing)."""
+    cmd = [sys.executable, str(ROOT / "bench" / "profile.py"), "--clients", "64", "--duration-s", "3",
+           "--top", "15"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=profile_timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("profile run timed out after %.0f s", profile_timeout_s)
+        return ""
+    if proc.returncode != 0:
+        log.warning("profile run failed: %s", proc.stderr[-400:])
+        return ""
+    return proc.stdout
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("maelstrom").setLevel(logging.WARNING)
@@ -574,6 +605,7 @@ def main(argv=None) -> int:
     print(f"\nraw figures: {os.path.relpath(json_path)}")
     md_path = Path(args.report) if args.report else (ROOT / "BENCHMARKS.md" if full else None)
     if md_path is not None:
+        data["profile"] = run_profile()
         md_path.write_text(report(data))
         print(f"report: {os.path.relpath(md_path)}")
     # PySyncObj's stale reads are expected (and explained in the report): only a Rast failure or
