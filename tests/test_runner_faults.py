@@ -13,10 +13,8 @@ import orjson
 import pytest
 
 from rast_maelstrom.harness import cli, runner
-from rast_maelstrom.harness.eventloop import Loop
-from rast_maelstrom.harness.nemesis import (PARTITION_SPECS, KillFault, LossFault, Nemesis,
-                                            NodeControl, PartitionFault, PauseFault, DupFault,
-                                            make_fault_kinds, process_targets)
+from rast_maelstrom.harness.nemesis import (PARTITION_SPECS, Nemesis,
+                                            NodeControl, PartitionFault, make_fault_kinds, process_targets)
 from rast_maelstrom.harness.network import Network
 from rast_maelstrom.harness.process import NodeProcess
 from rast_maelstrom.harness.workload import History, Workload

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import orjson
 

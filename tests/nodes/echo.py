@@ -5,7 +5,6 @@ echo, and with `relay` forwards a request to the next node (src = itself), which
 write, so it never strands lines in a buffer. Stdlib only."""
 import json
 import os
-import sys
 
 node_id = None
 node_ids = []
