@@ -171,6 +171,62 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class LogicalLog:
+    """What the log holds, logically: current_term, voted_for and the term of every entry, with the
+    rules every append must keep, asserted on the way in (shared by WriteAheadLog and the
+    simulator's disk, so both refuse the same broken appends):
+    current_term never decreases; within one term voted_for only goes from None to a node; an
+    append starts within [first_index, last + 1]; entry terms never decrease and never exceed
+    current_term (after this append's hard state)."""
+
+    __slots__ = ("current_term", "voted_for", "first_index", "terms")
+
+    def __init__(self, current_term: int = 0, voted_for: str | None = None, first_index: int = 1,
+                 terms: list[int] | None = None) -> None:
+        self.current_term = current_term
+        self.voted_for = voted_for
+        self.first_index = first_index
+        self.terms: list[int] = terms if terms is not None else []  # term of index first_index + i
+
+    def apply_hard_state(self, term: int, vote: str | None) -> None:
+        assert isinstance(term, int) and term >= self.current_term, (
+            f"current_term going backwards: {self.current_term} -> {term}"
+        )
+        assert vote is None or (isinstance(vote, str) and vote), f"bad voted_for {vote!r}"
+        assert term > self.current_term or self.voted_for is None or vote == self.voted_for, (
+            f"vote changed within term {term}: {self.voted_for!r} -> {vote!r}"
+        )
+        self.current_term, self.voted_for = term, vote
+
+    def apply_entries(self, start_index: int, entries: Sequence[tuple[int, bytes]]) -> None:
+        terms = self.terms
+        last = self.first_index + len(terms) - 1
+        assert self.first_index <= start_index <= last + 1, (
+            f"start_index {start_index} outside [{self.first_index}, {last + 1}]"
+        )
+        k = start_index - self.first_index
+        prev_term = terms[k - 1] if k > 0 else 0
+        del terms[k:]
+        current_term = self.current_term
+        index = start_index
+        for term, data in entries:
+            assert prev_term <= term <= current_term, (
+                f"entry {index} term {term} (previous {prev_term}, current_term {current_term})"
+            )
+            assert type(data) is bytes, f"entry {index} data must be bytes, not {type(data)}"
+            terms.append(term)
+            prev_term = term
+            index += 1
+
+    def apply(self, hard_state: tuple[int, str | None] | None, start_index: int | None,
+              entries: Sequence[tuple[int, bytes]]) -> None:
+        if hard_state is not None:
+            self.apply_hard_state(*hard_state)
+        if entries:
+            assert start_index is not None
+            self.apply_entries(start_index, entries)
+
+
 class WriteAheadLog:
     """Durable Raft hard state and log in one directory; see the module docstring for the format."""
 
@@ -193,10 +249,7 @@ class WriteAheadLog:
         self._pending: list[bytes] = []  # encoded, not yet written
         self._pending_bytes = 0
         # Logical state: touched by the thread that appends (validation and encoding).
-        self._current_term = 0
-        self._voted_for: str | None = None
-        self._first_index = 1
-        self._terms: list[int] = []  # term of each entry, index first_index + i
+        self._state = LogicalLog()  # what the file holds, logically (and the append rules)
         self._recovered_entries: list[tuple[int, bytes]] = []  # filled by _replay
 
     # -- opening -------------------------------------------------------------------------------
@@ -291,20 +344,20 @@ class WriteAheadLog:
 
     def _recovered_state(self, truncated: int) -> Recovered:
         r = Recovered(
-            current_term=self._current_term,
-            voted_for=self._voted_for,
-            first_index=self._first_index,
+            current_term=self._state.current_term,
+            voted_for=self._state.voted_for,
+            first_index=self._state.first_index,
             entries=self._recovered_entries,
             truncated_bytes=truncated,
         )
         self._recovered_entries = []  # the caller owns the list now
         # Output side: what recovery hands to Raft must be a well-formed log.
         assert r.current_term >= 0 and r.first_index >= 1 and r.truncated_bytes >= 0
-        assert len(r.entries) == len(self._terms)
+        assert len(r.entries) == len(self._state.terms)
         prev = 0
         for i, (term, data) in enumerate(r.entries):
             assert isinstance(data, bytes)
-            assert term == self._terms[i]
+            assert term == self._state.terms[i]
             assert prev <= term <= r.current_term, f"entry {r.first_index + i} term {term}"
             prev = term
         assert self._fd is not None and os.fstat(self._fd).st_size == self._file_bytes
@@ -313,7 +366,7 @@ class WriteAheadLog:
     def _create_segment(self, first_index: int) -> None:
         assert self._segment_path is not None
         self._fd = os.open(self._segment_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        self._first_index = first_index
+        self._state.first_index = first_index
         self._file_bytes = 0
         self._write_all([_encode_header(first_index)])
         if self.fsync:
@@ -369,7 +422,7 @@ class WriteAheadLog:
                                 f"{self._segment_path}: header first_index {first_index} "
                                 "does not match the file name"
                             )
-                        self._first_index = first_index
+                        self._state.first_index = first_index
                     elif rtype == TYPE_HARD_STATE:
                         (_, term) = _HARD_STATE.unpack_from(payload)
                         try:
@@ -377,14 +430,14 @@ class WriteAheadLog:
                         except UnicodeDecodeError:
                             reason = "hard state with a vote that is not utf-8"
                             break
-                        if term < self._current_term or (
-                            term == self._current_term
-                            and self._voted_for is not None
-                            and vote != self._voted_for
+                        if term < self._state.current_term or (
+                            term == self._state.current_term
+                            and self._state.voted_for is not None
+                            and vote != self._state.voted_for
                         ):
                             reason = f"hard state going backwards (term {term})"
                             break
-                        self._current_term, self._voted_for = term, vote
+                        self._state.current_term, self._state.voted_for = term, vote
                     elif rtype == TYPE_ENTRY and length >= _ENTRY.size:
                         _, index, term = _ENTRY.unpack_from(payload)
                         last = first_index + len(entries) - 1
@@ -393,7 +446,7 @@ class WriteAheadLog:
                             break
                         k = index - first_index
                         prev_term = entries[k - 1][0] if k > 0 else 0
-                        if term < prev_term or term > self._current_term:
+                        if term < prev_term or term > self._state.current_term:
                             reason = f"entry {index} with term {term} out of order"
                             break
                         del entries[k:]
@@ -405,16 +458,16 @@ class WriteAheadLog:
             finally:
                 payload = None  # type: ignore[assignment]
                 buf.release()
-        self._terms = [t for t, _ in entries]
+        self._state.terms = [t for t, _ in entries]
         return off, reason
 
     def _maybe_compact(self) -> None:
         """Rewrite the segment compactly if most of it is superseded (atomic: tmp, rename)."""
-        header_bytes = len(_encode_header(self._first_index))
+        header_bytes = len(_encode_header(self._state.first_index))
         # Sizes of live records: the header, the last hard state, each live entry.
         live = header_bytes
-        if self._current_term or self._voted_for is not None:
-            live += _REC.size + _HARD_STATE.size + len((self._voted_for or "").encode())
+        if self._state.current_term or self._state.voted_for is not None:
+            live += _REC.size + _HARD_STATE.size + len((self._state.voted_for or "").encode())
         entries = self._recovered_entries
         for term, data in entries:
             live += _REC.size + _ENTRY.size + len(data)
@@ -424,11 +477,11 @@ class WriteAheadLog:
             return
         assert self._segment_path is not None and self._fd is not None
         tmp_path = self._segment_path + ".tmp"
-        out: list[bytes] = [_encode_header(self._first_index)]
-        if self._current_term or self._voted_for is not None:
-            self._encode_hard_state(self._current_term, self._voted_for, out)
+        out: list[bytes] = [_encode_header(self._state.first_index)]
+        if self._state.current_term or self._state.voted_for is not None:
+            self._encode_hard_state(self._state.current_term, self._state.voted_for, out)
         for i, (term, data) in enumerate(entries):
-            self._encode_entry(self._first_index + i, term, data, out)
+            self._encode_entry(self._state.first_index + i, term, data, out)
         blob = b"".join(out)
         assert len(blob) == live
         fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -475,37 +528,14 @@ class WriteAheadLog:
         if self._failed:
             raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
         out: list[bytes] = []
+        self._state.apply(hard_state, start_index, entries)  # asserts the append rules first
         if hard_state is not None:
-            term, vote = hard_state
-            assert isinstance(term, int) and term >= self._current_term, (
-                f"current_term going backwards: {self._current_term} -> {term}"
-            )
-            assert vote is None or (isinstance(vote, str) and vote), f"bad voted_for {vote!r}"
-            assert term > self._current_term or self._voted_for is None or vote == self._voted_for, (
-                f"vote changed within term {term}: {self._voted_for!r} -> {vote!r}"
-            )
-            self._encode_hard_state(term, vote, out)
-            self._current_term, self._voted_for = term, vote
+            self._encode_hard_state(hard_state[0], hard_state[1], out)
         if entries:
-            assert start_index is not None
-            last = self._first_index + len(self._terms) - 1
-            assert self._first_index <= start_index <= last + 1, (
-                f"start_index {start_index} outside [{self._first_index}, {last + 1}]"
-            )
-            k = start_index - self._first_index
-            prev_term = self._terms[k - 1] if k > 0 else 0
-            terms = self._terms
-            del terms[k:]
+            pack = _ENTRY.pack
             index = start_index
-            current_term = self._current_term
             for term, data in entries:
-                assert prev_term <= term <= current_term, (
-                    f"entry {index} term {term} (previous {prev_term}, current_term {current_term})"
-                )
-                assert type(data) is bytes, f"entry {index} data must be bytes, not {type(data)}"
-                _record([_ENTRY.pack(TYPE_ENTRY, index, term), data], out)
-                terms.append(term)
-                prev_term = term
+                _record([pack(TYPE_ENTRY, index, term), data], out)
                 index += 1
         return out
 
@@ -591,7 +621,7 @@ class WriteAheadLog:
 
     @property
     def last_index(self) -> int:
-        return self._first_index + len(self._terms) - 1
+        return self._state.first_index + len(self._state.terms) - 1
 
     @property
     def file_bytes(self) -> int:

@@ -5,7 +5,7 @@ would return it), and `SimWriter`, the object `Node` talks to in place of a `Wal
 (`submit`, `drain_wake`, `error`, `wake_fd`, `close`).
 
 Semantics mirrored from runtime/wal.py:
-- `submit` validates a batch exactly as `WriteAheadLog._encode` does (terms never go backwards,
+- `submit` validates a batch with the real WAL's `LogicalLog` (terms never go backwards,
   one vote per term, entry terms non-decreasing and <= current_term, start index within the log)
   and returns ids 1, 2, 3, ...; a broken invariant raises AssertionError in the caller, as the real
   one does.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Sequence
 
-from ..runtime.wal import Recovered
+from ..runtime.wal import LogicalLog, Recovered
 
 PENDING_BATCHES_MAX = 4096  # same bound as WalWriter: more would block the real node's loop
 TORN_BYTES_MAX = 64  # size of the half-written record a tear leaves (recovery cuts it)
@@ -77,9 +77,7 @@ class SimWriter:
         self._queued: list[tuple[int, list[Record]]] = []
         self._syncing: list[tuple[int, list[Record]]] | None = None
         # Logical mirror of what has been submitted (validation, as WriteAheadLog._encode).
-        self._term = disk.current_term
-        self._vote = disk.voted_for
-        self._terms = [t for t, _ in disk.entries]
+        self._state = LogicalLog(disk.current_term, disk.voted_for, 1, [t for t, _ in disk.entries])
         self.fsync_count = 0
         self.closed = False
 
@@ -92,36 +90,12 @@ class SimWriter:
         entries: Sequence[tuple[int, bytes]],
     ) -> int:
         assert not self.closed, "submit after close"
+        self._state.apply(hard_state, start_index, entries)  # the real WAL's append rules
         recs: list[Record] = []
         if hard_state is not None:
-            term, vote = hard_state
-            assert isinstance(term, int) and term >= self._term, (
-                f"current_term going backwards: {self._term} -> {term}"
-            )
-            assert vote is None or (isinstance(vote, str) and vote), f"bad voted_for {vote!r}"
-            assert term > self._term or self._vote is None or vote == self._vote, (
-                f"vote changed within term {term}: {self._vote!r} -> {vote!r}"
-            )
-            recs.append(("h", term, vote))
-            self._term, self._vote = term, vote
-        if entries:
-            assert start_index is not None
-            terms = self._terms
-            assert 1 <= start_index <= len(terms) + 1, (
-                f"start_index {start_index} outside [1, {len(terms) + 1}]"
-            )
-            prev_term = terms[start_index - 2] if start_index > 1 else 0
-            del terms[start_index - 1:]
-            index = start_index
-            for term, data in entries:
-                assert prev_term <= term <= self._term, (
-                    f"entry {index} term {term} (previous {prev_term}, current_term {self._term})"
-                )
-                assert type(data) is bytes, f"entry {index} data must be bytes, not {type(data)}"
-                recs.append(("e", index, term, data))
-                terms.append(term)
-                prev_term = term
-                index += 1
+            recs.append(("h", hard_state[0], hard_state[1]))
+        for k, (term, data) in enumerate(entries):
+            recs.append(("e", start_index + k, term, data))
         bid = self._next_id
         self._next_id += 1
         assert bid - 1 - self.durable_id <= PENDING_BATCHES_MAX, "WAL back-pressure would block the node"
