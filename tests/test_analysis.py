@@ -71,13 +71,13 @@ def make_store(tmp_path: Path, ops: list[dict], *, net=None, test: dict | None =
 def basic_history() -> History:
     """Key 0: write 1, read 1, cas 1->2 (fails), read with timeout; a partition in the middle."""
     h = History()
-    h.add(0, "invoke", "nemesis", "start-partition", "majority")
+    h.add(0, "info", "nemesis", "start-partition", "majority")  # the nemesis records info pairs
     h.add(1, "info", "nemesis", "start-partition", ["isolated", {"n0": ["n1", "n2"], "n1": ["n0"], "n2": ["n0"]}])
     h.seq(2, 5, 0, "write", [0, 1])
     h.seq(6, 9, 1, "read", [0, None], done_value=[0, 1])
     h.seq(10, 12, 0, "cas", [0, [3, 4]], outcome="fail", error=["precondition-failed", "expected 3 but had 1"])
     h.seq(13, 20, 1, "read", [0, None], outcome="fail", error="net-timeout")
-    h.add(300, "invoke", "nemesis", "stop-partition", None)
+    h.add(300, "info", "nemesis", "stop-partition", None)
     h.add(301, "info", "nemesis", "stop-partition", "network-healed")
     h.seq(400, 410, 2, "write", [0, 2], outcome="info", error="net-timeout")
     return h
@@ -264,7 +264,7 @@ def test_history_txt_lines(tmp_path):
     analysis.analyze(store)
     lines = (store / "history.txt").read_text().splitlines()
     assert lines == [
-        ":nemesis\t:invoke\t:start-partition\t:majority",
+        ":nemesis\t:info\t:start-partition\t:majority",
         ':nemesis\t:info\t:start-partition\t[:isolated {"n0" #{"n1" "n2"}, "n1" #{"n0"}, "n2" #{"n0"}}]',
         "0\t:invoke\t:write\t[0 1]",
         "0\t:ok\t:write\t[0 1]",
@@ -274,7 +274,7 @@ def test_history_txt_lines(tmp_path):
         '0\t:fail\t:cas\t[0 [3 4]]\t[:precondition-failed "expected 3 but had 1"]',
         "1\t:invoke\t:read\t[0 nil]",
         "1\t:fail\t:read\t[0 nil]\t:net-timeout",
-        ":nemesis\t:invoke\t:stop-partition\tnil",
+        ":nemesis\t:info\t:stop-partition\tnil",
         ":nemesis\t:info\t:stop-partition\t:network-healed",
         "2\t:invoke\t:write\t[0 2]",
         "2\t:info\t:write\t[0 2]\t:net-timeout",
@@ -282,7 +282,7 @@ def test_history_txt_lines(tmp_path):
     # The per-key history prints the register's value (key left out) and keeps nemesis ops.
     key_lines = (store / "independent" / "0" / "history.txt").read_text().splitlines()
     assert key_lines[2:4] == ["0\t:invoke\t:write\t1", "0\t:ok\t:write\t1"]
-    assert key_lines[0].startswith(":nemesis\t:invoke") and len(key_lines) == 14
+    assert key_lines[0].startswith(":nemesis\t:info") and len(key_lines) == 14
 
 
 def test_results_edn_reads_back_with_the_jar_keywords(tmp_path):
@@ -470,3 +470,23 @@ def test_durability_is_not_applicable_without_a_final_heal() -> None:
     from rast_maelstrom.harness import checkers
 
     assert checkers.durability([])["applicable"] is False
+
+
+def test_nemesis_info_pairs_as_the_engine_records_them_give_fault_periods() -> None:
+    from rast_maelstrom.harness import checkers
+
+    history = [
+        {"index": 0, "time": 10, "type": "info", "process": "nemesis", "f": "start-partition", "value": "one"},
+        {"index": 1, "time": 20, "type": "info", "process": "nemesis", "f": "start-partition",
+         "value": ["isolated", {"n0": ["n1"]}]},
+        {"index": 2, "time": 30, "type": "invoke", "process": 0, "f": "read", "value": [0, None]},
+        {"index": 3, "time": 40, "type": "ok", "process": 0, "f": "read", "value": [0, None]},
+        {"index": 4, "time": 500, "type": "info", "process": "nemesis", "f": "stop-partition", "value": None},
+        {"index": 5, "time": 510, "type": "info", "process": "nemesis", "f": "stop-partition",
+         "value": "network-healed"},
+        {"index": 6, "time": 600, "type": "info", "process": "nemesis", "f": "start-kill", "value": None},
+        {"index": 7, "time": 610, "type": "info", "process": "nemesis", "f": "start-kill",
+         "value": ["killed", ["n1"]]},
+    ]
+    pairs = checkers.pair_ops(history)
+    assert checkers.nemesis_periods(pairs, 900) == [("partition", 10, 510), ("kill", 600, 900)]

@@ -82,13 +82,15 @@ def pair_ops(history: list[dict]) -> list[tuple[dict, dict | None]]:
     """(invoke, completion) for every invoke, in invoke order.
 
     The completion is the next op on the same process after the invoke (spec §5.7); an invoke
-    with no later op on its process has None. Completions with no invoke are skipped.
+    with no later op on its process has None. Completions with no invoke are skipped. The nemesis
+    records its ops as info pairs (spec §4.3): on its process, an op with nothing open is the
+    invocation.
     """
     pairs: list[list] = []
     open_by_process: dict[Any, list] = {}
     for op in history:
         process = op.get("process")
-        if op.get("type") == "invoke":
+        if op.get("type") == "invoke" or (process == "nemesis" and process not in open_by_process):
             pair = [op, None]
             pairs.append(pair)
             open_by_process[process] = pair
