@@ -53,7 +53,7 @@ log = logging.getLogger("bench")
 PY = sys.executable
 RAST = str(ROOT / "bin" / "rast")
 RESULTS = ROOT / "bench" / "results"
-SAT_CLIENTS_FULL = (32, 64, 128)
+SAT_CLIENTS_FULL = (32, 64, 128, 256)
 SAT_CLIENTS_QUICK = (64,)
 check_time_limit_s_max = 30.0
 cell_overhead_s = 3.0          # start-up share, drain and check slack assumed per cell
@@ -508,7 +508,7 @@ def parse_args(argv=None):
     ap.add_argument("--nodes", default="3,5", help="node counts (default 3,5)")
     ap.add_argument("--loads", default="1,2n,sat", help="loads from 1,2n,sat (default all)")
     ap.add_argument("--sat-clients", help="client counts tried for saturation "
-                                          "(default 32,64,128; 64 with --quick)")
+                                          "(default 32,64,128,256; 64 with --quick)")
     ap.add_argument("--duration-s", type=float, help="measured window per cell (5; 2 quick)")
     ap.add_argument("--warmup-s", type=float, help="warm-up per cell (0.5; 0.3 quick)")
     ap.add_argument("--deadline-s", type=float,
