@@ -348,19 +348,16 @@ class Raft:
 
     def _become_pre_candidate(self) -> None:
         self.role = Role.PRE_CANDIDATE
-        self.leader_id = None
-        self.votes = {self.id: True}
-        self._reset_election_timeout()
-        if self._tally() is not None:
-            return
-        li, lt = self.log.last_index(), self.log.last_term()
-        for p in self.peers:
-            self._msgs.append(RequestVote(self.id, p, self.current_term + 1, li, lt, True))
+        self._campaign(self.current_term + 1, pre_vote=True, out=self._msgs)
 
     def _become_candidate(self) -> None:
         self.current_term += 1
         self.voted_for = self.id
         self.role = Role.CANDIDATE
+        # Our own vote must be durable before anyone can count on it.
+        self._campaign(self.current_term, pre_vote=False, out=self._msgs_after)
+
+    def _campaign(self, term: int, *, pre_vote: bool, out: list[Message]) -> None:
         self.leader_id = None
         self.votes = {self.id: True}
         self._reset_election_timeout()
@@ -368,8 +365,7 @@ class Raft:
             return
         li, lt = self.log.last_index(), self.log.last_term()
         for p in self.peers:
-            # Our own vote must be durable before anyone can count on it.
-            self._msgs_after.append(RequestVote(self.id, p, self.current_term, li, lt, False))
+            out.append(RequestVote(self.id, p, term, li, lt, pre_vote))
 
     def _become_leader(self) -> None:
         assert self.role is Role.CANDIDATE

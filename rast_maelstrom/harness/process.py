@@ -98,15 +98,7 @@ class NodeProcess:
         assert self.proc is not None and not self.down, self.node_id
         before = self.proc.poll()
         if before is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=kill_wait_s)
-            except subprocess.TimeoutExpired:
-                log.warning("Node %s (pid %d) did not exit %.0f s after SIGKILL",
-                            self.node_id, self.proc.pid, kill_wait_s)
+            self._sigkill_and_wait()
         # What it wrote before dying is still in the pipes: route its last lines, log its stderr.
         self.killed = True
         for _ in range(drain_reads_max):
@@ -292,16 +284,20 @@ class NodeProcess:
         before = self.proc.poll()
         self.killed = True
         if before is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=kill_wait_s)
-            except subprocess.TimeoutExpired:
-                log.warning("Node %s (pid %d) did not exit %.0f s after SIGKILL",
-                            self.node_id, self.proc.pid, kill_wait_s)
+            self._sigkill_and_wait()
         return before
+
+    def _sigkill_and_wait(self) -> None:
+        """SIGKILL the running process and wait for it for at most kill_wait_s."""
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=kill_wait_s)
+        except subprocess.TimeoutExpired:
+            log.warning("Node %s (pid %d) did not exit %.0f s after SIGKILL",
+                        self.node_id, self.proc.pid, kill_wait_s)
 
     def _close_pipes(self) -> None:
         if self.proc is not None:
