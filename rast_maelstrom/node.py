@@ -230,6 +230,10 @@ class Node:
             entries=rec.entries,
             noop=kv.NOOP,
         )
+        if not rec.entries and not rec.current_term:
+            # A brand-new cluster has no leader to wait for: start the first election timer half
+            # way (still randomized; pre-vote keeps an early candidate harmless).
+            self.raft.election_elapsed = self.raft.randomized_election_ticks // 2
         if rec.entries or rec.current_term:
             log.info(
                 "recovered term %d, vote %s, %d entries",
