@@ -19,7 +19,8 @@ ALLOWED_PROJECT_IMPORTS = {
     "node": {"rast_maelstrom.core", "rast_maelstrom.wire", "rast_maelstrom.runtime", "rast_maelstrom.kv"},
     # The simulator drives the real node and judges it with the runner's oracle.
     "sim": {"rast_maelstrom.sim", "rast_maelstrom.node", "rast_maelstrom.core", "rast_maelstrom.kv",
-            "rast_maelstrom.runtime", "rast_maelstrom.wire", "rast_maelstrom.harness.linearizability"},
+            "rast_maelstrom.runtime", "rast_maelstrom.wire", "rast_maelstrom.harness.linearizability",
+            "rast_maelstrom.harness.workload"},
 }
 CORE_STDLIB = {"__future__", "dataclasses", "enum", "collections", "bisect", "typing", "heapq", "itertools"}
 

@@ -1,11 +1,12 @@
 """Simulated Maelstrom lin-kv clients and the history they record.
 
 Owns: the clients' state (one request in flight each, a timeout, a process id that changes after
-every indefinite outcome, as Jepsen does) and the history in the runner's format (/tmp contract:
-index, time ns, type, process, f, value, optional error and node). Outcomes follow spec §5.6:
-a matching `*_ok` is ok; an error with a definite code is fail; code 0, 13 or an unknown code is
-fail for a read and info for write/cas; no reply before the timeout is fail for a read and info
-for write/cas.
+every indefinite outcome, as Jepsen does) and the history in the runner's format
+(index, time ns, type, process, f, value, optional error and node). Outcomes are decided by the
+runner's own `harness.workload.complete_op` (spec §5.6): a matching `*_ok` that fits its closed
+schema is ok; an error with a definite code is fail; code 0, 13 or an unknown code is fail for a
+read and info for write/cas; no reply before the timeout is fail for a read and info for write/cas;
+a malformed reply is info.
 
 The workload: keys 0..keys_n-1, values in [0, 4] (spec §5.1); reads about half of the ops, then
 writes and cas 1:2.
@@ -22,13 +23,8 @@ from typing import Any, Callable
 
 import orjson
 
-# code -> (name, definite?) (spec §1.6)
-ERRORS = {
-    0: ("timeout", False), 1: ("node-not-found", True), 10: ("not-supported", True),
-    11: ("temporarily-unavailable", True), 12: ("malformed-request", True), 13: ("crash", False),
-    14: ("abort", True), 20: ("key-does-not-exist", True), 21: ("key-already-exists", True),
-    22: ("precondition-failed", True), 30: ("txn-conflict", True),
-}
+from ..harness.workload import complete_op
+
 VALUE_MAX = 4
 
 
@@ -162,11 +158,7 @@ class Workload:
         c, msg_id = arg
         if not c.busy or c.msg_id != msg_id:
             return
-        f, key, value = c.op
-        if f == "read":
-            self._complete(c, "fail", [key, None], "net-timeout")
-        else:
-            self._complete(c, "info", [key, value], "net-timeout")
+        self._settle(c, None)
 
     def on_reply(self, cid: str, line: bytes) -> None:
         c = self.clients.get(cid) or (self.probe if self.probe and cid == self.probe.cid else None)
@@ -175,17 +167,12 @@ class Workload:
         body = orjson.loads(line)["body"]
         if not c.busy or body.get("in_reply_to") != c.msg_id:
             return  # late: the op already timed out
+        self._settle(c, body)
+
+    def _settle(self, c: Client, body: dict | None) -> None:
+        """Complete c's op from its reply (None: timed out) with the runner's own outcome rules
+        (maelstrom-spec §5.6, closed reply schemas included), so the simulator judges the node
+        exactly as maelstrom-py does."""
         f, key, value = c.op
-        typ = body.get("type")
-        if typ == "error":
-            code = body.get("code")
-            name, definite = ERRORS.get(code, ("unknown", False))
-            err = [name, body.get("text", "")]
-            if definite or f == "read":
-                self._complete(c, "fail", [key, value], err)
-            else:
-                self._complete(c, "info", [key, value], err)
-        elif typ == f + "_ok":
-            self._complete(c, "ok", [key, body.get("value")] if f == "read" else [key, value])
-        else:
-            self._complete(c, "info", [key, value], f"indeterminate: unexpected reply {typ!r}")
+        done = complete_op(f, [key, value], body)
+        self._complete(c, done["type"], done["value"], done.get("error"))
