@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 from rast_maelstrom.harness.eventloop import Loop  # noqa: E402
 from rast_maelstrom.harness.linearizability import check_independent  # noqa: E402
 from rast_maelstrom.harness.network import Network  # noqa: E402
-from rast_maelstrom.harness.process import NodeProcess  # noqa: E402
+from rast_maelstrom.harness.process import NodeProcess, connect_to_network  # noqa: E402
 from rast_maelstrom.harness.workload import complete_op  # noqa: E402
 
 log = logging.getLogger("bench.driver")
@@ -150,17 +150,8 @@ class Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for node in self.nodes:
             proc = NodeProcess(self.loop, node, command, self.workdir / f"{node}.log")
-            self.network.register_node(node, proc.deliver, proc.blocked)
-            proc.on_line = self.network.on_node_line
-            proc.on_resume = self.network.resume
             self.procs.append(proc)
-        procs = self.procs
-
-        def flush_all() -> None:
-            for p in procs:
-                if p._out:
-                    p.flush()
-        self.loop.add_after_pass(flush_all)
+        connect_to_network(self.loop, self.network, self.procs)
         for proc in self.procs:
             proc.start()
         self._init()

@@ -324,3 +324,19 @@ class NodeProcess:
                 f"Its last {len(self.stdout_lines)} lines of STDOUT:\n{out}\n"
                 f"Its last {len(self.stderr_lines)} lines of STDERR:\n{err}\n"
                 f"Full STDERR logs are available in {self.log_path}")
+
+
+def connect_to_network(loop, network, procs: list["NodeProcess"]) -> None:
+    """Wire node processes to the network: each is registered as a destination, the lines it
+    prints go to the router, and every loop pass ends by flushing what was queued on stdins."""
+    for proc in procs:
+        network.register_node(proc.node_id, proc.deliver, proc.blocked)
+        proc.on_line = network.on_node_line
+        proc.on_resume = network.resume
+
+    def flush_all() -> None:
+        for p in procs:
+            if p._out:
+                p.flush()
+    loop.add_after_pass(flush_all)
+

@@ -49,7 +49,7 @@ import orjson
 from .eventloop import Loop
 from .nemesis import EXTENSION_KINDS, Nemesis, NodeControl, make_fault_kinds
 from .network import Network, NetworkOverload
-from .process import NodeProcess
+from .process import NodeProcess, connect_to_network
 from .workload import History, Workload, client_timeout_ms, final_reads_s_max
 
 log = logging.getLogger("maelstrom.runner")
@@ -299,18 +299,9 @@ class TestRun(NodeControl):
         for node in o.nodes:
             proc = NodeProcess(self.loop, node, command, self.store_dir / "node-logs" / f"{node}.log",
                                log_stderr=o.log_stderr)
-            self.network.register_node(node, proc.deliver, proc.blocked)
-            proc.on_line = self.network.on_node_line
-            proc.on_resume = self.network.resume
             self.procs.append(proc)
             self.by_node[node] = proc
-        procs = self.procs
-
-        def flush_all() -> None:
-            for p in procs:
-                if p._out:
-                    p.flush()
-        self.loop.add_after_pass(flush_all)
+        connect_to_network(self.loop, self.network, self.procs)
         for proc in self.procs:
             try:
                 proc.start()
