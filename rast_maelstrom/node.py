@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import orjson
 
-from . import kv
+from . import __version__, kv
 from .core import (
     AppendEntries,
     AppendResponse,
@@ -539,6 +539,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="rast",
         description="Rast: a Raft lin-kv node for Maelstrom (JSON lines on stdin/stdout).",
     )
+    p.add_argument("--version", action="version", version=f"rast {__version__}")
     p.add_argument("--data-dir", help="keep the WAL in DIR/<node id> (default: a private temp dir removed at exit)")
     p.add_argument("--log-level", default=os.environ.get("RAST_LOG_LEVEL", "WARNING"),
                    help="stderr log level (default WARNING, or $RAST_LOG_LEVEL)")

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from .. import __version__
 from .analysis import summary_lines
 from .runner import Progress, TestOptions, analyze_store, exit_code_for, run_test
 
@@ -84,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="maelstrom-py", description=(
         "A Maelstrom-compatible test runner in Python (lin-kv workload). Same commands, flags and "
         "exit codes as `maelstrom test`; flags marked [extension] are ours."))
+    p.add_argument("--version", action="version", version=f"maelstrom-py {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("test", help="run a test", description=(
