@@ -15,7 +15,7 @@ SEEDS ?= 1-200
 STEPS ?= 20000
 SIM_ARGS ?=
 
-.PHONY: all venv test test-fast check maelstrom bench bench-quick sim clean
+.PHONY: all venv test test-fast check maelstrom bench bench-quick bench-node sim clean
 
 all: test
 
@@ -47,6 +47,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# One node on a pipe, no runner: turnaround and CPU per message kind.
+bench-node: $(STAMP)
+	$(PY) bench/node_bench.py $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
