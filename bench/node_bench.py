@@ -280,6 +280,17 @@ def leader_scenario(args: argparse.Namespace, node_args: list[str]) -> dict:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def await_type(p: Pipe, type_: str) -> float:
+    """Seconds until the node writes a message of `type_` (just after a send)."""
+    t0 = time.perf_counter()
+    while True:
+        msgs = p.poll(reply_timeout_s)
+        if not msgs and p.buf == b"":
+            raise RuntimeError(f"no {type_} from the node within {reply_timeout_s} s")
+        if any(m["body"].get("type") == type_ for m in msgs):
+            return time.perf_counter() - t0
+
+
 def follower_scenario(args: argparse.Namespace, node_args: list[str]) -> dict:
     data = tempfile.mkdtemp(prefix="rast-nodebench-")
     p = Pipe([RAST, "--data-dir", data, *node_args])
@@ -296,24 +307,10 @@ def follower_scenario(args: argparse.Namespace, node_args: list[str]) -> dict:
             entry = orjson.Fragment(b'[1,["w",%d,%d]]' % (i % 16, i))
             p.send("n0", {"type": "ae", "term": 1, "pi": index, "pt": 1 if index else 0, "c": index,
                           "e": [entry]}, "n1")
-            t0 = time.perf_counter()
-            got = False
-            while not got:
-                msgs = p.poll(reply_timeout_s)
-                if not msgs and p.buf == b"":
-                    raise RuntimeError("no AppendEntries response")
-                got = any(m["body"].get("type") == "aer" for m in msgs)
-            ae_lat.append(time.perf_counter() - t0)
+            ae_lat.append(await_type(p, "aer"))
             index += 1
             p.send("n0", {"type": "hb", "term": 1, "c": index, "rs": i + 1}, "n1")
-            t0 = time.perf_counter()
-            got = False
-            while not got:
-                msgs = p.poll(reply_timeout_s)
-                if not msgs and p.buf == b"":
-                    raise RuntimeError("no heartbeat response")
-                got = any(m["body"].get("type") == "hbr" for m in msgs)
-            hb_lat.append(time.perf_counter() - t0)
+            hb_lat.append(await_type(p, "hbr"))
             n += 2
         cpu = p.cpu_s() - cpu0
         return {"messages": n, "ae_to_ack_p50_ms": 1e3 * _q(ae_lat, 0.5), "ae_to_ack_p99_ms": 1e3 * _q(ae_lat, 0.99),
