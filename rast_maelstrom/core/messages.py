@@ -123,10 +123,15 @@ def check_message(m: Message) -> str | None:
             return f"prev_index {m.prev_index} with prev_term {pt} (only index 0 has term 0)"
         if m.prev_index + len(m.entries) > INDEX_MAX:
             return "entries run past the largest index"
+        if not m.entries:
+            return None
+        terms = [et for et, _ in m.entries]
         low = max(1, pt)
-        for k, (et, _) in enumerate(m.entries):
-            if type(et) is not int or et > term:
-                return f"entry {m.prev_index + k + 1} has term {et!r} above the message term {term}"
+        if terms[0] >= low and terms[-1] <= term and terms == sorted(terms):
+            return None  # (the fast path; below, the first offending entry is named)
+        for k, et in enumerate(terms):
+            if et > term:
+                return f"entry {m.prev_index + k + 1} has term {et} above the message term {term}"
             if et < low:
                 why = "below the previous entry's" if k else "below prev_term"
                 return f"entry {m.prev_index + k + 1} has term {et} {why} ({low})"
