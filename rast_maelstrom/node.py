@@ -154,22 +154,30 @@ class Node:
             return
         try:
             self._handlers[type(body)](env.src, body)
-        except ValueError as exc:  # semantically invalid (e.g. an init naming itself twice)
-            log.warning("invalid request from %s (%s): %.200r", env.src, exc, line)
-            self._error_reply(env.src, getattr(body, "msg_id", None), kv.ERR_MALFORMED_REQUEST, str(exc))
         except ProtocolError as exc:  # a peer broke Raft's rules; the core changed nothing
             self._drop_peer(env.src, type(body).__name__.lower(), str(exc))
         except AssertionError:
             raise  # our own invariant broke: stop loudly
-        except Exception as exc:  # one message must not take the node down
-            tb = exc.__traceback__
-            while tb.tb_next is not None:
-                tb = tb.tb_next
-            where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-            log.error("dropping a %s from %s after an unexpected %s at %s: %s",
-                      type(body).__name__.lower(), env.src, type(exc).__name__, where, exc)
-            if type(body) in schema.CLIENT_BODIES:
-                self._error_reply(env.src, body.msg_id, kv.ERR_CRASH, f"unexpected {type(exc).__name__}")
+        except Exception as exc:
+            if isinstance(exc, ValueError) and type(body) not in schema.RAFT_BODIES:
+                # a request the handler refused before acting (a value too deep, init naming itself twice)
+                log.warning("invalid request from %s (%s): %.200r", env.src, exc, line)
+                self._error_reply(env.src, body.msg_id, kv.ERR_MALFORMED_REQUEST, str(exc))
+            elif type(body) is schema.Init:
+                raise  # storage that cannot be opened stops the node (it must not run without it)
+            else:
+                self._drop_unexpected(env.src, body, exc)
+
+    def _drop_unexpected(self, src: str, body: Any, exc: Exception) -> None:
+        """One message must not take the node down: log where it failed, answer a client 13."""
+        tb = exc.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        log.error("dropping a %s from %s after an unexpected %s at %s: %s",
+                  type(body).__name__.lower(), src, type(exc).__name__, where, exc)
+        if type(body) in schema.CLIENT_BODIES:
+            self._error_reply(src, body.msg_id, kv.ERR_CRASH, f"unexpected {type(exc).__name__}")
 
     def _on_bad_line(self, line: bytes) -> None:
         """Say precisely what is wrong with a line, and answer its sender when there is one."""

@@ -399,3 +399,16 @@ def test_an_unexpected_exception_from_one_message_is_a_logged_drop_and_13_but_an
     boom["exc"] = AssertionError("our own invariant")
     with pytest.raises(AssertionError):
         node.on_line(line)
+
+
+def test_storage_that_cannot_be_opened_at_init_still_stops_the_node() -> None:
+    from rast_maelstrom import node as node_mod
+    from test_node_clock import ManualLoop
+
+    def open_storage(_dir: str, _fsync: bool):
+        raise OSError(5, "Input/output error")
+
+    n = node_mod.Node(node_mod.parse_args(["--data-dir", "/nonexistent-unused"]), [].append, ManualLoop(),
+                      open_storage)
+    with pytest.raises(OSError):
+        n.on_line(env("c0", {"type": "init", "msg_id": 1, "node_id": "n0", "node_ids": ["n0"]}))
