@@ -135,7 +135,7 @@ class KVStore:
         try:
             return None, self.data[key]
         except KeyError:
-            return ERR_KEY_DOES_NOT_EXIST, f"key {key!r} does not exist"
+            return ERR_KEY_DOES_NOT_EXIST, f"key {repr(key)[:100]} does not exist"
 
     def apply(self, command: bytes) -> Result:
         """Apply one committed log command. Never raises."""
@@ -151,7 +151,7 @@ class KVStore:
                 key = _decode_key(cmd[1])
                 data = self.data
                 if key not in data:
-                    return ERR_KEY_DOES_NOT_EXIST, f"key {key!r} does not exist"
+                    return ERR_KEY_DOES_NOT_EXIST, f"key {repr(key)[:100]} does not exist"
                 cur = data[key]
                 frm = bytes(cmd[2])
                 if not json_equal(cur, frm):

@@ -296,7 +296,11 @@ class Node:
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
             return
         body.fwd += 1
-        self.out.append(encode(src, leader, orjson.Fragment(schema.encode_struct(body))))
+        line = encode(src, leader, orjson.Fragment(schema.encode_struct(body)))
+        if len(line) > LINE_BYTES_MAX:  # the leader would drop it: refuse here, definitely
+            self._error_reply(src, body.msg_id, kv.ERR_MALFORMED_REQUEST, "too large to forward; not applied")
+            return
+        self.out.append(line)
 
     def _on_read(self, src: str, body: schema.Read) -> None:
         raft = self.raft

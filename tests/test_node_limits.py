@@ -74,7 +74,7 @@ def test_reads_pending_max_counts_reads_already_in_a_round(monkeypatch: pytest.M
         n.on_line(orjson.dumps({"src": "c1", "dest": "n0", "body": {"type": "read", "msg_id": i, "key": 1}}))
         n.flush()
     assert sum(len(r.ctxs) for r in n.raft.read_rounds) == 5
-    refused = [orjson.loads(x)["body"] for x in out if b'"dest":"c1"' in x]
+    refused = [orjson.loads(x)["body"] for x in b"".join(out).splitlines() if b'"dest":"c1"' in x]
     assert [(b["in_reply_to"], b["code"]) for b in refused] == [(i, kv.ERR_TEMPORARILY_UNAVAILABLE) for i in (5, 6, 7)]
 
 
@@ -92,3 +92,22 @@ def test_the_pre_init_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch
             n.on_line(line)
     assert len(n.pre_init) == 5 and sum(map(len, n.pre_init)) <= 50_000
     assert caplog.text.count("before init: buffer full") == 15
+
+
+def test_a_request_too_large_to_forward_is_refused_not_sent_to_be_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    n, _, out = make_node(["n0", "n1", "n2"])
+    n.on_line(orjson.dumps({"src": "n1", "dest": "n0", "body": {"type": "hb", "term": 1, "c": 0, "rs": 0}}))
+    n.flush()
+    assert n.raft.leader_id == "n1"
+    monkeypatch.setattr(node_mod, "LINE_BYTES_MAX", 300)  # the receiver's limit, scaled down
+    out.clear()
+    for msg_id, size in ((1, 10), (2, 300)):
+        n.on_line(orjson.dumps({"src": "c1", "dest": "n0", "body": {
+            "type": "write", "msg_id": msg_id, "key": 1, "value": "x" * size}}))
+    n.flush()
+    lines = b"".join(out).splitlines()
+    sent = [orjson.loads(x) for x in lines]
+    assert [(m["dest"], m["body"]["type"], m["body"]["msg_id"]) for m in sent if m["dest"] == "n1"] == [("n1", "write", 1)]
+    refused = [m["body"] for m in sent if m["dest"] == "c1"]
+    assert [(b["in_reply_to"], b["code"]) for b in refused] == [(2, kv.ERR_MALFORMED_REQUEST)]
+    assert all(len(x) <= 300 for x in lines)
