@@ -4,7 +4,11 @@ row writes a value, tries a cas from another spelling, and reads back the bytes.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rast_maelstrom import kv
 from test_node_protocol import NodeProc, wait_leader
@@ -75,3 +79,47 @@ def test_cas_compares_json_values_as_the_checker_does_and_reads_return_the_bytes
 @pytest.mark.parametrize("a, b, equal", TABLE)
 def test_json_equal_is_symmetric_on_the_table(a: bytes, b: bytes, equal: bool) -> None:
     assert kv.json_equal(a, b) is equal and kv.json_equal(b, a) is equal
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _int_to_float(v):
+    """The same value with its first integer spelled as a float (`1` -> `1.0`): never equal."""
+    if type(v) is int:
+        return float(v), True
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            y, done = _int_to_float(x)
+            if done:
+                return v[:i] + [y] + v[i + 1:], True
+    if isinstance(v, dict):
+        for k, x in v.items():
+            y, done = _int_to_float(x)
+            if done:
+                return {**v, k: y}, True
+    return v, False
+
+
+@settings(max_examples=150, deadline=None)
+@given(v=_json, data=st.data())
+def test_any_respelling_is_equal_and_an_int_spelled_as_a_float_is_not(v, data) -> None:
+    a = json.dumps(v).encode()
+    keys = data.draw(st.randoms(use_true_random=False))
+    def shuffled(x):
+        if isinstance(x, dict):
+            items = list(x.items())
+            keys.shuffle(items)
+            return {k: shuffled(y) for k, y in items}
+        return [shuffled(y) for y in x] if isinstance(x, list) else x
+    b = json.dumps(shuffled(v), indent=data.draw(st.sampled_from([None, 1])), ensure_ascii=True).encode()
+    assert kv.json_equal(a, b) and kv.json_equal(b, a)
+    w, changed = _int_to_float(v)
+    if changed:
+        c = json.dumps(w).encode()
+        assert not kv.json_equal(a, c) and not kv.json_equal(c, a)
