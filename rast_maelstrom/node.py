@@ -15,7 +15,11 @@ Client semantics (spec §1.5, §1.6, §5.6):
 - a follower forwards a request to the leader it knows, keeping the client as `src`, so the leader
   answers the client directly; with no known leader, 11 (nothing happened).
 - bad input: non-JSON or envelope errors are logged and dropped (there is nobody to answer);
-  a request with missing or mistyped fields gets 12, an unknown request type 10.
+  a request with missing, mistyped or out-of-range fields gets 12, an unknown request type 10. A
+  peer message that does not fit the schema or breaks Raft's rules (`core.ProtocolError`) is dropped
+  with one stderr line and counted in `peer_drops`. Any other exception while handling one message
+  is logged and dropped (13 to a client), and the node carries on; an AssertionError (a broken
+  invariant of our own) stops the node.
 
 Durability: no acknowledgement, vote or client reply leaves before the state it depends on is
 durable (the core marks those messages; this module releases them when their WAL batch and every
@@ -30,6 +34,7 @@ import argparse
 import atexit
 import heapq
 import logging
+import math
 import os
 import random
 import shutil
@@ -50,6 +55,7 @@ from .core import (
     Heartbeat,
     HeartbeatResponse,
     Message,
+    ProtocolError,
     Raft,
     RequestVote,
     Role,
@@ -58,19 +64,25 @@ from .core import (
 from .runtime.loop import EventLoop
 from .runtime.wal import Recovered, WalWriter, WriteAheadLog
 from .wire import schema
-from .wire.codec import LineSplitter, MalformedMessage, diagnose, encode
+from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode
 
 log = logging.getLogger("rast")
 
 READ_BYTES_MAX = 1 << 20  # per os.read
 READS_PER_PASS_MAX = 64  # os.read calls per pass before yielding to timers and output
 PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
+PRE_INIT_BUFFER_BYTES_MAX = 64 << 20  # ... and their bytes
 PENDING_MAX = 200_000  # client writes awaiting commit; beyond it, new ones get 11
 READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond it, new ones get 11
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
 LEADER_CATCHUP_TICKS_MAX = 10_000  # a leader's clock must not fall behind (leases, check-quorum)
 FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent leader
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
+# Every line the node writes must fit under a receiver's LINE_BYTES_MAX. An AppendEntries carries at
+# most APPEND_ENTRIES_BYTES_MAX of entries (or one larger entry); a command is at most
+# ENTRY_BYTES_MAX, leaving room for the envelope (names are at most schema.NAME_CHARS_MAX).
+APPEND_ENTRIES_BYTES_MAX = 1 << 20
+ENTRY_BYTES_MAX = LINE_BYTES_MAX - (64 << 10)
 
 
 class Node:
@@ -96,6 +108,9 @@ class Node:
         self.writer: Any = None  # WalWriter-like (see __init__)
         self.data_dir: str | None = None
         self.pre_init: list[bytes] = []
+        self.pre_init_bytes = 0
+        self.peer_drops = 0  # peer messages dropped as malformed or against Raft's rules
+        self._reads_in_core = 0  # reads handed to raft.read_index and not yet confirmed or dropped
         # WAL batches submitted and not yet durable: (batch id, last index, last term, msgs after).
         self.batches: deque[tuple[int, int, int, list[Message]]] = deque()
         # index -> (term, client, msg_id, created_s) for writes/cas this node proposed.
@@ -131,16 +146,38 @@ class Node:
             return
         body = env.body
         if self.node_id is None and type(body) is not schema.Init:
-            if len(self.pre_init) < PRE_INIT_BUFFER_MAX:
+            if len(self.pre_init) < PRE_INIT_BUFFER_MAX and self.pre_init_bytes + len(line) <= PRE_INIT_BUFFER_BYTES_MAX:
                 self.pre_init.append(line)
+                self.pre_init_bytes += len(line)
             else:
                 log.warning("dropping a message from %s before init: buffer full", env.src)
             return
         try:
             self._handlers[type(body)](env.src, body)
-        except ValueError as exc:  # semantically invalid (e.g. an init naming itself twice)
-            log.warning("invalid request from %s (%s): %.200r", env.src, exc, line)
-            self._error_reply(env.src, getattr(body, "msg_id", None), kv.ERR_MALFORMED_REQUEST, str(exc))
+        except ProtocolError as exc:  # a peer broke Raft's rules; the core changed nothing
+            self._drop_peer(env.src, type(body).__name__.lower(), str(exc))
+        except AssertionError:
+            raise  # our own invariant broke: stop loudly
+        except Exception as exc:
+            if isinstance(exc, ValueError) and type(body) not in schema.RAFT_BODIES:
+                # a request the handler refused before acting (a value too deep, init naming itself twice)
+                log.warning("invalid request from %s (%s): %.200r", env.src, exc, line)
+                self._error_reply(env.src, body.msg_id, kv.ERR_MALFORMED_REQUEST, str(exc))
+            elif type(body) is schema.Init:
+                raise  # storage that cannot be opened stops the node (it must not run without it)
+            else:
+                self._drop_unexpected(env.src, body, exc)
+
+    def _drop_unexpected(self, src: str, body: Any, exc: Exception) -> None:
+        """One message must not take the node down: log where it failed, answer a client 13."""
+        tb = exc.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        log.error("dropping a %s from %s after an unexpected %s at %s: %s",
+                  type(body).__name__.lower(), src, type(exc).__name__, where, exc)
+        if type(body) in schema.CLIENT_BODIES:
+            self._error_reply(src, body.msg_id, kv.ERR_CRASH, f"unexpected {type(exc).__name__}")
 
     def _on_bad_line(self, line: bytes) -> None:
         """Say precisely what is wrong with a line, and answer its sender when there is one."""
@@ -167,14 +204,20 @@ class Node:
             why = "malformed"
         except schema.DecodeError as exc:
             why = str(exc)
-        log.warning("malformed %s from %s (%s): %.200r", typ, src, why, line)
         if typ in ("read", "write", "cas", "init"):
+            log.warning("malformed %s from %.100s (%s): %.200r", typ, src, why, line)
             self._error_reply(src, msg_id, kv.ERR_MALFORMED_REQUEST, f"malformed {typ}: {why}")
+        else:
+            self._drop_peer(src, typ, f"malformed: {why}")
+
+    def _drop_peer(self, src: str, typ: str, why: str) -> None:
+        self.peer_drops += 1
+        log.warning("dropping %s from %.100s: %s (%d peer messages dropped)", typ, src, why, self.peer_drops)
 
     def _error_reply(self, dest: str, msg_id: Any, code: int, text: str) -> None:
         reply: dict[str, Any] = {"type": "error", "code": code, "text": text}
-        if type(msg_id) is int:
-            reply["in_reply_to"] = msg_id
+        if type(msg_id) is int and schema.INT64_MIN <= msg_id <= schema.INT64_MAX:
+            reply["in_reply_to"] = msg_id  # (one out of range cannot be echoed: the reply goes without)
         self.out.append(encode(self.node_id or "", dest, reply))
 
     def _on_init(self, src: str, body: schema.Init) -> None:
@@ -209,12 +252,12 @@ class Node:
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
-        tick_ms = args.tick_ms
         cfg = Config(
-            election_ticks=max(2, round(args.election_ms / tick_ms)),
-            heartbeat_ticks=max(1, round(args.heartbeat_ms / tick_ms)),
+            election_ticks=_election_ticks(args),
+            heartbeat_ticks=_heartbeat_ticks(args),
             inflight_max=args.inflight_max,
             append_entries_max=args.append_entries_max,
+            append_entries_bytes_max=APPEND_ENTRIES_BYTES_MAX,
             lease_reads=args.lease_reads,
             bugs=frozenset(getattr(args, "bugs", ())),  # test-only: the simulator plants bugs here
         )
@@ -253,23 +296,33 @@ class Node:
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
             return
         body.fwd += 1
-        self.out.append(encode(src, leader, orjson.Fragment(schema.encode_struct(body))))
+        line = encode(src, leader, orjson.Fragment(schema.encode_struct(body)))
+        if len(line) > LINE_BYTES_MAX:  # the leader would drop it: refuse here, definitely
+            self._error_reply(src, body.msg_id, kv.ERR_MALFORMED_REQUEST, "too large to forward; not applied")
+            return
+        self.out.append(line)
 
     def _on_read(self, src: str, body: schema.Read) -> None:
         raft = self.raft
         if raft.role is not Role.LEADER:
             self._forward(src, body)
             return
-        if len(raft.pending_reads) + len(self.reads_waiting) >= READS_PENDING_MAX:
+        if self._reads_in_core + len(self.reads_waiting) >= READS_PENDING_MAX:
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not read")
             return
         raft.read_index((src, body.msg_id, body.key))
+        self._reads_in_core += 1
 
     def _on_write(self, src: str, body: schema.Write) -> None:
-        self._propose(src, body, kv.encode_write(body.key, body.value))
+        value = bytes(body.value)
+        kv.check_value(value)
+        self._propose(src, body, kv.encode_write(body.key, value))
 
     def _on_cas(self, src: str, body: schema.Cas) -> None:
-        self._propose(src, body, kv.encode_cas(body.key, body.frm, body.to))
+        frm, to = bytes(body.frm), bytes(body.to)
+        kv.check_value(frm)
+        kv.check_value(to)
+        self._propose(src, body, kv.encode_cas(body.key, frm, to))
 
     def _propose(self, src: str, body: schema.Write | schema.Cas, command: bytes) -> None:
         raft = self.raft
@@ -279,6 +332,8 @@ class Node:
         if len(self.pending) >= PENDING_MAX:
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
             return
+        if len(command) > ENTRY_BYTES_MAX:
+            raise ValueError(f"the command takes {len(command)} bytes, over {ENTRY_BYTES_MAX}")
         index, term = raft.propose(command)
         self.pending[index] = (term, src, body.msg_id, self.loop.clock())
 
@@ -286,7 +341,7 @@ class Node:
 
     def _on_raft(self, src: str, body: Any) -> None:
         if src not in self.node_ids or src == self.node_id:
-            log.warning("ignoring %s from unknown peer %s", type(body).__name__, src)
+            self._drop_peer(src, type(body).__name__.lower(), "not a peer of ours")
             return
         self.raft.step(_decode_raft(src, self.node_id, body))
 
@@ -361,6 +416,8 @@ class Node:
                     else:
                         self._read_seq += 1
                         heapq.heappush(self.reads_waiting, (index, self._read_seq, ctx))
+            self._reads_in_core -= len(rd.read_states) + len(rd.dropped_reads)
+            assert self._reads_in_core >= 0, self._reads_in_core
             for ctx in rd.dropped_reads:
                 src, msg_id, _ = ctx
                 self._error_reply(src, msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE,
@@ -399,7 +456,7 @@ class Node:
         src, msg_id, key = ctx
         code, value = self.kv.read(key)
         if code is None:
-            body = {"type": "read_ok", "in_reply_to": msg_id, "value": value}
+            body = {"type": "read_ok", "in_reply_to": msg_id, "value": orjson.Fragment(value)}
         else:
             body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
         self.out.append(encode(self.node_id, src, body))
@@ -407,7 +464,9 @@ class Node:
     def _send_raft(self, msgs: list[Message]) -> None:
         out = self.out
         for m in msgs:
-            out.append(_encode_raft(m))
+            line = _encode_raft(m)
+            assert len(line) <= LINE_BYTES_MAX, f"a {type(m).__name__} of {len(line)} bytes"
+            out.append(line)
 
     def expire_pending(self) -> None:
         """Forget writes whose clients gave up long ago (bounded memory under long partitions)."""
@@ -562,9 +621,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.no_batching:
         args.inflight_max = 1
         args.append_entries_max = 1
-    if args.tick_ms <= 0 or args.election_ms <= args.heartbeat_ms or args.heartbeat_ms < args.tick_ms:
-        p.error("need 0 < tick-ms <= heartbeat-ms < election-ms")
+    problem = _flag_problem(args)
+    if problem:
+        p.error(problem)  # exit 2, before anything starts
     return args
+
+
+def _heartbeat_ticks(args: argparse.Namespace) -> int:
+    return max(1, round(args.heartbeat_ms / args.tick_ms))
+
+
+def _election_ticks(args: argparse.Namespace) -> int:
+    return max(2, round(args.election_ms / args.tick_ms))
+
+
+def _flag_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a flag combination the core's Config would refuse, in the flags' words."""
+    for name in ("tick_ms", "heartbeat_ms", "election_ms"):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and v > 0):
+            return f"--{name.replace('_', '-')} must be a positive number of milliseconds, not {v}"
+    if not args.tick_ms <= args.heartbeat_ms < args.election_ms:
+        return "need 0 < tick-ms <= heartbeat-ms < election-ms"
+    hb, el = _heartbeat_ticks(args), _election_ticks(args)
+    margin = Config().lease_margin_ticks
+    if el <= max(hb, margin):
+        return (f"--election-ms {args.election_ms:g} is {el} ticks of {args.tick_ms:g} ms; it must be more "
+                f"than --heartbeat-ms ({hb} ticks) and more than the {margin}-tick lease margin")
+    for name in ("inflight_max", "append_entries_max"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,7 +163,7 @@ def test_a_candidate_with_a_stale_log_cannot_win() -> None:
         AppendEntries("n2", "n1", 5, 0, 0, [], 0),
         Heartbeat("n2", "n1", 5, 0, 0),
         RequestVote("n2", "n1", 5, 0, 0),
-        AppendResponse("n2", "n1", 5, False, reject_index=1),
+        AppendResponse("n2", "n1", 5, False, reject_index=1, conflict_index=1),
         HeartbeatResponse("n2", "n1", 5, 0),
         VoteResponse("n2", "n1", 5, False),
     ],
@@ -198,7 +198,7 @@ def test_stale_term_messages_are_rejected_and_the_stale_leader_learns_the_term()
     assert {i: net.log_of(i)[: len(before[i])] for i in before} == before  # nothing stale was appended
     # A stale vote request gets no vote.
     r = net["n3"]
-    r.step(RequestVote("n1", "n3", 1, 9, 9))
+    r.step(RequestVote("n1", "n3", 1, 9, 1))
     rd = net.ready("n3")
     assert not any(isinstance(m, VoteResponse) and m.granted for m in rd.messages + rd.messages_after_persist)
 

@@ -92,7 +92,7 @@ def test_leader_stickiness_followers_that_heard_from_the_leader_recently_ignore_
     n2 = net["n2"]
     term = n2.current_term
     for pre_vote in (True, False):
-        n2.step(RequestVote("n3", "n2", term + 1, 99, 99, pre_vote))
+        n2.step(RequestVote("n3", "n2", term + 1, 99, term + 1, pre_vote))
         rd = net.ready("n2")
         assert not any(isinstance(m, VoteResponse) for m in rd.messages + rd.messages_after_persist)
         assert (n2.current_term, n2.voted_for) == (term, "n1")
@@ -100,7 +100,7 @@ def test_leader_stickiness_followers_that_heard_from_the_leader_recently_ignore_
     net.tick("n2", CFG.election_ticks - 1)
     assert n2.role is Role.FOLLOWER  # its own timeout is drawn from [e, 2e)
     net.tick("n2")
-    n2.step(RequestVote("n3", "n2", term + 1, 99, 99))
+    n2.step(RequestVote("n3", "n2", term + 1, 99, term + 1))
     rd = net.ready("n2")
     assert [(m.term, m.granted) for m in rd.messages_after_persist] == [(term + 1, True)]
 
@@ -110,7 +110,7 @@ def test_without_check_quorum_followers_follow_any_higher_term_vote_request() ->
     net.elect("n1")
     n2 = net["n2"]
     term = n2.current_term
-    n2.step(RequestVote("n3", "n2", term + 1, 99, 99))
+    n2.step(RequestVote("n3", "n2", term + 1, 99, term + 1))
     assert n2.current_term == term + 1
 
 

@@ -98,7 +98,7 @@ def test_a_deposed_leader_returns_its_pending_reads_in_dropped_reads() -> None:
     net.ready("n1")
     net.take()  # its heartbeats are lost
     n1.read_index("queued")  # waits for the next round
-    n1.step(RequestVote("n3", "n1", 2, 9, 9))  # a higher term deposes it
+    n1.step(RequestVote("n3", "n1", 2, 9, 2))  # a higher term deposes it
     rd = net.ready("n1")
     assert n1.role is Role.FOLLOWER
     assert sorted(rd.dropped_reads) == ["in-round", "queued"]

@@ -262,4 +262,4 @@ def test_apply_exception_is_deterministic_error_13() -> None:
     for cmd in bad:
         ra, rb = a.apply(cmd), b.apply(cmd)
         assert ra == rb and ra[0] == kv.ERR_CRASH
-    assert a.data == b.data == {1: 1}
+    assert a.data == b.data == {1: b"1"}

@@ -8,6 +8,7 @@ from .messages import (
     Heartbeat,
     HeartbeatResponse,
     Message,
+    ProtocolError,
     RequestVote,
     VoteResponse,
 )
@@ -15,5 +16,5 @@ from .raft import BUGS, Config, Progress, Raft, Ready, Role
 
 __all__ = [
     "AppendEntries", "AppendResponse", "BUGS", "Config", "Entry", "Heartbeat", "HeartbeatResponse",
-    "Message", "Progress", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "VoteResponse",
+    "Message", "Progress", "ProtocolError", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "VoteResponse",
 ]

@@ -18,6 +18,8 @@ from typing import Any
 
 from .messages import Entry
 
+ENTRY_OVERHEAD_BYTES = 32  # what a codec adds around one entry's data (the node's: `[term,data],`)
+
 
 class RaftLog:
     __slots__ = ("first_index", "_terms", "_datas", "unstable_index")
@@ -57,6 +59,20 @@ class RaftLog:
         b = hi - self.first_index + 1
         assert 0 <= a <= b <= len(self._terms), (lo, hi, self.first_index, len(self._terms))
         return list(zip(self._terms[a:b], self._datas[a:b]))
+
+    def span_within(self, lo: int, hi: int, bytes_max: int) -> int:
+        """The largest h in [lo, hi] such that entries lo..h take at most `bytes_max` (the length of
+        bytes or str data, other data counting 0, plus ENTRY_OVERHEAD_BYTES each); at least `lo`,
+        whatever its size."""
+        datas = self._datas
+        base = self.first_index
+        total = 0
+        for i in range(lo - base, hi - base + 1):
+            d = datas[i]
+            total += ENTRY_OVERHEAD_BYTES + (len(d) if isinstance(d, (bytes, str)) else 0)
+            if total > bytes_max:
+                return max(lo, i + base - 1)
+        return hi
 
     def append(self, term: int, data: Any) -> int:
         assert not self._terms or self._terms[-1] <= term

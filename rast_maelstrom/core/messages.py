@@ -91,3 +91,78 @@ class VoteResponse:
 
 
 Message = AppendEntries | AppendResponse | Heartbeat | HeartbeatResponse | RequestVote | VoteResponse
+
+
+class ProtocolError(Exception):
+    """A remote peer's message breaks Raft's own rules (a remote error, never a local invariant):
+    `Raft.step` raises it before changing any state, and the caller drops the message."""
+
+
+INDEX_MAX = (1 << 63) - 1  # terms and indexes are signed 64-bit on every wire and disk we use
+
+
+def _out_of_range(*values: int) -> bool:
+    return any(not 0 <= v <= INDEX_MAX for v in values)
+
+
+def check_message(m: Message) -> str | None:
+    """The rules a message must obey whatever the receiver's state: what is wrong with `m`, or
+    None. Terms and indexes lie in [0, INDEX_MAX]; a leader's or candidate's term is at least 1;
+    index 0 (the empty prefix) and only index 0 has term 0; the entries of an AppendEntries have
+    terms in [max(1, prev_term), term], never decreasing along the batch."""
+    t = type(m)
+    if t is AppendEntries:
+        term, pt = m.term, m.prev_term
+        if _out_of_range(term, m.prev_index, pt, m.commit_index):
+            return "a term or index out of range"
+        if term < 1:
+            return "term 0 (no leader has term 0)"
+        if pt > term:
+            return f"prev_term {pt} above the message term {term}"
+        if (m.prev_index == 0) != (pt == 0):
+            return f"prev_index {m.prev_index} with prev_term {pt} (only index 0 has term 0)"
+        if m.prev_index + len(m.entries) > INDEX_MAX:
+            return "entries run past the largest index"
+        if not m.entries:
+            return None
+        terms = [et for et, _ in m.entries]
+        low = max(1, pt)
+        if terms[0] >= low and terms[-1] <= term and terms == sorted(terms):
+            return None  # (the fast path; below, the first offending entry is named)
+        for k, et in enumerate(terms):
+            if et > term:
+                return f"entry {m.prev_index + k + 1} has term {et} above the message term {term}"
+            if et < low:
+                why = "below the previous entry's" if k else "below prev_term"
+                return f"entry {m.prev_index + k + 1} has term {et} {why} ({low})"
+            low = et
+        return None
+    if t is AppendResponse:
+        if _out_of_range(m.term, m.match_index, m.reject_index, m.conflict_index):
+            return "a term or index out of range"
+        if not m.success:
+            if m.conflict_index < 1 or m.conflict_index > max(1, m.reject_index):
+                return f"conflict_index {m.conflict_index} outside [1, reject_index {m.reject_index}]"
+            ct = m.conflict_term
+            if ct is not None and (type(ct) is not int or not 1 <= ct <= m.term):
+                return f"conflict_term {ct!r} outside [1, the message term {m.term}]"
+        return None
+    if t is Heartbeat:
+        if _out_of_range(m.term, m.commit_index, m.read_seq):
+            return "a term or index out of range"
+        return "term 0 (no leader has term 0)" if m.term < 1 else None
+    if t is HeartbeatResponse:
+        return "a term or index out of range" if _out_of_range(m.term, m.read_seq) else None
+    if t is RequestVote:
+        if _out_of_range(m.term, m.last_log_index, m.last_log_term):
+            return "a term or index out of range"
+        if m.term < 1:
+            return "term 0 (no candidate campaigns in term 0)"
+        if m.last_log_term > m.term:
+            return f"last_log_term {m.last_log_term} above the message term {m.term}"
+        if (m.last_log_index == 0) != (m.last_log_term == 0):
+            return f"last_log_index {m.last_log_index} with last_log_term {m.last_log_term}"
+        return None
+    if t is VoteResponse:
+        return "a term out of range" if _out_of_range(m.term) else None
+    return f"not a Raft message: {t.__name__}"

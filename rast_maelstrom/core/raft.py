@@ -39,8 +39,10 @@ from .messages import (
     Heartbeat,
     HeartbeatResponse,
     Message,
+    ProtocolError,
     RequestVote,
     VoteResponse,
+    check_message,
 )
 
 
@@ -74,6 +76,9 @@ class Config:
     heartbeat_ticks: int = 4
     inflight_max: int = 32  # AppendEntries in flight per follower when replicating
     append_entries_max: int = 1024  # entries per AppendEntries message
+    # ... and bytes per AppendEntries: the entries' data lengths plus ENTRY_OVERHEAD_BYTES each (one
+    # entry always goes, however large), so a batch fits under a receiver's line limit.
+    append_entries_bytes_max: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
     # Lease reads: the leader serves reads without a heartbeat round while a quorum acknowledged a
@@ -86,7 +91,7 @@ class Config:
 
     def __post_init__(self) -> None:
         assert self.election_ticks > self.heartbeat_ticks >= 1
-        assert self.inflight_max >= 1 and self.append_entries_max >= 1
+        assert self.inflight_max >= 1 and self.append_entries_max >= 1 and self.append_entries_bytes_max >= 1
         assert self.bugs <= BUGS, self.bugs - BUGS
         assert 0 < self.lease_margin_ticks < self.election_ticks
 
@@ -239,6 +244,13 @@ class Raft:
                 self._maybe_commit()
 
     def step(self, m: Message) -> None:
+        """Raises ProtocolError, before changing anything, for a message that breaks Raft's rules
+        (`check_message`, then what this replica knows: see `_check_against_state`)."""
+        why = check_message(m)
+        if why is None and m.term >= self.current_term:
+            why = self._check_against_state(m)
+        if why is not None:
+            raise ProtocolError(why)
         if m.term > self.current_term:
             if isinstance(m, RequestVote) and self._in_lease():
                 return  # leader stickiness: a leader we heard from recently still stands
@@ -272,6 +284,36 @@ class Raft:
                 self._handle_append_response(m)
             elif isinstance(m, HeartbeatResponse):
                 self._handle_heartbeat_response(m)
+
+    def _check_against_state(self, m: Message) -> str | None:
+        """Rules a message of our term or a newer one breaks only in the light of our own state:
+        a second leader in one term, a log that contradicts an entry we know is committed (Leader
+        Completeness: a leader of this or a later term has every committed entry), an
+        acknowledgement of entries or heartbeats we never sent."""
+        t = type(m)
+        same = m.term == self.current_term
+        if t is AppendEntries or t is Heartbeat:
+            if same and (self.role is Role.LEADER or self.leader_id not in (None, m.src)):
+                return f"a second leader in term {m.term} (we know {self.leader_id})"
+            if t is AppendEntries:
+                log, commit, pi = self.log, self.commit_index, m.prev_index
+                mine = log.term_at(pi) if pi <= commit else None
+                if mine is not None and mine != m.prev_term:
+                    return f"prev entry {pi} has term {m.prev_term}, but our committed entry has {mine}"
+                for k in range(min(len(m.entries), commit - pi)):
+                    mine = log.term_at(pi + k + 1)
+                    if mine is not None and mine != m.entries[k][0]:
+                        return f"entry {pi + k + 1} has term {m.entries[k][0]}, our committed one {mine}"
+        elif same and self.role is Role.LEADER:
+            last = self.log.last_index()
+            if t is AppendResponse:
+                if m.success and m.match_index > last:
+                    return f"match_index {m.match_index} beyond our last index {last}"
+                if not m.success and m.reject_index > last:
+                    return f"reject_index {m.reject_index} beyond our last index {last}"
+            elif t is HeartbeatResponse and m.read_seq > self.read_seq:
+                return f"read_seq {m.read_seq} acknowledged, but our last is {self.read_seq}"
+        return None
 
     # ------------------------------------------------------------------ output
 
@@ -500,7 +542,7 @@ class Raft:
             prev = pr.next - 1
             prev_term = log.term_at(prev)
             assert prev_term is not None
-            hi = min(last, prev + cfg.append_entries_max)
+            hi = log.span_within(pr.next, min(last, prev + cfg.append_entries_max), cfg.append_entries_bytes_max)
             self._msgs.append(
                 AppendEntries(
                     self.id, peer, self.current_term, prev, prev_term,

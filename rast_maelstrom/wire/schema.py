@@ -7,6 +7,12 @@ of the line — so a command is spliced into the log from the bytes it arrived i
 writes the entry bytes it received to its WAL as they came (the bytes on the wire are the bytes on
 disk). Unknown envelope keys (the network's `id`) and unknown body keys are skipped, not built.
 
+Ranges are part of the schema: every integer the node stores or echoes (a key, a `msg_id`, a Raft
+term or index) must be a signed 64-bit integer, and Raft's counters are never negative, so nothing
+out of range gets past the decoder (the WAL stores terms and indexes as u64; orjson, which writes
+replies, cannot encode a larger integer). Names (`src`, `dest`) are bounded so that every reply fits
+under the receiver's line limit. Client values are arbitrary JSON and stay exact (`Raw`).
+
 A line that does not fit the schema raises; `codec.diagnose` then says why, for the error reply.
 
 May not touch: Raft rules, IO. Field names on the Raft messages are short because every one of
@@ -15,82 +21,89 @@ them is on the hot path.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
-from msgspec import Raw
+from msgspec import Meta, Raw
 
-Key = Union[int, str]
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+NAME_CHARS_MAX = 1024  # src, dest and node ids (a reply to any name fits under the line limit)
+
+I64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]  # a client's integer: stored or echoed
+U63 = Annotated[int, Meta(ge=0, le=INT64_MAX)]  # a Raft term, index or counter; a forward count
+Name = Annotated[str, Meta(max_length=NAME_CHARS_MAX)]
+Key = Union[I64, str]
 
 
 class Init(msgspec.Struct, tag="init", tag_field="type"):
-    msg_id: int
-    node_id: str
-    node_ids: list[str]
+    msg_id: I64
+    node_id: Name
+    node_ids: list[Name]
 
 
 class Read(msgspec.Struct, tag="read", tag_field="type"):
-    msg_id: int
+    msg_id: I64
     key: Key
-    fwd: int = 0  # hops this request was forwarded (node to node)
+    fwd: U63 = 0  # hops this request was forwarded (node to node)
 
 
 class Write(msgspec.Struct, tag="write", tag_field="type"):
-    msg_id: int
+    msg_id: I64
     key: Key
     value: Raw
-    fwd: int = 0
+    fwd: U63 = 0
 
 
 class Cas(msgspec.Struct, tag="cas", tag_field="type"):
-    msg_id: int
+    msg_id: I64
     key: Key
     frm: Raw = msgspec.field(name="from")
     to: Raw = msgspec.field()
-    fwd: int = 0
+    fwd: U63 = 0
 
 
 class AE(msgspec.Struct, tag="ae", tag_field="type"):
     """AppendEntries: term, prev index/term, leader commit, entries as (term, raw data)."""
 
-    term: int
-    pi: int
-    pt: int
-    c: int
-    e: list[tuple[int, Raw]]
+    term: U63
+    pi: U63
+    pt: U63
+    c: U63
+    e: list[tuple[U63, Raw]]
 
 
 class AER(msgspec.Struct, tag="aer", tag_field="type"):
     """AppendEntries response: ok + match index, or the rejected prev index and the conflict hint."""
 
-    term: int
+    term: U63
     ok: bool
-    m: int = 0
-    ri: int = 0
-    ci: int = 0
-    ct: Union[int, None] = None
+    m: U63 = 0
+    ri: U63 = 0
+    ci: U63 = 0
+    ct: Union[U63, None] = None
 
 
 class HB(msgspec.Struct, tag="hb", tag_field="type"):
-    term: int
-    c: int
-    rs: int
+    term: U63
+    c: U63
+    rs: U63
 
 
 class HBR(msgspec.Struct, tag="hbr", tag_field="type"):
-    term: int
-    rs: int
+    term: U63
+    rs: U63
 
 
 class RV(msgspec.Struct, tag="rv", tag_field="type"):
-    term: int
-    li: int
-    lt: int
+    term: U63
+    li: U63
+    lt: U63
     pre: bool
 
 
 class RVR(msgspec.Struct, tag="rvr", tag_field="type"):
-    term: int
+    term: U63
     g: bool
     pre: bool
 
@@ -102,12 +115,13 @@ TYPE_NAMES = frozenset(("read", "write", "cas", "ae", "aer", "hb", "hbr", "rv", 
 
 
 class Envelope(msgspec.Struct):
-    src: str
-    dest: str
+    src: Name
+    dest: Name
     body: Body
 
 
 _decoder = msgspec.json.Decoder(Envelope)
-decode_envelope = _decoder.decode  # raises msgspec.DecodeError (incl. ValidationError)
-DecodeError = msgspec.DecodeError
+decode_envelope = _decoder.decode  # raises one of DecodeError
+# msgspec.DecodeError (incl. ValidationError), and UnicodeDecodeError for invalid UTF-8 in a string.
+DecodeError = (msgspec.DecodeError, UnicodeDecodeError)
 encode_struct = msgspec.json.encode  # splices Raw fields as they are
