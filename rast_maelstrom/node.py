@@ -300,14 +300,18 @@ class Node:
         """Turn elapsed wall time into Raft ticks. After a stall (a long pass, a paused process), a
         leader catches up on every tick it missed, so its heartbeats, check-quorum and any lease
         expire on time; anyone else catches up on at most `FOLLOWER_CATCHUP_TICKS_MAX`, so a stall of
-        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin)."""
+        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin). A
+        leader that check-quorum demotes half way through catching up stops there too: ticking on
+        would start one pre-vote campaign per election timeout of the stall, all in this pass."""
         now = self.loop.clock()
         if self._next_tick > now:
             return
         raft = self.raft
         due = int((now - self._next_tick) / self.tick_s) + 1
         n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
-        for _ in range(n):
+        for k in range(n):
+            if k >= FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
+                break  # demoted while catching up (check-quorum): from here on a follower's cap
             raft.tick()
         self._next_tick += due * self.tick_s
 
