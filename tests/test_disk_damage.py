@@ -183,3 +183,35 @@ def test_a_failing_disk_stops_the_node_with_exit_70_and_acknowledges_nothing_it_
         q.kill()
     lost = {k for k, v in acked.items() if got.get(k) != v}
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged writes lost after {fault}"
+
+
+def test_a_write_arriving_after_the_writer_failed_exits_70_not_a_traceback(tmp_path):
+    """The fsync fails while the loop is busy; the next pass has a proposal to persist: the submit
+    that finds the writer failed must stop the node with 70 too, and acknowledge nothing."""
+    from test_node_clock import ManualLoop
+
+    from rast_maelstrom.runtime.fileio import DiskFault
+
+    loop = ManualLoop()
+    out: list[bytes] = []
+    args = node_mod.parse_args(["--data-dir", str(tmp_path)])
+    opener = node_mod._open_wal_with_faults([DiskFault("fsync", 4, 5)])  # the first one after startup (3 before)
+    n = node_mod.Node(args, out.append, loop, opener)
+    n.on_line(b'{"src":"c0","dest":"n0","body":{"type":"init","msg_id":1,"node_id":"n0","node_ids":["n0"]}}')
+    n.flush()
+    try:
+        for _ in range(100):
+            loop.now += 0.01
+            loop.fire_due()
+            n.flush()  # elected alone: its term, vote and no-op go to the WAL, whose fsync fails
+            if n.writer.error is not None:
+                break
+            time.sleep(0.01)
+        assert n.writer.error is not None, "the injected fsync failure never happened"
+        n.on_line(b'{"src":"c1","dest":"n0","body":{"type":"write","msg_id":2,"key":1,"value":1}}')
+        with pytest.raises(SystemExit) as exc:
+            n.flush()
+        assert exc.value.code == node_mod.EXIT_DISK_FAILED
+        assert not any(b"write_ok" in x for x in out)
+    finally:
+        n.stop()

@@ -2,7 +2,7 @@
 
 Owns: simulated time (one event heap), each node's loop (`NodeLoop`), disk (`disk.SimDisk`), the
 network between them, the nemesis (partitions of every shape, crashes with restarts, pauses, slow
-disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
+disks, failing disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
 phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
 or a string hash, so a seed replays exactly (`trace_hash` covers every executed event).
 
@@ -64,7 +64,10 @@ K_TIMER, K_DURABLE, K_MSG, K_CALL = 0, 1, 2, 3
 _KIND_NAMES = ("timer", "durable", "msg", "call")
 _PACK = struct.Struct("<BbId")
 
-FAULT_KINDS = ("partition", "crash", "pause", "slowdisk")
+FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail")
+# Every fault the simulator counts (RunResult.faults keys; "partition-drop" is a consequence, not
+# a class): the CI sweep requires each of them to happen.
+FAULT_COUNTERS = (*FAULT_KINDS, "torn", "drop", "dup", "delay", "leader-hit")
 # Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
 # code paths and interleavings the defaults rarely do).
 NODE_PROFILES: tuple[tuple[str, ...], ...] = (
@@ -86,6 +89,9 @@ class SimFailure(Exception):
         self.invariant = invariant
         self.replay = replay
 
+    def __reduce__(self) -> tuple:  # crosses process boundaries (the sweep's --jobs)
+        return (SimFailure, (self.invariant, str(self), self.replay))
+
 
 @dataclass
 class FaultMix:
@@ -95,6 +101,7 @@ class FaultMix:
     crash: bool = False
     pause: bool = False
     slowdisk: bool = False
+    diskfail: bool = False  # a node's next write/fsync fails (EIO, ENOSPC): it must exit 70, then restarts
     torn: bool = False  # a crash may keep a prefix of the unsynced records, the next one torn
     drop: float = 0.0  # per server message
     dup: float = 0.0
@@ -119,6 +126,7 @@ class FaultMix:
             down=round(rng.uniform(0.2, 2.0), 3),
         )
         m.torn = m.crash and rng.random() < 0.5
+        m.diskfail = rng.random() < 0.3
         return m
 
     @classmethod
@@ -137,7 +145,7 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        parts = [k for k in ("partition", "crash", "pause", "slowdisk", "torn") if getattr(self, k)]
+        parts = [k for k in ("partition", "crash", "pause", "slowdisk", "diskfail", "torn") if getattr(self, k)]
         parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
         return ",".join(parts)
@@ -262,7 +270,7 @@ class _Slot:
     """One node position: its disk persists, its incarnations come and go."""
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
-                 "paused_until", "slow_until", "down_gen", "led_term")
+                 "paused_until", "slow_until", "down_gen", "led_term", "disk_fail")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -277,6 +285,7 @@ class _Slot:
         self.slow_until = 0.0
         self.down_gen = 0
         self.led_term = 0  # last term this node was seen leading (targeted nemesis)
+        self.disk_fail = False  # the next fsync of this incarnation fails
 
 
 def _peek(line: bytes) -> tuple[str, str]:
@@ -362,28 +371,41 @@ class Simulation:
         if s.paused_until > t:
             self._push(s.paused_until, kind, slot, inc, arg)
             return False
-        if kind == K_MSG:
-            src, line = arg
-            if src[0] != "c" and (src, s.id) in self.blocked:
-                self.faults["partition-drop"] += 1
-                return False
-            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-            self._hash.update(line)
-            self.trace.append((self.step, t, kind, s.id, src, line))
-            node.on_line(line)
-        elif kind == K_TIMER:
-            timer, cb = arg
-            if timer.cancelled:
-                return False
-            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-            cb()  # ticks stay out of the trace tail: too many, too little to say
-        else:
-            writer = arg
-            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-            writer.complete_fsync()
-            self.trace.append((self.step, t, kind, s.id, None, writer.durable_id))
-            s.loop.readers[writer.wake_fd]()
-        node.flush()
+        try:
+            if kind == K_MSG:
+                src, line = arg
+                if src[0] != "c" and (src, s.id) in self.blocked:
+                    self.faults["partition-drop"] += 1
+                    return False
+                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+                self._hash.update(line)
+                self.trace.append((self.step, t, kind, s.id, src, line))
+                node.on_line(line)
+            elif kind == K_TIMER:
+                timer, cb = arg
+                if timer.cancelled:
+                    return False
+                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+                cb()  # ticks stay out of the trace tail: too many, too little to say
+            else:
+                writer = arg
+                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+                if s.disk_fail and self.faults_on:
+                    s.disk_fail = False
+                    err = writer.fail_fsync(self.rng)
+                    self.faults["diskfail"] += 1
+                    self.fault_log.append(f"{self.now:.4f} disk of {s.id} fails: {err}")
+                    self.trace.append((self.step, t, kind, s.id, None, f"failed: {err}"))
+                else:
+                    writer.complete_fsync()
+                    self.trace.append((self.step, t, kind, s.id, None, writer.durable_id))
+                s.loop.readers[writer.wake_fd]()
+            node.flush()
+        except SystemExit as e:
+            if e.code != node_mod.EXIT_DISK_FAILED or s.writer is None or s.writer.error is None:
+                raise Violation("clean exit", f"{s.id} exited with status {e.code!r} without a disk failure")
+            self._crash(s, kept_in_flight=True)  # the process is gone; what it wrote may have landed
+            return True
         raft = node.raft
         s.commit_seen = self.inv.after_step(s.id, raft, s.commit_seen)
         if raft.role is Role.LEADER and raft.current_term != s.led_term:
@@ -454,9 +476,10 @@ class Simulation:
             self.fault_log.append(f"{self.now:.4f} restart {s.id}")
             self._boot(slot, truncated)
 
-    def _crash(self, s: _Slot) -> None:
+    def _crash(self, s: _Slot, kept_in_flight: bool = False) -> None:
+        """End an incarnation (a kill, or the node's own exit after a disk failure)."""
         mix = self.mix
-        keep = mix.torn and self.rng.random() < 0.5
+        keep = kept_in_flight or (mix.torn and self.rng.random() < 0.5)
         tear = keep and self.rng.random() < 0.5
         truncated = s.writer.crash(self.rng, keep, tear)
         if truncated:
@@ -465,9 +488,12 @@ class Simulation:
         s.loop = None
         s.writer = None
         s.paused_until = 0.0
+        s.disk_fail = False
         s.down_gen += 1
-        self.faults["crash"] += 1
-        self.fault_log.append(f"{self.now:.4f} crash {s.id}" + (" (torn tail)" if truncated else ""))
+        what = "exit 70 after a disk failure" if kept_in_flight else "crash"
+        if not kept_in_flight:
+            self.faults["crash"] += 1
+        self.fault_log.append(f"{self.now:.4f} {what} {s.id}" + (" (torn tail)" if truncated else ""))
         if self.faults_on:
             down = self.rng.uniform(RESTART_DELAY_MIN_S, max(RESTART_DELAY_MIN_S, mix.down))
         else:
@@ -627,6 +653,15 @@ class Simulation:
         self.faults["pause"] += 1
         self.fault_log.append(f"{self.now:.4f} pause {s.id} until {s.paused_until:.4f}")
 
+    def _fault_diskfail(self) -> None:
+        live = [s for s in self.slots if s.node is not None and not s.disk_fail]
+        syncing = [s for s in live if s.writer is not None and s.writer.unsynced_records()]
+        live = syncing or live
+        if live:
+            s = self.rng.choice(live)
+            s.disk_fail = True  # its next fsync completion fails instead
+            self.fault_log.append(f"{self.now:.4f} disk of {s.id} will fail")
+
     def _fault_slowdisk(self) -> None:
         s = self.rng.choice(self.slots)
         s.slow_until = self.now + self.rng.uniform(0.1, max(0.1, self.mix.down))
@@ -640,6 +675,7 @@ class Simulation:
         self.fault_log.append(f"{self.now:.4f} heal all (healed phase)")
         for s in self.slots:
             s.slow_until = 0.0
+            s.disk_fail = False
             if s.node is None:
                 self._boot_call((s.index, s.down_gen, 0))
 
