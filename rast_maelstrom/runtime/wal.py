@@ -294,10 +294,18 @@ class WriteAheadLog:
     def recover(self) -> Recovered:
         """Read the segment, cut a torn tail, and return the durable state. Call once.
 
-        Raises `DamagedFile` (file untouched) if the segment is damaged rather than torn."""
+        Raises `DamagedFile` (file untouched) if the segment is damaged rather than torn; after any
+        exception the log is poisoned (close() then only releases the lock)."""
         assert not self._recovered, "recover() is called once"
         assert not self._closed
         self._recovered = True
+        try:
+            return self._recover()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _recover(self) -> Recovered:
         segments = []
         for name in sorted(os.listdir(self.dir_path)):
             if _SEGMENT_RE.match(name):
