@@ -195,7 +195,7 @@ def test_a_write_arriving_after_the_writer_failed_exits_70_not_a_traceback(tmp_p
     loop = ManualLoop()
     out: list[bytes] = []
     args = node_mod.parse_args(["--data-dir", str(tmp_path)])
-    opener = node_mod._open_wal_with_faults([DiskFault("fsync", 4, 5)])  # the first one after startup (3 before)
+    opener = node_mod._open_wal_with_faults([DiskFault("fsync", 4, 5)])  # the first after the 3 at start
     n = node_mod.Node(args, out.append, loop, opener)
     n.on_line(b'{"src":"c0","dest":"n0","body":{"type":"init","msg_id":1,"node_id":"n0","node_ids":["n0"]}}')
     n.flush()

@@ -1,8 +1,9 @@
 """Tests for the write-ahead log and its writer thread (rast_maelstrom.runtime.wal).
 
 What a node operator would notice: state survives restarts, torn tails are cut cleanly and
-reported while damage anywhere is refused with the file left untouched, a crash loses nothing that was reported durable, submits are group
-committed, failures stop the writer loudly, and two nodes cannot share a data directory.
+reported while damage anywhere is refused with the file left untouched, a crash loses nothing
+that was reported durable, submits are group committed, failures (injected through the file
+layer at any point) stop the writer loudly, and two nodes cannot share a data directory.
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ Invariants (asserted on both sides of every disk write)
 
 Durability
     Every call that changes a file goes through the injectable `fileio.FileIO` layer (`io=`), so
-    tests can make any write or fsync fail. ``sync()`` uses ``fdatasync``. ``fsync=False`` skips every fsync (file and directory): for
-    tests and benchmarks only.
+    tests can make any write or fsync fail. ``sync()`` uses ``fdatasync``. ``fsync=False`` skips
+    every fsync (file and directory): for tests and benchmarks only.
 
 Threads
     `WriteAheadLog` is not thread-safe. Once a `WalWriter` wraps it, only `WalWriter.submit`
@@ -413,7 +413,8 @@ class WriteAheadLog:
                                 f"{FORMAT_VERSION} (magic {magic!r}, version {version})"
                             )
                         if first_index != name_first_index:
-                            raise WalError(f"{path}: header first_index {first_index} does not match the file name")
+                            raise WalError(f"{path}: header first_index {first_index} "
+                                           "does not match the file name")
                         state.first_index = first_index
                     elif rtype == TYPE_HARD_STATE:
                         (_, term) = _HARD_STATE.unpack_from(payload)
@@ -422,7 +423,9 @@ class WriteAheadLog:
                         except UnicodeDecodeError:
                             raise reader.damaged(off, "hard state with a vote that is not utf-8") from None
                         if term < state.current_term or (
-                            term == state.current_term and state.voted_for is not None and vote != state.voted_for
+                            term == state.current_term
+                            and state.voted_for is not None
+                            and vote != state.voted_for
                         ):
                             raise reader.damaged(off, f"hard state going backwards (term {term}, vote {vote!r} "
                                                       f"after term {state.current_term}, vote {state.voted_for!r})")

@@ -2,7 +2,7 @@
 
 Owns: simulated time (one event heap), each node's loop (`NodeLoop`), disk (`disk.SimDisk`), the
 network between them, the nemesis (partitions of every shape, crashes with restarts, pauses, slow
-disks, failing disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
+disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
 phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
 or a string hash, so a seed replays exactly (`trace_hash` covers every executed event).
 
@@ -16,6 +16,10 @@ a random delay (reordering follows), may be dropped, duplicated or held back a l
 dropped at delivery when the receiver has a grudge against the sender (partitions are checked when
 the message is polled, as in Maelstrom). Anything whose src or dest is a client (`c...`), including
 a request a follower forwards with the client as src, is never partitioned, dropped or duplicated.
+
+Disk failures (`diskfail`): a node's next fsync fails (EIO or ENOSPC); the node must then stop with
+exit 70 (any other SystemExit is a violation), its incarnation ends like a crash that may keep a
+prefix of what it was writing, and it restarts from its disk.
 
 Phases: (1) `steps` steps with faults; (2) healed: faults off, crashed nodes restarted, and a probe
 client must get a write acknowledged within `heal_bound_s` of simulated time (liveness); (3) drain:
@@ -101,7 +105,7 @@ class FaultMix:
     crash: bool = False
     pause: bool = False
     slowdisk: bool = False
-    diskfail: bool = False  # a node's next write/fsync fails (EIO, ENOSPC): it must exit 70, then restarts
+    diskfail: bool = False  # a node's next fsync fails (EIO, ENOSPC): it must exit 70; it restarts
     torn: bool = False  # a crash may keep a prefix of the unsynced records, the next one torn
     drop: float = 0.0  # per server message
     dup: float = 0.0
@@ -145,7 +149,8 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        parts = [k for k in ("partition", "crash", "pause", "slowdisk", "diskfail", "torn") if getattr(self, k)]
+        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn")
+        parts = [k for k in kinds if getattr(self, k)]
         parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
         return ",".join(parts)
@@ -371,41 +376,34 @@ class Simulation:
         if s.paused_until > t:
             self._push(s.paused_until, kind, slot, inc, arg)
             return False
-        try:
-            if kind == K_MSG:
-                src, line = arg
-                if src[0] != "c" and (src, s.id) in self.blocked:
-                    self.faults["partition-drop"] += 1
-                    return False
-                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-                self._hash.update(line)
-                self.trace.append((self.step, t, kind, s.id, src, line))
-                node.on_line(line)
-            elif kind == K_TIMER:
-                timer, cb = arg
-                if timer.cancelled:
-                    return False
-                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-                cb()  # ticks stay out of the trace tail: too many, too little to say
+        if kind == K_MSG:
+            src, line = arg
+            if src[0] != "c" and (src, s.id) in self.blocked:
+                self.faults["partition-drop"] += 1
+                return False
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            self._hash.update(line)
+            self.trace.append((self.step, t, kind, s.id, src, line))
+            node.on_line(line)
+        elif kind == K_TIMER:
+            timer, cb = arg
+            if timer.cancelled:
+                return False
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            cb()  # ticks stay out of the trace tail: too many, too little to say
+        else:
+            writer = arg
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            if s.disk_fail and self.faults_on:  # the node sees the error and exits: _node_exited
+                s.disk_fail = False
+                err = writer.fail_fsync(self.rng)
+                self.faults["diskfail"] += 1
+                self.fault_log.append(f"{self.now:.4f} disk of {s.id} fails: {err}")
             else:
-                writer = arg
-                self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-                if s.disk_fail and self.faults_on:
-                    s.disk_fail = False
-                    err = writer.fail_fsync(self.rng)
-                    self.faults["diskfail"] += 1
-                    self.fault_log.append(f"{self.now:.4f} disk of {s.id} fails: {err}")
-                    self.trace.append((self.step, t, kind, s.id, None, f"failed: {err}"))
-                else:
-                    writer.complete_fsync()
-                    self.trace.append((self.step, t, kind, s.id, None, writer.durable_id))
-                s.loop.readers[writer.wake_fd]()
-            node.flush()
-        except SystemExit as e:
-            if e.code != node_mod.EXIT_DISK_FAILED or s.writer is None or s.writer.error is None:
-                raise Violation("clean exit", f"{s.id} exited with status {e.code!r} without a disk failure")
-            self._crash(s, kept_in_flight=True)  # the process is gone; what it wrote may have landed
-            return True
+                writer.complete_fsync()
+            self.trace.append((self.step, t, kind, s.id, None, writer.error or writer.durable_id))
+            s.loop.readers[writer.wake_fd]()
+        node.flush()
         raft = node.raft
         s.commit_seen = self.inv.after_step(s.id, raft, s.commit_seen)
         if raft.role is Role.LEADER and raft.current_term != s.led_term:
@@ -436,7 +434,11 @@ class Simulation:
             self.now = ev[0]
             if ev[2] == K_MSG:
                 self.in_flight -= 1
-            if self._exec(ev):
+            try:
+                executed = self._exec(ev)
+            except SystemExit as e:  # a node stopped itself
+                executed = self._node_exited(ev[3], e)
+            if executed:
                 n += 1
                 self.step += 1
         return n
@@ -499,6 +501,14 @@ class Simulation:
         else:
             down = 0.0
         self._after(down, self._boot_call, (s.index, s.down_gen, truncated))
+
+    def _node_exited(self, slot: int, e: SystemExit) -> bool:
+        """A node raised SystemExit: legal only as exit 70 after its disk failed."""
+        s = self.slots[slot]
+        if e.code != node_mod.EXIT_DISK_FAILED or s.writer is None or s.writer.error is None:
+            raise Violation("clean exit", f"{s.id} exited with status {e.code!r} without a disk failure")
+        self._crash(s, kept_in_flight=True)  # the process is gone; what it wrote may have landed
+        return True
 
     def _fsync_delay(self, s: _Slot) -> float:
         lo, hi = self.fsync_s
@@ -769,7 +779,8 @@ class Simulation:
             elif kind == K_TIMER:
                 lines.append(f"  #{step} {t:.4f} {who} tick")
             elif kind == K_DURABLE:
-                lines.append(f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")
+                lines.append(f"  #{step} {t:.4f} {who} fsync failed: {b}" if isinstance(b, OSError) else
+                             f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")
             else:
                 desc = getattr(a, "__name__", str(a)).lstrip("_")
                 b = getattr(b, "cid", b)
