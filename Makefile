@@ -15,7 +15,12 @@ SEEDS ?= 1-200
 STEPS ?= 20000
 SIM_ARGS ?=
 
-.PHONY: all venv test test-fast check maelstrom bench bench-quick bench-node sim clean
+# CI's simulation sweep: 1,000 swarm seeds (every fault class, disk failures included) on two cores.
+SIM_CI_SEEDS ?= 1-1000
+SIM_CI_STEPS ?= 10000
+SIM_CI_JOBS ?= 2
+
+.PHONY: all venv test test-fast check maelstrom bench bench-quick bench-node sim sim-ci clean
 
 all: test
 
@@ -39,6 +44,10 @@ check: $(STAMP)
 
 sim: $(STAMP)
 	$(PY) -m rast_maelstrom.sim --seeds $(SEEDS) --steps $(STEPS) --nodes $(NODES) $(SIM_ARGS)
+
+sim-ci: $(STAMP)
+	$(PY) -m rast_maelstrom.sim --seeds $(SIM_CI_SEEDS) --steps $(SIM_CI_STEPS) --nodes 3,5 \
+	  --jobs $(SIM_CI_JOBS) --require-all-faults -q
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)

@@ -25,6 +25,12 @@ Durability: no acknowledgement, vote or client reply leaves before the state it 
 durable (the core marks those messages; this module releases them when their WAL batch and every
 earlier one are fsynced).
 
+Disk trouble stops the node with one CRITICAL stderr line and a documented exit status (README,
+"A damaged or failing disk"): `EXIT_DAMAGED` when the data directory holds a damaged file at start
+(it is left untouched), `EXIT_DISK_FAILED` when a write or fsync fails (at start or later; nothing
+that depended on it was sent), `EXIT_DATA_DIR_UNUSABLE` for a directory that is locked by another
+node or holds files that are not ours. After such a stop the node writes nothing more.
+
 May not touch: Raft rules (core), wire framing details (wire), fd/timer mechanics (runtime).
 """
 
@@ -62,7 +68,9 @@ from .core import (
     VoteResponse,
 )
 from .runtime.loop import EventLoop
-from .runtime.wal import Recovered, WalWriter, WriteAheadLog
+from .runtime.fileio import REAL, DiskFault, FaultyFileIO, FileIO
+from .runtime.records import DamagedFile
+from .runtime.wal import Recovered, WalError, WalWriter, WalWriterError, WriteAheadLog
 from .wire import schema
 from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode
 
@@ -83,6 +91,10 @@ FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader
 # ENTRY_BYTES_MAX, leaving room for the envelope (names are at most schema.NAME_CHARS_MAX).
 APPEND_ENTRIES_BYTES_MAX = 1 << 20
 ENTRY_BYTES_MAX = LINE_BYTES_MAX - (64 << 10)
+
+EXIT_DAMAGED = 65  # sysexits EX_DATAERR: a file in the data directory is damaged (left untouched)
+EXIT_DISK_FAILED = 70  # a WAL write or fsync failed: what is durable is unknown until a restart
+EXIT_DATA_DIR_UNUSABLE = 78  # sysexits EX_CONFIG: directory locked by another node, or not ours
 
 
 class Node:
@@ -248,7 +260,15 @@ class Node:
             self.data_dir = os.path.join(os.path.abspath(args.data_dir), self.node_id)
         else:
             self.data_dir = _private_temp_dir(self.node_id)
-        rec, self.writer = self._open(self.data_dir, not args.no_fsync)
+        try:
+            rec, self.writer = self._open(self.data_dir, not args.no_fsync)
+        except DamagedFile as exc:
+            self._fatal(EXIT_DAMAGED, f"refusing to start: {exc}; the file is left untouched "
+                        "(see README, 'A damaged or failing disk')")
+        except OSError as exc:
+            self._fatal(EXIT_DISK_FAILED, f"disk failure opening the WAL in {self.data_dir}: {exc}")
+        except WalError as exc:
+            self._fatal(EXIT_DATA_DIR_UNUSABLE, f"refusing to start: {exc}")
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
@@ -355,24 +375,38 @@ class Node:
         """Turn elapsed wall time into Raft ticks. After a stall (a long pass, a paused process), a
         leader catches up on every tick it missed, so its heartbeats, check-quorum and any lease
         expire on time; anyone else catches up on at most `FOLLOWER_CATCHUP_TICKS_MAX`, so a stall of
-        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin)."""
+        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin). A
+        leader that check-quorum demotes half way through catching up stops there too: ticking on
+        would start one pre-vote campaign per election timeout of the stall, all in this pass."""
         now = self.loop.clock()
         if self._next_tick > now:
             return
         raft = self.raft
         due = int((now - self._next_tick) / self.tick_s) + 1
         n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
-        for _ in range(n):
+        for k in range(n):
+            if k >= FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
+                break  # demoted while catching up (check-quorum): from here on a follower's cap
             raft.tick()
         self._next_tick += due * self.tick_s
+
+    def _fatal(self, code: int, text: str) -> None:
+        """Stop for good: one CRITICAL line, nothing more written, exit status `code`."""
+        log.critical("%s (exit %d)", text, code)
+        self.out = []
+        self.stop()
+        raise SystemExit(code)
+
+    def _disk_failed(self, exc: BaseException) -> None:
+        cause = exc.__cause__ if isinstance(exc, WalWriterError) and exc.__cause__ else exc
+        self._fatal(EXIT_DISK_FAILED, f"WAL write or fsync failed in {self.data_dir}: {cause}; stopping, "
+                    "nothing that depended on it was sent; restart to recover what is durable")
 
     def _on_durable(self) -> None:
         writer = self.writer
         durable = writer.drain_wake()
         if writer.error is not None:
-            log.critical("WAL write failed, stopping: %r", writer.error)
-            self.stop()
-            raise SystemExit(70)
+            self._disk_failed(writer.error)
         batches = self.batches
         while batches and batches[0][0] <= durable:
             _, last_index, last_term, after = batches.popleft()
@@ -384,6 +418,8 @@ class Node:
 
     def flush(self) -> None:
         """End of pass: one Ready from the core becomes one WAL batch and one stdout write."""
+        if self.stopped:
+            return
         raft = self.raft
         if raft is not None:
             if self.lease_reads and raft.role is Role.LEADER:
@@ -392,13 +428,16 @@ class Node:
                 self._advance_clock()
             rd = raft.ready()
             if rd.needs_persist():
-                if rd.entries:
-                    last_index = rd.entries_start + len(rd.entries) - 1
-                    last_term = rd.entries[-1][0]
-                    bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries)
-                else:
-                    last_index = last_term = 0
-                    bid = self.writer.submit(rd.hard_state, None, ())
+                try:
+                    if rd.entries:
+                        last_index = rd.entries_start + len(rd.entries) - 1
+                        last_term = rd.entries[-1][0]
+                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries)
+                    else:
+                        last_index = last_term = 0
+                        bid = self.writer.submit(rd.hard_state, None, ())
+                except WalWriterError as exc:  # the writer failed since the last wake
+                    self._disk_failed(exc)
                 self.batches.append((bid, last_index, last_term, rd.messages_after_persist))
             elif rd.messages_after_persist:
                 if self.batches:  # must not overtake what earlier batches still make durable
@@ -509,10 +548,20 @@ class _WalStorage:
             self.wal.close()
 
 
-def _open_wal(data_dir: str, fsync: bool) -> tuple[Recovered, _WalStorage]:
-    wal = WriteAheadLog(data_dir, fsync=fsync)
-    rec = wal.recover()
+def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL) -> tuple[Recovered, _WalStorage]:
+    wal = WriteAheadLog(data_dir, fsync=fsync, io=io)
+    try:
+        rec = wal.recover()
+    except BaseException:
+        wal.close()  # releases the lock; a damaged segment is left as it is
+        raise
     return rec, _WalStorage(wal)
+
+
+def _open_wal_with_faults(faults: list[DiskFault]) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
+    """Test-only (`--disk-fault`): the real WAL over a file layer whose planned calls fail."""
+    io = FaultyFileIO(*faults)
+    return lambda data_dir, fsync: _open_wal(data_dir, fsync, io)
 
 
 # ---------------------------------------------------------------------- raft message codec
@@ -593,6 +642,13 @@ def _private_temp_dir(node_id: str) -> str:
     return path
 
 
+def _disk_fault_arg(text: str) -> DiskFault:
+    try:
+        return DiskFault.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="rast",
@@ -617,6 +673,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
                         "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
+    p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
+    # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     args = p.parse_args(argv)
     if args.no_batching:
         args.inflight_max = 1
@@ -676,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             view = view[n:]
 
-    node = Node(args, write_out, loop)
+    node = Node(args, write_out, loop, _open_wal_with_faults(args.disk_fault) if args.disk_fault else None)
     splitter = LineSplitter()
     unbatched = args.no_batching
     state = {"eof": False}

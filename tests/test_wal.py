@@ -1,12 +1,14 @@
 """Tests for the write-ahead log and its writer thread (rast_maelstrom.runtime.wal).
 
-What a node operator would notice: state survives restarts, torn or corrupt tails are cut
-cleanly and reported, a crash loses nothing that was reported durable, submits are group
-committed, failures stop the writer loudly, and two nodes cannot share a data directory.
+What a node operator would notice: state survives restarts, torn tails are cut cleanly and
+reported while damage anywhere is refused with the file left untouched, a crash loses nothing
+that was reported durable, submits are group committed, failures (injected through the file
+layer at any point) stop the writer loudly, and two nodes cannot share a data directory.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -23,7 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rast_maelstrom.runtime import wal as walmod
+from rast_maelstrom.runtime.fileio import REAL, DiskFault, FaultyFileIO
 from rast_maelstrom.runtime.wal import (
+    DamagedFile,
     WalError,
     WalLockedError,
     WalWriter,
@@ -194,48 +198,75 @@ def flip(path, offset):
         f.write(bytes([b[0] ^ 0x40]))
 
 
-def test_flipped_byte_in_last_record(tmp_path):
-    expected, boundary = build_log(tmp_path)
+def refused(path, offset):
+    """Opening `path` raises DamagedFile naming the segment and `offset`, and leaves it untouched."""
+    before = open(seg(path), "rb").read()
+    with pytest.raises(DamagedFile) as exc:
+        open_wal(path, fsync=False)
+    assert exc.value.path == seg(path) and exc.value.offset == offset, str(exc.value)
+    assert f"{seg(path)} is damaged at offset {offset}" in str(exc.value)
+    assert open(seg(path), "rb").read() == before, "a damaged segment must be left untouched"
+    return exc.value
+
+
+def test_flipped_byte_in_last_record_is_damage_not_a_torn_tail(tmp_path):
+    """The record is complete (all its bytes are there) but fails its checksum: it may be an
+    acknowledged write, so recovery refuses instead of cutting it."""
+    _, boundary = build_log(tmp_path)
     size = os.path.getsize(seg(tmp_path))
     flip(tmp_path, size - 2)  # inside the last record's data
-    r = reopen(tmp_path, fsync=False)
-    assert r.entries == expected
-    assert r.truncated_bytes == size - boundary
-    assert os.path.getsize(seg(tmp_path)) == boundary
+    assert "checksum mismatch" in str(refused(tmp_path, boundary))
 
 
-def test_flipped_byte_in_middle_record_cuts_from_there(tmp_path):
+def test_flipped_byte_in_middle_record_is_refused(tmp_path):
     build_log(tmp_path)
     offs = record_offsets(tmp_path)
     # Records: header, hard state, e1, e2, hard state, e3, e4. Corrupt e2's data.
     assert len(offs) == 7
-    size = os.path.getsize(seg(tmp_path))
     flip(tmp_path, offs[4] - 1)
-    r = reopen(tmp_path, fsync=False)
-    assert r.entries == [(1, b"first")]
-    assert (r.current_term, r.voted_for) == (1, "n1")
-    assert r.truncated_bytes == size - offs[3]
-    assert os.path.getsize(seg(tmp_path)) == offs[3]
+    refused(tmp_path, offs[3])
 
 
-@pytest.mark.parametrize("length", [0xFFFFFFFF, walmod.record_bytes_max, walmod.record_bytes_max + 1, 3])
-def test_garbage_length_field_does_not_allocate(tmp_path, length):
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_flipped_length_field_is_refused(tmp_path, where):
+    """A longer length reaches past the end of the file like a torn record, but an intact record
+    follows (middle) or a shorter length matches the checksum (last): damage, not a tear."""
+    build_log(tmp_path)
+    offs = record_offsets(tmp_path)
+    at = offs[3] if where == "middle" else offs[-1]
+    with open(seg(tmp_path), "r+b") as f:
+        f.seek(at + 2)
+        b = f.read(1)
+        f.seek(at + 2)
+        f.write(bytes([b[0] | 0x08]))  # length grows by 512 KiB: past the end of the file
+    refused(tmp_path, at)
+
+
+@pytest.mark.parametrize("length,cut", [(0xFFFFFFFF, False), (walmod.record_bytes_max, True),
+                                        (walmod.record_bytes_max + 1, False), (3, False)])
+def test_garbage_length_field_does_not_allocate(tmp_path, length, cut):
+    """Garbage after the last record: a header claiming more bytes than the file has, with nothing
+    intact after it, is a torn tail (cut); a length out of bounds is damage (refused). Neither
+    allocates anything near the claimed length."""
     expected, _ = build_log(tmp_path)
     size = os.path.getsize(seg(tmp_path))
     with open(seg(tmp_path), "ab") as f:
         f.write(walmod._REC.pack(length, 0) + b"\0" * 64)
     tracemalloc.start()
     try:
-        r = reopen(tmp_path, fsync=False)
+        if cut:
+            r = reopen(tmp_path, fsync=False)
+            assert r.entries[:3] == expected and r.truncated_bytes == 72
+            assert os.path.getsize(seg(tmp_path)) == size
+        else:
+            assert "out of bounds" in str(refused(tmp_path, size))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert r.entries[:3] == expected and r.truncated_bytes == 72
-    assert os.path.getsize(seg(tmp_path)) == size
     assert peak < 1 << 20, f"recovery allocated {peak} bytes for a {length} byte length field"
 
 
-def test_index_gap_is_corruption(tmp_path):
+def test_index_gap_is_damage(tmp_path):
     w, _ = open_wal(tmp_path, fsync=False)
     w.append((1, None), 1, [(1, b"a")])
     w.close()
@@ -244,9 +275,7 @@ def test_index_gap_is_corruption(tmp_path):
     w._encode_entry(5, 1, b"gap", out)  # a well-checksummed record at index 5 after index 1
     with open(seg(tmp_path), "ab") as f:
         f.write(b"".join(out))
-    r = reopen(tmp_path, fsync=False)
-    assert r.entries == [(1, b"a")] and r.truncated_bytes == len(b"".join(out))
-    assert os.path.getsize(seg(tmp_path)) == size
+    assert "entry index 5 outside [1, 2]" in str(refused(tmp_path, size))
 
 
 def test_compaction_on_recovery_when_mostly_superseded(tmp_path, monkeypatch):
@@ -516,3 +545,74 @@ def test_random_histories_round_trip(history, through_writer):
         w.close()
         r = reopen(d, fsync=False)
         assert (r.current_term, r.voted_for, r.entries, r.truncated_bytes) == (term, vote, log, 0)
+
+
+# -- disk faults through the injectable file layer ---------------------------------------------
+
+
+def run_until_fault(path, fault):
+    """Submit batches through a WalWriter over a failing file layer until the writer fails; return
+    the batches it reported durable (id -> entries). Startup failures are reported as None."""
+    io = FaultyFileIO(fault)
+    try:
+        w = WriteAheadLog(str(path), io=io)
+        w.recover()
+    except OSError as e:
+        assert e.errno == fault.errno
+        return None
+    writer = WalWriter(w)
+    batches: dict[int, list] = {}
+    durable: dict[int, list] = {}
+    index = 1
+    try:
+        for b in range(1, 200):
+            ents = [(1, b"batch %d entry %d" % (b, j)) for j in range(b % 3 + 1)]
+            try:
+                bid = writer.submit((1, None) if b == 1 else None, index, ents)
+            except WalWriterError:
+                break
+            batches[bid] = ents
+            index += len(ents)
+            wait_readable(writer.wake_fd, 0.002)
+            d = writer.drain_wake()
+            durable.update({i: batches[i] for i in batches if i <= d})
+        else:
+            raise AssertionError(f"{fault} never fired")
+        assert isinstance(writer.error, OSError) and writer.error.errno == fault.errno
+        d = writer.drain_wake()
+        durable.update({i: batches[i] for i in batches if i <= d})
+    finally:
+        writer.close()
+        w.close()
+    return durable
+
+
+@pytest.mark.parametrize("kind,err", [("write", errno.ENOSPC), ("fsync", errno.EIO)])
+def test_no_batch_reported_durable_is_lost_when_a_write_or_fsync_fails_at_any_point(tmp_path, kind, err):
+    for nth in range(1, 16):
+        d = tmp_path / f"{kind}-{nth}"
+        durable = run_until_fault(d, DiskFault(kind, nth, err))
+        if durable is None:
+            continue  # failed while opening: nothing was ever reported durable
+        r = reopen(d)  # a healthy disk again: the torn tail of the failed write is cut
+        want = [e for bid in sorted(durable) for e in durable[bid]]
+        assert r.entries[: len(want)] == want, f"{kind} #{nth}: a batch reported durable was lost"
+
+
+def test_a_failed_compaction_does_not_block_a_healthy_log(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(walmod, "compact_bytes_min", 0)
+    w, _ = open_wal(tmp_path)
+    w.append((1, None), 1, [(1, b"v" * 100) for _ in range(50)])
+    w.append((2, None), 2, [(2, b"w")])  # supersedes 49 records: recovery wants to compact
+    w.close()
+    before = open(seg(tmp_path), "rb").read()
+    w = WriteAheadLog(str(tmp_path), io=FaultyFileIO(DiskFault("write", 1, errno.ENOSPC)))
+    r = w.recover()
+    assert r.entries == [(1, b"v" * 100), (2, b"w")] and r.current_term == 2
+    assert "compaction failed" in caplog.text
+    assert open(seg(tmp_path), "rb").read() == before
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    w.io = REAL  # the disk has room again
+    w.append(None, 3, [(2, b"after")])
+    w.close()
+    assert reopen(tmp_path).entries[-1] == (2, b"after")

@@ -173,6 +173,7 @@ class Raft:
         self.leader_id: str | None = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.stall_check_elapsed = 0  # a leader's own clock for _detect_stalls (reads reset heartbeats)
         self.randomized_election_ticks = 0
         self._reset_election_timeout()
         if not self.peers:
@@ -183,6 +184,10 @@ class Raft:
 
         self.read_seq = 0
         self.ticks = 0  # ticks since this replica started (lease arithmetic)
+        # A replica that comes back with state may have acknowledged a leader's heartbeat before it
+        # stopped, so it honours that lease for an election timeout. One with term 0 never has
+        # (a heartbeat's term reaches the disk before its acknowledgement leaves): no quarantine.
+        self._lease_quarantine = config.lease_reads and current_term > 0
         self._beat_ticks: dict[int, int] = {}  # read_seq -> tick it was broadcast at (lease reads)
         self._acked_ticks: dict[str, int] = {}  # peer -> send tick of the newest heartbeat it acked
         self.pending_reads: list[Any] = []
@@ -210,9 +215,12 @@ class Raft:
                     if active < self.quorum:
                         self._become_follower(self.current_term, None)
                         return
+            self.stall_check_elapsed += 1
+            if self.stall_check_elapsed >= self.config.heartbeat_ticks:
+                self.stall_check_elapsed = 0
+                self._detect_stalls()
             if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
                 self.heartbeat_elapsed = 0
-                self._detect_stalls()
                 self._broadcast_heartbeat()
         else:
             self.election_elapsed += 1
@@ -355,8 +363,8 @@ class Raft:
 
     def _in_lease(self) -> bool:
         cfg = self.config
-        if cfg.lease_reads and self.ticks < cfg.election_ticks:
-            return True  # just (re)started: we may have promised a leader its lease before the crash
+        if self._lease_quarantine and self.ticks < cfg.election_ticks:
+            return True  # just restarted: we may have promised a leader its lease before the crash
         return cfg.check_quorum and self.leader_id is not None and self.election_elapsed < cfg.election_ticks
 
     def _drop_reads(self) -> None:
@@ -415,6 +423,7 @@ class Raft:
         self.leader_id = self.id
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.stall_check_elapsed = 0
         self.recent_active = set()
         self.read_acks = {}
         self._acked_ticks = {}

@@ -36,15 +36,20 @@ On-disk format (little-endian)
     is a gap, i.e. corruption.
 
 Recovery
-    Records are read in order and checked for length bounds (without allocating: a huge length
-    field is rejected before any read), CRC and meaning (type, index continuity, terms never
-    decreasing). At the first torn or corrupt record the file is truncated to the end of the
-    last good record, the truncation is fsynced, a WARNING names the offset and byte count, and
-    what was good is returned. A segment whose header is valid but foreign (wrong magic or
-    version) raises `WalError` instead: that is not ours to cut. When more than half of the
+    Records are read in order by `records.RecordReader`, which applies the node's one damage rule
+    (see runtime/records.py): only an incomplete final record, as a crash in the middle of a write
+    leaves it, is a torn tail; the file is truncated to the end of the last good record, the
+    truncation is fsynced, a WARNING names the offset and byte count, and what was good is
+    returned. Anything else that is wrong (a checksum mismatch in a complete record, a length out
+    of bounds, a record with an intact one after it, a record that makes no sense here: unknown
+    type, index gap, terms going backwards) raises `DamagedFile` and leaves the file untouched:
+    acknowledged records may lie behind the damage, and a node that forgot them could vote twice
+    in one term or lose a committed write. A segment whose header is valid but foreign (wrong
+    magic or version) raises `WalError`: that is not ours to read. When more than half of the
     segment is superseded (replaced suffixes, old hard states) and it is at least
     ``compact_bytes_min`` long, it is rewritten compactly and atomically (temp file, fsync,
-    rename, fsync of the directory).
+    rename, fsync of the directory); if that rewrite fails before the rename (no space for the
+    copy, say) the node carries on with the segment as it is.
 
 Invariants (asserted on both sides of every disk write)
     * Before a write: the write offset equals the bytes known to be in the file; after it, the
@@ -59,8 +64,9 @@ Invariants (asserted on both sides of every disk write)
       what is durable).
 
 Durability
-    ``sync()`` uses ``fdatasync``. ``fsync=False`` skips every fsync (file and directory): for
-    tests and benchmarks only.
+    Every call that changes a file goes through the injectable `fileio.FileIO` layer (`io=`), so
+    tests can make any write or fsync fail. ``sync()`` uses ``fdatasync``. ``fsync=False`` skips
+    every fsync (file and directory): for tests and benchmarks only.
 
 Threads
     `WriteAheadLog` is not thread-safe. Once a `WalWriter` wraps it, only `WalWriter.submit`
@@ -78,12 +84,15 @@ import os
 import re
 import struct
 import threading
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
 
+from .fileio import REAL, FileIO
+from .records import RECORD_BYTES_MAX, REC, DamagedFile, RecordReader, frame
+
 __all__ = [
+    "DamagedFile",
     "Recovered",
     "WalError",
     "WalLockedError",
@@ -96,7 +105,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-record_bytes_max = 16 * 1024 * 1024  # largest payload accepted; anything larger is corruption
+record_bytes_max = RECORD_BYTES_MAX  # largest payload accepted; anything larger is damage
 write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyond this
 compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
@@ -109,7 +118,7 @@ TYPE_HEADER = 0
 TYPE_HARD_STATE = 1
 TYPE_ENTRY = 2
 
-_REC = struct.Struct("<II")  # payload_length, crc32(payload)
+_REC = REC  # payload_length, crc32(payload)
 _HEADER = struct.Struct("<B8sIQ")  # type, magic, version, first_index
 _HARD_STATE = struct.Struct("<BQ")  # type, current_term (+ vote utf-8)
 _ENTRY = struct.Struct("<BQQ")  # type, index, term (+ data)
@@ -146,29 +155,13 @@ class Recovered:
 
 def _record(payload_parts: Sequence[bytes], out: list[bytes]) -> int:
     """Append one framed record made of `payload_parts` to `out`; return its size in bytes."""
-    length = 0
-    crc = 0
-    for part in payload_parts:
-        length += len(part)
-        crc = zlib.crc32(part, crc)
-    assert _PAYLOAD_BYTES_MIN <= length <= record_bytes_max, f"record payload {length} bytes out of bounds"
-    out.append(_REC.pack(length, crc))
-    out.extend(payload_parts)
-    return _REC.size + length
+    return frame(payload_parts, out, _PAYLOAD_BYTES_MIN)
 
 
 def _encode_header(first_index: int) -> bytes:
     out: list[bytes] = []
     _record([_HEADER.pack(TYPE_HEADER, MAGIC, FORMAT_VERSION, first_index)], out)
     return b"".join(out)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LogicalLog:
@@ -230,14 +223,15 @@ class LogicalLog:
 class WriteAheadLog:
     """Durable Raft hard state and log in one directory; see the module docstring for the format."""
 
-    def __init__(self, dir_path: str, *, fsync: bool = True) -> None:
+    def __init__(self, dir_path: str, *, fsync: bool = True, io: FileIO = REAL) -> None:
         self.dir_path = os.path.abspath(dir_path)
         self.fsync = fsync
+        self.io = io
         created_dirs = self._make_dirs(self.dir_path)
         self._lock_fd = self._take_lock()
         if created_dirs and fsync:
             for d in created_dirs:
-                _fsync_dir(os.path.dirname(d))
+                io.fsync_dir(os.path.dirname(d))
         self._fd: int | None = None  # segment file, opened by recover()
         self._segment_path: str | None = None
         self._recovered = False
@@ -298,17 +292,27 @@ class WriteAheadLog:
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> Recovered:
-        """Read the segment, cut a torn/corrupt tail, and return the durable state. Call once."""
+        """Read the segment, cut a torn tail, and return the durable state. Call once.
+
+        Raises `DamagedFile` (file untouched) if the segment is damaged rather than torn; after any
+        exception the log is poisoned (close() then only releases the lock)."""
         assert not self._recovered, "recover() is called once"
         assert not self._closed
         self._recovered = True
+        try:
+            return self._recover()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _recover(self) -> Recovered:
         segments = []
         for name in sorted(os.listdir(self.dir_path)):
             if _SEGMENT_RE.match(name):
                 segments.append(name)
             elif name.endswith(".log.tmp"):
                 log.info("removing leftover %s from an interrupted rewrite", name)
-                os.unlink(os.path.join(self.dir_path, name))
+                self.io.unlink(os.path.join(self.dir_path, name))
         if len(segments) > 1:
             raise WalError(f"{self.dir_path}: {len(segments)} segments; only one is supported")
 
@@ -319,7 +323,7 @@ class WriteAheadLog:
 
         self._segment_path = os.path.join(self.dir_path, segments[0])
         name_first_index = int(_SEGMENT_RE.match(segments[0]).group(1))  # type: ignore[union-attr]
-        self._fd = os.open(self._segment_path, os.O_RDWR | os.O_CLOEXEC)
+        self._fd = self.io.open(self._segment_path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(self._fd).st_size
         good_bytes, reason = self._replay(size, name_first_index)
         truncated = size - good_bytes
@@ -328,7 +332,7 @@ class WriteAheadLog:
                 "WAL %s: %s at offset %d; truncating %d bytes (file was %d bytes)",
                 self._segment_path, reason, good_bytes, truncated, size,
             )
-            os.ftruncate(self._fd, good_bytes)
+            self.io.ftruncate(self._fd, good_bytes)
             if self.fsync:
                 self._datasync()
             assert os.fstat(self._fd).st_size == good_bytes
@@ -365,104 +369,99 @@ class WriteAheadLog:
 
     def _create_segment(self, first_index: int) -> None:
         assert self._segment_path is not None
-        self._fd = os.open(self._segment_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._fd = self.io.open(self._segment_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         self._state.first_index = first_index
         self._file_bytes = 0
         self._write_all([_encode_header(first_index)])
         if self.fsync:
             self._datasync()
-            _fsync_dir(self.dir_path)
+            self.io.fsync_dir(self.dir_path)
 
     def _replay(self, size: int, name_first_index: int) -> tuple[int, str]:
         """Apply the segment's records to the logical state.
 
-        Returns (bytes of good records, why replay stopped early or "") and leaves the entries
-        in self._recovered_entries.
+        Returns (bytes of good records, what was torn after them or "") and leaves the entries
+        in self._recovered_entries. Raises DamagedFile if the segment is damaged (not torn).
         """
         assert self._fd is not None
         entries: list[tuple[int, bytes]] = []
         self._recovered_entries = entries
         if size == 0:
             return 0, ""
+        path = self._segment_path
+        assert path is not None
+        state = self._state
         with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as mm:
             buf = memoryview(mm)
+            reader = RecordReader(buf, path, payload_bytes_min=_PAYLOAD_BYTES_MIN,
+                                  payload_bytes_max=record_bytes_max)
+            records = iter(reader)
+            payload = None
+            damage: DamagedFile | None = None
             try:
-                off = 0
-                reason = ""
                 first_index = None
-                while off < size:
-                    if size - off < _REC.size:
-                        reason = "torn record header"
-                        break
-                    length, crc = _REC.unpack_from(buf, off)
-                    if length < _PAYLOAD_BYTES_MIN or length > record_bytes_max:
-                        reason = f"corrupt record length {length}"
-                        break
-                    end = off + _REC.size + length
-                    if end > size:
-                        reason = f"torn record ({length} byte payload, {size - off - _REC.size} present)"
-                        break
-                    payload = buf[off + _REC.size:end]
-                    if zlib.crc32(payload) != crc:
-                        reason = "record checksum mismatch"
-                        break
+                for off, payload in records:
                     rtype = payload[0]
+                    length = len(payload)
                     if first_index is None:
                         if rtype != TYPE_HEADER or length != _HEADER.size:
-                            reason = "segment does not start with a header record"
-                            break
+                            raise reader.damaged(off, "segment does not start with a header record")
                         _, magic, version, first_index = _HEADER.unpack_from(payload)
                         if magic != MAGIC or version != FORMAT_VERSION:
                             raise WalError(
-                                f"{self._segment_path}: not a Rast WAL segment of format "
+                                f"{path}: not a Rast WAL segment of format "
                                 f"{FORMAT_VERSION} (magic {magic!r}, version {version})"
                             )
                         if first_index != name_first_index:
-                            raise WalError(
-                                f"{self._segment_path}: header first_index {first_index} "
-                                "does not match the file name"
-                            )
-                        self._state.first_index = first_index
+                            raise WalError(f"{path}: header first_index {first_index} "
+                                           "does not match the file name")
+                        state.first_index = first_index
                     elif rtype == TYPE_HARD_STATE:
                         (_, term) = _HARD_STATE.unpack_from(payload)
                         try:
                             vote = bytes(payload[_HARD_STATE.size:]).decode() or None
                         except UnicodeDecodeError:
-                            reason = "hard state with a vote that is not utf-8"
-                            break
-                        if term < self._state.current_term or (
-                            term == self._state.current_term
-                            and self._state.voted_for is not None
-                            and vote != self._state.voted_for
+                            raise reader.damaged(off, "hard state with a vote that is not utf-8") from None
+                        if term < state.current_term or (
+                            term == state.current_term
+                            and state.voted_for is not None
+                            and vote != state.voted_for
                         ):
-                            reason = f"hard state going backwards (term {term})"
-                            break
-                        self._state.current_term, self._state.voted_for = term, vote
+                            raise reader.damaged(off, f"hard state going backwards (term {term}, vote {vote!r} "
+                                                      f"after term {state.current_term}, vote {state.voted_for!r})")
+                        state.current_term, state.voted_for = term, vote
                     elif rtype == TYPE_ENTRY and length >= _ENTRY.size:
                         _, index, term = _ENTRY.unpack_from(payload)
                         last = first_index + len(entries) - 1
                         if not first_index <= index <= last + 1:
-                            reason = f"entry index {index} outside [{first_index}, {last + 1}]"
-                            break
+                            raise reader.damaged(off, f"entry index {index} outside [{first_index}, {last + 1}]")
                         k = index - first_index
                         prev_term = entries[k - 1][0] if k > 0 else 0
-                        if term < prev_term or term > self._state.current_term:
-                            reason = f"entry {index} with term {term} out of order"
-                            break
+                        if term < prev_term or term > state.current_term:
+                            raise reader.damaged(off, f"entry {index} with term {term} out of order (previous "
+                                                      f"{prev_term}, current_term {state.current_term})")
                         del entries[k:]
                         entries.append((term, bytes(payload[_ENTRY.size:])))
                     else:
-                        reason = f"unknown record type {rtype}"
-                        break
-                    off = end
+                        raise reader.damaged(off, f"unknown record type {rtype}")
+            except DamagedFile as e:
+                damage = e.with_traceback(None)  # its frames hold views of the mapping
             finally:
-                payload = None  # type: ignore[assignment]
+                payload = None
+                records.close()
+                reader.buf = None  # type: ignore[assignment]
                 buf.release()
-        self._state.terms = [t for t, _ in entries]
-        return off, reason
+        if damage is not None:
+            raise damage
+        state.terms = [t for t, _ in entries]
+        return reader.good_bytes, reader.torn_reason
 
     def _maybe_compact(self) -> None:
-        """Rewrite the segment compactly if most of it is superseded (atomic: tmp, rename)."""
+        """Rewrite the segment compactly if most of it is superseded (atomic: tmp, rename).
+
+        A failure before the rename (no space for the copy, an I/O error on the copy) leaves the
+        segment as it was and the node carries on; a failure after it is a disk failure (raised):
+        which of the two files the directory holds after a crash is then unknown."""
         header_bytes = len(_encode_header(self._state.first_index))
         # Sizes of live records: the header, the last hard state, each live entry.
         live = header_bytes
@@ -476,6 +475,7 @@ class WriteAheadLog:
         if self._file_bytes < compact_bytes_min or superseded * 2 <= self._file_bytes:
             return
         assert self._segment_path is not None and self._fd is not None
+        io = self.io
         tmp_path = self._segment_path + ".tmp"
         out: list[bytes] = [_encode_header(self._state.first_index)]
         if self._state.current_term or self._state.voted_for is not None:
@@ -484,23 +484,33 @@ class WriteAheadLog:
             self._encode_entry(self._state.first_index + i, term, data, out)
         blob = b"".join(out)
         assert len(blob) == live
-        fd = os.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = -1
         try:
-            written = os.write(fd, blob)
+            fd = io.open(tmp_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            view = memoryview(blob)
+            written = 0
             while written < len(blob):
-                written += os.write(fd, memoryview(blob)[written:])
+                n = io.pwrite(fd, view[written:], written)
+                assert n > 0
+                written += n
             assert os.fstat(fd).st_size == live
             if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp_path)
-            raise
-        os.rename(tmp_path, self._segment_path)
-        if self.fsync:
-            _fsync_dir(self.dir_path)
+                io.fsync(fd)
+            io.rename(tmp_path, self._segment_path)
+        except OSError as e:
+            log.warning("WAL %s: compaction failed (%s); carrying on with the segment as it is (%d bytes)",
+                        self._segment_path, e, self._file_bytes)
+            if fd >= 0:
+                os.close(fd)
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
+            return
         os.close(self._fd)
         self._fd = fd
+        if self.fsync:
+            io.fsync_dir(self.dir_path)  # a failure here is a disk failure: raised to the caller
         log.info(
             "WAL %s rewritten compactly: %d -> %d bytes", self._segment_path, self._file_bytes, live
         )
@@ -576,7 +586,7 @@ class WriteAheadLog:
             written = 0
             view = memoryview(blob)
             while written < len(blob):
-                n = os.pwrite(self._fd, view[written:], offset + written)
+                n = self.io.pwrite(self._fd, view[written:], offset + written)
                 assert n > 0
                 written += n
         except BaseException:
@@ -590,7 +600,7 @@ class WriteAheadLog:
         if self._failed:
             raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
         try:
-            os.fdatasync(self._fd)
+            self.io.fdatasync(self._fd)
         except BaseException:
             self._failed = True
             raise
@@ -741,7 +751,7 @@ class WalWriter:
                     wal._datasync()
                     self.fsync_count += 1
             except BaseException as e:  # noqa: BLE001 - any failure stops the node via .error
-                log.error("WAL writer failed: %r; the node must stop", e)
+                log.debug("WAL writer failed: %r; the node must stop", e)  # the node says it once
                 with self._cond:
                     self._error = e
                     self._cond.notify_all()

@@ -17,6 +17,10 @@ dropped at delivery when the receiver has a grudge against the sender (partition
 the message is polled, as in Maelstrom). Anything whose src or dest is a client (`c...`), including
 a request a follower forwards with the client as src, is never partitioned, dropped or duplicated.
 
+Disk failures (`diskfail`): a node's next fsync fails (EIO or ENOSPC); the node must then stop with
+exit 70 (any other SystemExit is a violation), its incarnation ends like a crash that may keep a
+prefix of what it was writing, and it restarts from its disk.
+
 Phases: (1) `steps` steps with faults; (2) healed: faults off, crashed nodes restarted, and a probe
 client must get a write acknowledged within `heal_bound_s` of simulated time (liveness); (3) drain:
 no new ops, in-flight ops finish; then the end-of-run checks and the linearizability check of the
@@ -64,7 +68,10 @@ K_TIMER, K_DURABLE, K_MSG, K_CALL = 0, 1, 2, 3
 _KIND_NAMES = ("timer", "durable", "msg", "call")
 _PACK = struct.Struct("<BbId")
 
-FAULT_KINDS = ("partition", "crash", "pause", "slowdisk")
+FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail")
+# Every fault the simulator counts (RunResult.faults keys; "partition-drop" is a consequence, not
+# a class): the CI sweep requires each of them to happen.
+FAULT_COUNTERS = (*FAULT_KINDS, "torn", "drop", "dup", "delay", "leader-hit")
 # Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
 # code paths and interleavings the defaults rarely do).
 NODE_PROFILES: tuple[tuple[str, ...], ...] = (
@@ -86,6 +93,9 @@ class SimFailure(Exception):
         self.invariant = invariant
         self.replay = replay
 
+    def __reduce__(self) -> tuple:  # crosses process boundaries (the sweep's --jobs)
+        return (SimFailure, (self.invariant, str(self), self.replay))
+
 
 @dataclass
 class FaultMix:
@@ -95,6 +105,7 @@ class FaultMix:
     crash: bool = False
     pause: bool = False
     slowdisk: bool = False
+    diskfail: bool = False  # a node's next fsync fails (EIO, ENOSPC): it must exit 70; it restarts
     torn: bool = False  # a crash may keep a prefix of the unsynced records, the next one torn
     drop: float = 0.0  # per server message
     dup: float = 0.0
@@ -119,6 +130,7 @@ class FaultMix:
             down=round(rng.uniform(0.2, 2.0), 3),
         )
         m.torn = m.crash and rng.random() < 0.5
+        m.diskfail = rng.random() < 0.3
         return m
 
     @classmethod
@@ -137,7 +149,8 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        parts = [k for k in ("partition", "crash", "pause", "slowdisk", "torn") if getattr(self, k)]
+        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn")
+        parts = [k for k in kinds if getattr(self, k)]
         parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
         return ",".join(parts)
@@ -262,7 +275,7 @@ class _Slot:
     """One node position: its disk persists, its incarnations come and go."""
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
-                 "paused_until", "slow_until", "down_gen", "led_term")
+                 "paused_until", "slow_until", "down_gen", "led_term", "disk_fail")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -277,6 +290,7 @@ class _Slot:
         self.slow_until = 0.0
         self.down_gen = 0
         self.led_term = 0  # last term this node was seen leading (targeted nemesis)
+        self.disk_fail = False  # the next fsync of this incarnation fails
 
 
 def _peek(line: bytes) -> tuple[str, str]:
@@ -380,8 +394,14 @@ class Simulation:
         else:
             writer = arg
             self._hash.update(_PACK.pack(kind, slot, s.inc, t))
-            writer.complete_fsync()
-            self.trace.append((self.step, t, kind, s.id, None, writer.durable_id))
+            if s.disk_fail and self.faults_on:  # the node sees the error and exits: _node_exited
+                s.disk_fail = False
+                err = writer.fail_fsync(self.rng)
+                self.faults["diskfail"] += 1
+                self.fault_log.append(f"{self.now:.4f} disk of {s.id} fails: {err}")
+            else:
+                writer.complete_fsync()
+            self.trace.append((self.step, t, kind, s.id, None, writer.error or writer.durable_id))
             s.loop.readers[writer.wake_fd]()
         node.flush()
         raft = node.raft
@@ -414,7 +434,11 @@ class Simulation:
             self.now = ev[0]
             if ev[2] == K_MSG:
                 self.in_flight -= 1
-            if self._exec(ev):
+            try:
+                executed = self._exec(ev)
+            except SystemExit as e:  # a node stopped itself
+                executed = self._node_exited(ev[3], e)
+            if executed:
                 n += 1
                 self.step += 1
         return n
@@ -454,9 +478,10 @@ class Simulation:
             self.fault_log.append(f"{self.now:.4f} restart {s.id}")
             self._boot(slot, truncated)
 
-    def _crash(self, s: _Slot) -> None:
+    def _crash(self, s: _Slot, kept_in_flight: bool = False) -> None:
+        """End an incarnation (a kill, or the node's own exit after a disk failure)."""
         mix = self.mix
-        keep = mix.torn and self.rng.random() < 0.5
+        keep = kept_in_flight or (mix.torn and self.rng.random() < 0.5)
         tear = keep and self.rng.random() < 0.5
         truncated = s.writer.crash(self.rng, keep, tear)
         if truncated:
@@ -465,14 +490,25 @@ class Simulation:
         s.loop = None
         s.writer = None
         s.paused_until = 0.0
+        s.disk_fail = False
         s.down_gen += 1
-        self.faults["crash"] += 1
-        self.fault_log.append(f"{self.now:.4f} crash {s.id}" + (" (torn tail)" if truncated else ""))
+        what = "exit 70 after a disk failure" if kept_in_flight else "crash"
+        if not kept_in_flight:
+            self.faults["crash"] += 1
+        self.fault_log.append(f"{self.now:.4f} {what} {s.id}" + (" (torn tail)" if truncated else ""))
         if self.faults_on:
             down = self.rng.uniform(RESTART_DELAY_MIN_S, max(RESTART_DELAY_MIN_S, mix.down))
         else:
             down = 0.0
         self._after(down, self._boot_call, (s.index, s.down_gen, truncated))
+
+    def _node_exited(self, slot: int, e: SystemExit) -> bool:
+        """A node raised SystemExit: legal only as exit 70 after its disk failed."""
+        s = self.slots[slot]
+        if e.code != node_mod.EXIT_DISK_FAILED or s.writer is None or s.writer.error is None:
+            raise Violation("clean exit", f"{s.id} exited with status {e.code!r} without a disk failure")
+        self._crash(s, kept_in_flight=True)  # the process is gone; what it wrote may have landed
+        return True
 
     def _fsync_delay(self, s: _Slot) -> float:
         lo, hi = self.fsync_s
@@ -627,6 +663,15 @@ class Simulation:
         self.faults["pause"] += 1
         self.fault_log.append(f"{self.now:.4f} pause {s.id} until {s.paused_until:.4f}")
 
+    def _fault_diskfail(self) -> None:
+        live = [s for s in self.slots if s.node is not None and not s.disk_fail]
+        syncing = [s for s in live if s.writer is not None and s.writer.unsynced_records()]
+        live = syncing or live
+        if live:
+            s = self.rng.choice(live)
+            s.disk_fail = True  # its next fsync completion fails instead
+            self.fault_log.append(f"{self.now:.4f} disk of {s.id} will fail")
+
     def _fault_slowdisk(self) -> None:
         s = self.rng.choice(self.slots)
         s.slow_until = self.now + self.rng.uniform(0.1, max(0.1, self.mix.down))
@@ -640,6 +685,7 @@ class Simulation:
         self.fault_log.append(f"{self.now:.4f} heal all (healed phase)")
         for s in self.slots:
             s.slow_until = 0.0
+            s.disk_fail = False
             if s.node is None:
                 self._boot_call((s.index, s.down_gen, 0))
 
@@ -733,7 +779,8 @@ class Simulation:
             elif kind == K_TIMER:
                 lines.append(f"  #{step} {t:.4f} {who} tick")
             elif kind == K_DURABLE:
-                lines.append(f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")
+                lines.append(f"  #{step} {t:.4f} {who} fsync failed: {b}" if isinstance(b, OSError) else
+                             f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")
             else:
                 desc = getattr(a, "__name__", str(a)).lstrip("_")
                 b = getattr(b, "cid", b)

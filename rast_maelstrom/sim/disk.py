@@ -18,6 +18,10 @@ Semantics mirrored from runtime/wal.py:
   prefix of the records of the fsync in progress survives (they were written but not yet fsynced),
   and optionally (`tear`) the record after that prefix is torn, which recovery reports as
   `truncated_bytes > 0`. Durable records are never lost: that is the contract Raft relies on.
+- disk failure (`SimWriter.fail_fsync`): the write or fsync in progress fails with an OSError
+  (EIO, ENOSPC). Nothing more becomes durable, `error` is set (the node stops with exit 70 when it
+  sees it: at its wake, or at its next submit, which raises `WalWriterError` as the real one does)
+  and the simulator then ends the incarnation as a crash that keeps a prefix of what was in flight.
 
 Invariant: `durable_id` only grows and never passes the last submitted id.
 May not touch: the node, the clock, the network. The simulator decides when an fsync completes.
@@ -25,10 +29,12 @@ May not touch: the node, the clock, the network. The simulator decides when an f
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 from typing import Any, Callable, Sequence
 
-from ..runtime.wal import LogicalLog, Recovered
+from ..runtime.wal import LogicalLog, Recovered, WalWriterError
 
 PENDING_BATCHES_MAX = 4096  # same bound as WalWriter: more would block the real node's loop
 TORN_BYTES_MAX = 64  # size of the half-written record a tear leaves (recovery cuts it)
@@ -90,6 +96,8 @@ class SimWriter:
         entries: Sequence[tuple[int, bytes]],
     ) -> int:
         assert not self.closed, "submit after close"
+        if self.error is not None:
+            raise WalWriterError("WAL writer failed; the node must stop") from self.error
         self._state.apply(hard_state, start_index, entries)  # the real WAL's append rules
         recs: list[Record] = []
         if hard_state is not None:
@@ -131,6 +139,13 @@ class SimWriter:
         self._syncing = None
         if self._queued:
             self._begin()
+
+    def fail_fsync(self, rng: random.Random) -> OSError:
+        """The write or fsync in progress fails: nothing more becomes durable. Returns the error."""
+        assert self._syncing, "fsync failure with nothing in progress"
+        code = rng.choice((errno.EIO, errno.ENOSPC))
+        self.error = OSError(code, os.strerror(code) + " (simulated)")
+        return self.error
 
     def unsynced_records(self) -> int:
         return sum(len(r) for _, r in self._syncing or ()) + sum(len(r) for _, r in self._queued)
