@@ -410,5 +410,7 @@ def test_storage_that_cannot_be_opened_at_init_still_stops_the_node() -> None:
 
     n = node_mod.Node(node_mod.parse_args(["--data-dir", "/nonexistent-unused"]), [].append, ManualLoop(),
                       open_storage)
-    with pytest.raises(OSError):
+    # Not swallowed by the per-message catch: the node stops with the disk-failure status (70).
+    with pytest.raises(SystemExit) as stopped:
         n.on_line(env("c0", {"type": "init", "msg_id": 1, "node_id": "n0", "node_ids": ["n0"]}))
+    assert stopped.value.code == 70
