@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from . import services
 from .eventloop import Loop
 from .nemesis import EXTENSION_KINDS, Nemesis, NodeControl, make_fault_kinds
 from .network import Network, NetworkOverload
@@ -262,6 +263,7 @@ class TestRun(NodeControl):
                                    log_send=o.log_net_send, log_recv=o.log_net_recv,
                                    fault_rng=self._rng("net-faults"))
             self.history = History(self.loop, history_out)
+            services.start(self.network, self._rng("services"))
             self._start_nodes()
             self._init_nodes()
             self._check_concurrency()

@@ -1,0 +1,39 @@
+"""End-to-end checks that maelstrom-py behaves like the jar where a user can tell (issue 13): nodes
+that use the jar's services, and the files, logs and commands a user reads."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_runner_e2e import latest, maelstrom
+
+pytestmark = pytest.mark.e2e
+
+
+def _results(store):
+    return json.loads((latest(store) / "results.json").read_text())
+
+
+def test_a_proxy_keeping_its_state_in_lin_kv_passes_and_its_service_traffic_is_counted(tmp_path):
+    r = maelstrom(tmp_path, "kv_proxy.py", "--time-limit", "3", "--rate", "100",
+                  "--nemesis", "partition", "--nemesis-interval", "1",
+                  node_args=("--service", "lin-kv"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = _results(tmp_path)
+    invokes = results["stats"]["count"]
+    assert invokes > 150 and results["stats"]["ok-count"] > 100
+    # Every op is one message to lin-kv and one back: server traffic, as the jar counts it.
+    assert results["net"]["servers"]["msg-count"] == 2 * invokes
+    assert results["net"]["servers"]["msgs-per-op"] == 2.0
+    assert "Starting services: lin-kv, lin-tso, lww-kv, seq-kv" in (
+        latest(tmp_path) / "jepsen.log").read_text()
+
+
+def test_a_proxy_using_seq_kv_as_if_it_were_linearizable_is_caught(tmp_path):
+    r = maelstrom(tmp_path, "kv_proxy.py", "--time-limit", "3", "--rate", "100",
+                  node_args=("--service", "seq-kv"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Analysis invalid!" in r.stdout
+    workload = _results(tmp_path)["workload"]
+    assert workload["failures"] and workload["results"]["0"]["valid?"] is False
