@@ -529,6 +529,7 @@ class TestRun(NodeControl):
         if self.loop.now_ns() >= self.end_ns:
             return
         self.nemesis.step()
+        self.workload.note_nemesis_op()
         self.nemesis_timer = self.loop.call_later(int(self.nemesis.gap_s() * 1e9),
                                                   self._nemesis_step)
 

@@ -1,0 +1,98 @@
+"""Unit tests (virtual time, no processes) of the places where maelstrom-py follows the jar to the
+letter (issue 13): op choice under load, error replies, envelope leniency."""
+from __future__ import annotations
+
+import random
+
+from rast_maelstrom.harness.workload import History, Workload
+
+from test_runner_units import MS, S, VirtualLoop
+
+
+class _ReadsOnlyKV:
+    """Answers reads after `read_delay_ns`; writes and cas after `write_delay_ns` (None: never)."""
+
+    def __init__(self, loop, read_delay_ns, write_delay_ns):
+        self.loop, self.clients = loop, {}
+        self.read_delay_ns, self.write_delay_ns = read_delay_ns, write_delay_ns
+
+    def register_client(self, cid, cb):
+        self.clients[cid] = cb
+
+    def unregister(self, cid):
+        self.clients.pop(cid, None)
+
+    def send_body(self, src, dest, body):
+        t = body["type"]
+        delay = self.read_delay_ns if t == "read" else self.write_delay_ns
+        if delay is None:
+            return
+        reply = {"type": "read_ok", "value": None} if t == "read" else {"type": f"{t}_ok"}
+        reply["in_reply_to"] = body["msg_id"]
+        self.loop.call_later(delay, self.clients[src], dest, reply)
+
+
+def _run(read_delay_ns, write_delay_ns, rate, seconds, nemesis_every_ns=None):
+    loop = VirtualLoop()
+    hist = History(loop, None)
+    ops = []
+    orig = hist.append
+    hist.append = lambda *a, **k: ops.append(orig(*a, **k)) or ops[-1]
+    wl = Workload(loop, _ReadsOnlyKV(loop, read_delay_ns, write_delay_ns), hist,
+                  random.Random(7), nodes=["n0", "n1", "n2"], concurrency=6, rate=rate,
+                  timeout_ms=1000, first_client_index=6)
+    wl.open()
+    if nemesis_every_ns:
+        def nemesis():
+            ops.append({"nemesis": True})
+            wl.note_nemesis_op()
+            loop.call_later(nemesis_every_ns, nemesis)
+        loop.call_later(nemesis_every_ns, nemesis)
+    wl.start(seconds * S)
+    loop.run_for(seconds * S + 2 * S)
+    return ops
+
+
+def test_each_op_goes_to_the_first_free_thread_of_its_range_after_the_rotating_index():
+    # Everything answers in 0.1 ms and slots are ~100 ms apart: every thread is free at each slot,
+    # so the thread is fixed by the jar's rule: the rotating index (one step per op, nemesis ops
+    # included, modulo 6 threads + the nemesis), then the first thread of the op's range
+    # (readers 0-2, writers 3-5) at or after it, wrapping round.
+    ops = _run(MS // 10, MS // 10, rate=10, seconds=60, nemesis_every_ns=700 * MS)
+    index = 0
+    checked = 0
+    for op in ops:
+        if op.get("nemesis"):
+            index = (index + 1) % 7
+            continue
+        if op["type"] != "invoke":
+            continue
+        rng = [0, 1, 2] if op["f"] == "read" else [3, 4, 5]
+        expected = next((t for t in rng if t >= index), rng[0])
+        assert op["process"] == expected, (checked, index, op)
+        index = (index + 1) % 7
+        checked += 1
+    assert checked > 500
+    reads = sum(1 for op in ops if op.get("type") == "invoke" and op["f"] == "read")
+    assert 0.45 < reads / checked < 0.55
+
+
+def test_blocked_writers_do_not_shift_the_read_share_away_from_the_jars_half():
+    # Writes and cas never answer (each blocks its thread for the 1 s timeout) while reads answer
+    # at once. Whenever a writer thread is free the jar picks read or write with weights 3:3,
+    # whatever the number of free threads in each range; picking a random free thread would
+    # write with probability 1/4 when one writer of three is free.
+    ops = _run(MS // 10, None, rate=200, seconds=120)
+    busy_until = {t: 0 for t in range(3, 6)}
+    both_free = writes_then = 0
+    for op in ops:
+        if op["type"] != "invoke":
+            continue
+        free_writers = [t for t, until in busy_until.items() if until <= op["time"]]
+        if free_writers:
+            both_free += 1
+            writes_then += op["f"] != "read"
+        if op["f"] != "read":
+            busy_until[op["process"] % 6] = op["time"] + S
+    assert both_free > 600, both_free
+    assert 0.42 < writes_then / both_free < 0.58, writes_then / both_free
