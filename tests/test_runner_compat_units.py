@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
-from rast_maelstrom.harness.workload import History, Workload
+import pytest
+
+from rast_maelstrom.harness.workload import History, Workload, complete_op
 
 from test_runner_units import MS, S, VirtualLoop
 
@@ -96,3 +98,16 @@ def test_blocked_writers_do_not_shift_the_read_share_away_from_the_jars_half():
             busy_until[op["process"] % 6] = op["time"] + S
     assert both_free > 600, both_free
     assert 0.42 < writes_then / both_free < 0.58, writes_then / both_free
+
+
+# -- item 4: error replies without an integer code ----------------------------------------------
+@pytest.mark.parametrize("code", [None, "22", 22.0, True, [20]])
+@pytest.mark.parametrize("f,type_", [("read", "fail"), ("write", "info"), ("cas", "info")])
+def test_an_error_reply_without_an_integer_code_is_an_unknown_indefinite_error(code, f, type_):
+    body = {"type": "error", "in_reply_to": 1, "text": "odd"}
+    if code is not None:
+        body["code"] = code
+    value = [0, None] if f == "read" else [0, 2] if f == "write" else [0, [1, 2]]
+    done = complete_op(f, value, body)
+    # As the jar's client: looked up in the error registry, not found, so :unknown, indefinite.
+    assert done == {"type": type_, "value": value, "error": ["unknown", "odd"]}

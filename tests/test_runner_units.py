@@ -145,7 +145,6 @@ def test_outcome_mapping_follows_the_jars_table(f, body, type_, error):
     ("cas", {"type": "cas_ok", "in_reply_to": 1, "msg_id": "7"}),
     ("cas", {"type": "cas_ok", "in_reply_to": True}),
     ("write", {"type": "cas_ok", "in_reply_to": 1}),                          # wrong type
-    ("cas", {"type": "error", "in_reply_to": 1, "code": "22"}),
 ])
 def test_malformed_replies_are_info_with_an_exception_even_for_reads(f, body):
     value = [0, None] if f == "read" else [0, 2] if f == "write" else [0, [1, 2]]

@@ -107,16 +107,16 @@ def complete_op(f: str, value: list, body: dict | None) -> dict:
     if body is None:
         return {"type": "fail" if f == "read" else "info", "value": value, "error": "net-timeout"}
     if type(body) is dict and body.get("type") == "error":
+        # A code that is missing or not an integer is not in the jar's registry either: an
+        # unknown, indefinite error (a read still fails: it is idempotent).
         code = body.get("code")
-        if _is_int(code):
-            name, definite = ERRORS.get(code, ("unknown", False))
-            error = [name, body.get("text")]
-            if definite or f == "read":
-                return {"type": "fail", "value": value, "error": error}
-            return {"type": "info", "value": value, "error": error}
-        problem = "error reply has no integer code"
-    else:
-        problem = reply_schema_problem(f, body)
+        name, definite = ERRORS.get(code, ("unknown", False)) if _is_int(code) else (
+            "unknown", False)
+        error = [name, body.get("text")]
+        if definite or f == "read":
+            return {"type": "fail", "value": value, "error": error}
+        return {"type": "info", "value": value, "error": error}
+    problem = reply_schema_problem(f, body)
     if problem is not None:
         return {"type": "info", "value": value, "error": f"indeterminate: {problem}",
                 "exception": {"class": "malformed-rpc-response", "message": problem,
