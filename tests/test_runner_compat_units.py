@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
+from rast_maelstrom.harness.network import BadLine, Network, parse_envelope
 from rast_maelstrom.harness.workload import History, Workload, complete_op
 
 from test_runner_units import MS, S, VirtualLoop
@@ -111,3 +113,33 @@ def test_an_error_reply_without_an_integer_code_is_an_unknown_indefinite_error(c
     done = complete_op(f, value, body)
     # As the jar's client: looked up in the error registry, not found, so :unknown, indefinite.
     assert done == {"type": type_, "value": value, "error": ["unknown", "odd"]}
+
+
+# -- item 5: envelope leniency ------------------------------------------------------------------
+@pytest.mark.parametrize("line,body", [
+    (b'{"src": "n0", "dest": "n1"}', {}),
+    (b'{"src": "n0", "dest": "n1", "body": null}', {}),
+    (b'{"src": "n0", "dest": "n1", "body": []}', {}),
+    (b'{"src": "n0", "dest": "n1", "body": ""}', {}),
+    (b'{"src": "n0", "dest": "n1", "body": [["type", "x"], ["k", [1]], ["v"]]}',
+     {"type": "x", "k": [1], "v": None}),
+    (b'[["src", "n0"], ["dest", "n1"], ["body", {"a": 1}]]', {"a": 1}),
+])
+def test_a_missing_null_or_pairs_body_is_accepted_as_the_jar_does(line, body):
+    loop = VirtualLoop()
+    net = Network(loop)
+    got = []
+    net.register_node("n0", got.append)
+    net.register_node("n1", got.append)
+    assert net.on_node_line("n0", line)
+    assert orjson.loads(got[0]) == {"id": 0, "src": "n0", "dest": "n1", "body": body}
+    assert parse_envelope(line)["body"] == body
+
+
+@pytest.mark.parametrize("body", [b'"x"', b"5", b"true", b"[1, 2]", b'[{"a": 1}]', b"[[1, 2]]"])
+def test_a_body_that_is_no_map_still_stops_the_sender(body):
+    net = Network(VirtualLoop())
+    net.register_node("n0", lambda b: None)
+    assert not net.on_node_line("n0", b'{"src": "n0", "dest": "n0", "body": %s}' % body)
+    with pytest.raises(BadLine):
+        parse_envelope(b'{"src": "n0", "dest": "n0", "body": %s}' % body)
