@@ -37,3 +37,19 @@ def test_a_proxy_using_seq_kv_as_if_it_were_linearizable_is_caught(tmp_path):
     assert "Analysis invalid!" in r.stdout
     workload = _results(tmp_path)["workload"]
     assert workload["failures"] and workload["results"]["0"]["valid?"] is False
+
+
+def test_leave_db_running_skips_teardown_and_never_reports_a_dead_node(tmp_path):
+    # n1 dies half a second in; the jar, leaving the DB running, never looks: analysis runs.
+    r = maelstrom(tmp_path, "kv_single.py", "--time-limit", "2", "--rate", "50",
+                  "--leave-db-running", node_args=("--die-on", "n1", "--die-after-s", "0.5"))
+    assert r.returncode in (0, 1, 2), r.stdout + r.stderr
+    assert "crashed" not in r.stdout + r.stderr
+    store = latest(tmp_path)
+    assert (store / "results.edn").is_file()
+    log = (store / "jepsen.log").read_text()
+    assert "Leaving node n0 running" in log and "Leaving node n1 running" not in log
+    # Without the flag the same run is a crash, as under the jar.
+    r = maelstrom(tmp_path, "kv_single.py", "--time-limit", "2", "--rate", "50",
+                  node_args=("--die-on", "n1", "--die-after-s", "0.5"))
+    assert r.returncode == 255

@@ -26,6 +26,9 @@ jepsen.log and `final-reads.json` (including "lost-keys": keys with an acknowled
 final read says do not exist); restarts are counted in jepsen.log. Without extensions nothing
 of this happens and the run is the jar-compatible one.
 
+With --leave-db-running, as under the jar, nodes are neither killed nor checked: a node that died
+during the run is not reported and the analysis runs.
+
 Invariants: one thread; every node started is killed (unless --leave-db-running) even on errors;
 the run is bounded in time by time_limit + client timeout + `teardown_slack_s`, plus, with
 extensions, `init_timeout_s` + recovery_s + `final_reads_s_max` + client timeout + slack.
@@ -281,7 +284,8 @@ class TestRun(NodeControl):
         if self.network is not None:
             (self.store_dir / "net-stats.json").write_bytes(
                 orjson.dumps(self.network.stats(), option=orjson.OPT_INDENT_2))
-        crashed_nodes = self.unexpected_deaths + crashed_nodes
+        if not o.leave_db_running:
+            crashed_nodes = self.unexpected_deaths + crashed_nodes
         if crash is None and crashed_nodes:
             crash = RunCrash("\n\n".join(crashed_nodes))
         if crash is not None:
@@ -554,13 +558,15 @@ class TestRun(NodeControl):
             if proc.proc is None:
                 continue
             if self.opts.leave_db_running:
+                # The jar skips the DB teardown, and with it the check for crashed nodes.
                 if proc.down:
                     continue   # the nemesis killed it and the run ended before its restart
                 proc.resume()
-                status = proc.exit_status()
-                log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
-            else:
-                status = proc.kill()
+                proc.drain_stderr()
+                if proc.exit_status() is None:
+                    log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
+                continue
+            status = proc.kill()
             proc.drain_stderr()
             if status is not None:
                 reports.append(proc.crash_report(status))
