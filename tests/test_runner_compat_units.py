@@ -143,3 +143,45 @@ def test_a_body_that_is_no_map_still_stops_the_sender(body):
     assert not net.on_node_line("n0", b'{"src": "n0", "dest": "n0", "body": %s}' % body)
     with pytest.raises(BadLine):
         parse_envelope(b'{"src": "n0", "dest": "n0", "body": %s}' % body)
+
+
+# -- item 7: results.edn in the jar's shape ------------------------------------------------------
+def test_results_edn_nests_knossos_fields_under_linearizable_and_fails_only_invalid_keys(
+        tmp_path, monkeypatch):
+    from rast_maelstrom.harness import analysis, linearizability
+    from test_analysis import Kw, invalid_history, make_store, read_edn
+
+    h = invalid_history()
+    h.seq(20, 21, 2, "write", [2, 4])   # key 2: the checker gives up on it (stubbed below)
+    real = linearizability.check_independent
+
+    def check(history, **kw):
+        out = real(history, **kw)
+        out["results"][2] = {"valid?": "unknown", "cause": "search-limit", "op-count": 1}
+        out["valid?"] = False
+        return out
+    monkeypatch.setattr(linearizability, "check_independent", check)
+    store = make_store(tmp_path, h.ops)
+    results = analysis.analyze(store)
+    text = (store / "results.edn").read_text()
+    edn = read_edn(text)
+    workload = edn[Kw("workload")]
+    assert workload[Kw("failures")] == [1]            # the unknown key 2 is not a failure
+    good = workload[Kw("results")][0]
+    assert good[Kw("valid?")] is True and good[Kw("timeline")] == {Kw("valid?"): True}
+    lin = good[Kw("linearizable")]
+    assert lin[Kw("valid?")] is True and lin[Kw("final-paths")] == []
+    assert lin[Kw("analyzer")] == Kw("linear")
+    assert lin[Kw("configs")][0][Kw("model")] == {Kw("value"): 1}
+    assert lin[Kw("configs")][0][Kw("last-op")][Kw("value")] == 1
+    assert "#knossos.model.CASRegister{:value 1}" in text and ":final-paths ()" in text
+    bad = workload[Kw("results")][1][Kw("linearizable")]
+    assert bad[Kw("valid?")] is False
+    assert bad[Kw("op")][Kw("f")] == Kw("read") and bad[Kw("op")][Kw("value")] == 3
+    assert bad[Kw("previous-ok")][Kw("value")] == 2 == bad[Kw("last-op")][Kw("value")]
+    assert bad[Kw("configs")][0][Kw("model")] == {Kw("value"): 2}
+    path = bad[Kw("final-paths")][0]
+    assert path[1][Kw("model")] == {Kw("msg"): "can't read 3 from register 2"}
+    # The runner's own fields stay beside the jar's.
+    assert "explanation" in results["workload"]["results"][1]
+    assert workload[Kw("results")][2][Kw("linearizable")][Kw("valid?")] == Kw("unknown")

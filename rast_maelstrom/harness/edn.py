@@ -9,7 +9,8 @@ Mapping (invariants):
 - str -> string, unless wrapped in `Keyword`, which prints as `:name`; a key wrapped in `Str`
   stays a string.
 - None -> nil, bool -> true/false, int -> int, float -> shortest repr (NaN/inf as ##NaN/##Inf).
-- list/tuple -> vector, set/frozenset -> set (sorted when its items sort, so output is stable).
+- list/tuple -> vector, `Seq` -> seq `(...)`, set/frozenset -> set (sorted when its items sort,
+  so output is stable); a `Tagged` map prints with its record tag, `#tag{...}`.
 - Anything else is a programming error: TypeError, never a silent `str()`.
 
 It only writes; nothing here reads EDN back (tests carry their own tiny reader). It imports only
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["Keyword", "Str", "dumps", "is_keyword_name"]
+__all__ = ["Keyword", "Seq", "Str", "Tagged", "dumps", "is_keyword_name"]
 
 # A conservative subset of EDN's symbol grammar: what we ever need for map keys and enum-ish
 # values such as `valid?`, `ok-count`, `precondition-failed`, `n1`, `start-partition`.
@@ -46,6 +47,22 @@ class Str(str):
     """A str that EDN always prints as a string, even as a map key: {Str("n1"): ...} -> {"n1" ...}."""
 
     __slots__ = ()
+
+
+class Seq(list):
+    """A list that EDN prints as a seq, `(1 2)`, as Clojure prints lazy sequences (JSON: a list)."""
+
+    __slots__ = ()
+
+
+class Tagged(dict):
+    """A map that EDN prints as a record, `#knossos.model.CASRegister{:value 3}` (JSON: the map)."""
+
+    __slots__ = ("tag",)
+
+    def __init__(self, tag: str, fields: dict):
+        super().__init__(fields)
+        self.tag = tag
 
 
 def is_keyword_name(text: str) -> bool:
@@ -106,7 +123,11 @@ def _dump(obj: object, depth: int) -> str:
     if isinstance(obj, dict):
         inner = depth + 1
         parts = [f"{_key(k, inner)} {_dump(v, inner)}" for k, v in obj.items()]
-        return "{" + ", ".join(parts) + "}"
+        tag = f"#{obj.tag}" if isinstance(obj, Tagged) else ""
+        return tag + "{" + ", ".join(parts) + "}"
+    if isinstance(obj, Seq):
+        inner = depth + 1
+        return "(" + " ".join(_dump(x, inner) for x in obj) + ")"
     if isinstance(obj, (list, tuple)):
         inner = depth + 1
         return "[" + " ".join(_dump(x, inner) for x in obj) + "]"

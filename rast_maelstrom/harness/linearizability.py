@@ -306,7 +306,9 @@ class _Checker:
                 frontier = nxt
                 if len(frontier) > self.frontier_max:
                     self.frontier_max = len(frontier)
-        return {"valid?": True}
+        # The values the register may hold at the end (reported as Knossos's final configs).
+        return {"valid?": True,
+                "final-values": sorted((_thaw(s) for s in {s for s, _ in frontier}), key=repr)}
 
     def _filter(self) -> list:
         """Drop fail ops, info reads, nil reads and useless info ops; compute info deaths."""
