@@ -3,6 +3,7 @@ that use the jar's services, and the files, logs and commands a user reads."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -26,8 +27,26 @@ def test_a_proxy_keeping_its_state_in_lin_kv_passes_and_its_service_traffic_is_c
     # Every op is one message to lin-kv and one back: server traffic, as the jar counts it.
     assert results["net"]["servers"]["msg-count"] == 2 * invokes
     assert results["net"]["servers"]["msgs-per-op"] == 2.0
-    assert "Starting services: lin-kv, lin-tso, lww-kv, seq-kv" in (
-        latest(tmp_path) / "jepsen.log").read_text()
+    log = (latest(tmp_path) / "jepsen.log").read_text()
+    assert "Starting services: lin-kv, lin-tso, lww-kv, seq-kv" in log
+    # Item 8: each op is logged as the jar's interpreter logs it, from its worker's thread ...
+    assert re.search(r"^INFO \[[-\d]+ [\d:,]+\] jepsen worker [0-5] - jepsen\.util [0-5]\t:invoke"
+                     r"\t:read\t\[0 nil\]$", log, re.M)
+    assert re.search(r"^INFO \[.*\] jepsen worker [0-5] - jepsen\.util \d+\t:ok\t:write\t\[0 \d\]$",
+                     log, re.M)
+    assert re.search(r"^INFO \[.*\] jepsen nemesis - jepsen\.util :nemesis\t:info\t"
+                     r":start-partition\t:", log, re.M)
+    # ... and the log ends with the results and the verdict.
+    tail = log[log.rindex("jepsen.core"):]
+    assert ":workload {:linearizable" not in tail and ":workload {:valid? true" in tail
+    assert tail.rstrip().endswith("Everything looks good! ヽ(‘ー`)ノ")
+    store = latest(tmp_path)
+    for name in ("history.edn", "independent/0/history.edn", "independent/0/timeline.html"):
+        assert (store / name).is_file(), name
+    lines = (store / "history.edn").read_text().splitlines()
+    assert lines[0].startswith("{:index 0, :time ") and ", :value [0 nil]}" in lines[0]
+    assert any(re.fullmatch(r"\{:index \d+, :time \d+, :type :info, :process :nemesis, "
+                            r":f :start-partition, :value :[a-z-]+\}", line) for line in lines)
 
 
 def test_a_proxy_using_seq_kv_as_if_it_were_linearizable_is_caught(tmp_path):

@@ -4,8 +4,9 @@ Owns `analyze(store_dir)`: reads test.json, history.jsonl and net-stats.json (th
 contract), runs every checker (workload = linearizability per key via
 `linearizability.check_independent` plus a timeline per key; stats; availability; exceptions;
 net; perf), merges validity false > "unknown" > true, and writes into the store dir:
-results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt (§5.7),
-independent/<key>/{results.json, results.edn, history.txt[, failure.txt, timeline.html]},
+results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt and
+history.edn (§5.7), independent/<key>/{results.json, results.edn, history.txt, history.edn,
+timeline.html[, failure.txt]},
 latency-raw.png, latency-quantiles.png, rate.png and timeline.html. Also `summary_lines(results)`, the console
 paragraph the engine prints, and `verdict_line(valid)`, the jar's closing line.
 
@@ -164,9 +165,11 @@ def _token(x: Any) -> str:
     return text
 
 
-def history_line(op: dict, *, value: Any = ...) -> str:
+def history_line(op: dict, *, value: Any = ..., error_readably: bool = False) -> str:
     """`process⇥type⇥f⇥value[⇥error]` with EDN values, e.g. `1\t:ok\t:write\t[0 2]` (§5.7).
-    `value` overrides the op's value (independent histories print the reduced value)."""
+    `value` overrides the op's value (independent histories print the reduced value). The error
+    prints as history.txt has it (strings bare); `error_readably` quotes them, as the jar's log
+    lines do."""
     process = op.get("process")
     v = op.get("value") if value is ... else value
     line = (
@@ -174,7 +177,11 @@ def history_line(op: dict, *, value: Any = ...) -> str:
         f"{_value_text(v) if type(process) is int else dumps(_edn_nemesis_value(v))}"
     )
     if "error" in op:
-        return f"{line}\t{dumps(_edn_error(op['error']))}"
+        # Jepsen prints the error with `print`, not `pr`: strings inside it come out bare.
+        error = op["error"]
+        if isinstance(error, str) and not is_keyword_name(error):
+            return f"{line}\t{error}"   # Clojure's str of a string: bare either way
+        return f"{line}\t{dumps(_edn_error(error), readably=error_readably)}"
     return line
 
 
@@ -214,6 +221,25 @@ def _reduced_value(op: dict) -> Any:
     if is_client(op) and isinstance(value, list) and len(value) == 2:
         return value[1]
     return value
+
+
+_HISTORY_EDN_FIELDS = ("index", "time", "type", "process", "f", "value")
+
+
+def history_edn_line(op: dict, *, value: Any = ...) -> str:
+    """One op as history.edn has it: an EDN map in Jepsen's field order (index, time, type,
+    process, f, value, then error and the rest). The runner's `node` field is left out: the jar's
+    ops have none (history.jsonl keeps it)."""
+    v = op.get("value") if value is ... else value
+    parts = [f":index {op.get('index')}", f":time {op.get('time')}",
+             f":type {_token(op.get('type'))}", f":process {_token(op.get('process'))}",
+             f":f {_token(op.get('f'))}",
+             f":value {_value_text(v) if is_client(op) else dumps(_edn_nemesis_value(v))}"]
+    for k, x in op.items():
+        if k in _HISTORY_EDN_FIELDS or k == "node":
+            continue
+        parts.append(f":{k} {dumps(_edn_error(x) if k == 'error' else edn_ready(x))}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _split_by_key(history: list[dict], keys: set) -> dict[Any, list[dict]]:
@@ -374,11 +400,13 @@ def _write_independent(store_dir: Path, workload: dict, by_key: dict[Any, list[d
         (d / "results.edn").write_text(dumps(edn_ready(result)) + "\n", encoding="utf-8")
         text = "\n".join(history_line(op, value=_reduced_value(op)) for op in key_history)
         (d / "history.txt").write_text(text + ("\n" if text else ""), encoding="utf-8")
+        text = "\n".join(history_edn_line(op, value=_reduced_value(op)) for op in key_history)
+        (d / "history.edn").write_text(text + ("\n" if text else ""), encoding="utf-8")
         if isinstance(result, dict) and result.get("valid?") is not True:
             (d / "failure.txt").write_text(failure_text(key, result, key_history), encoding="utf-8")
-        if isinstance(result, dict) and result.get("valid?") is False:
-            _timeline(d / "timeline.html", pair_ops(key_history), periods_ns, end_ns,
-                      _marks({"results": {key: result}}), f"{title} key {key} timeline", ops_max)
+        # As the jar's independent checker: every key gets its timeline, valid or not.
+        _timeline(d / "timeline.html", pair_ops(key_history), periods_ns, end_ns,
+                  _marks({"results": {key: result}}), f"{title} key {key} timeline", ops_max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,6 +554,8 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
 
     (store_dir / "history.txt").write_text("\n".join(map(history_line, history)) + ("\n" if history else ""),
                                            encoding="utf-8")
+    (store_dir / "history.edn").write_text(
+        "\n".join(map(history_edn_line, history)) + ("\n" if history else ""), encoding="utf-8")
     if workload.get("results"):
         def independent_files() -> dict:
             _write_independent(store_dir, workload, by_key, periods_ns=periods_ns, end_ns=end_ns,

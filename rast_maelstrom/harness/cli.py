@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from .analysis import summary_lines
-from .runner import Progress, TestOptions, analyze_store, exit_code_for, run_test
+from .runner import (JarLogFormatter, Progress, TestOptions, analyze_store, exit_code_for,
+                     run_test)
 
 log = logging.getLogger("maelstrom.cli")
 
@@ -73,9 +74,9 @@ def setup_logging(progress: Progress | None) -> None:
         if isinstance(handler, _ConsoleHandler):
             root.removeHandler(handler)
     console = _ConsoleHandler(progress)
-    console.setFormatter(logging.Formatter("%(levelname)s [%(asctime)s] %(name)s - %(message)s"))
+    console.setFormatter(JarLogFormatter())
     # Every op goes to jepsen.log; the console shows milestones and the progress line instead.
-    console.addFilter(lambda record: record.name != "maelstrom.ops")
+    console.addFilter(lambda record: record.name != "jepsen.util")
     root.addHandler(console)
 
 

@@ -88,10 +88,10 @@ def _float(x: float) -> str:
     return repr(x)
 
 
-def _key(key: object, depth: int) -> str:
+def _key(key: object, depth: int, readably: bool) -> str:
     if isinstance(key, str) and not isinstance(key, (Keyword, Str)) and is_keyword_name(key):
         return ":" + key
-    return _dump(key, depth)
+    return _dump(key, depth, readably)
 
 
 def _sorted_if_possible(items: list) -> list:
@@ -101,7 +101,7 @@ def _sorted_if_possible(items: list) -> list:
         return sorted(items, key=repr)
 
 
-def _dump(obj: object, depth: int) -> str:
+def _dump(obj: object, depth: int, readably: bool = True) -> str:
     if depth > depth_max:
         raise ValueError(f"EDN nesting deeper than {depth_max} levels (a cycle?)")
     # Order matters: bool is an int, Keyword is a str.
@@ -115,28 +115,30 @@ def _dump(obj: object, depth: int) -> str:
         assert is_keyword_name(obj), f"not a keyword name: {str(obj)!r}"
         return ":" + obj
     if isinstance(obj, str):
-        return _string(obj)
+        return _string(obj) if readably else obj
     if isinstance(obj, int):
         return str(int(obj))
     if isinstance(obj, float):
         return _float(obj)
     if isinstance(obj, dict):
         inner = depth + 1
-        parts = [f"{_key(k, inner)} {_dump(v, inner)}" for k, v in obj.items()]
+        parts = [f"{_key(k, inner, readably)} {_dump(v, inner, readably)}" for k, v in obj.items()]
         tag = f"#{obj.tag}" if isinstance(obj, Tagged) else ""
         return tag + "{" + ", ".join(parts) + "}"
     if isinstance(obj, Seq):
         inner = depth + 1
-        return "(" + " ".join(_dump(x, inner) for x in obj) + ")"
+        return "(" + " ".join(_dump(x, inner, readably) for x in obj) + ")"
     if isinstance(obj, (list, tuple)):
         inner = depth + 1
-        return "[" + " ".join(_dump(x, inner) for x in obj) + "]"
+        return "[" + " ".join(_dump(x, inner, readably) for x in obj) + "]"
     if isinstance(obj, (set, frozenset)):
         inner = depth + 1
-        return "#{" + " ".join(_dump(x, inner) for x in _sorted_if_possible(list(obj))) + "}"
+        return "#{" + " ".join(_dump(x, inner, readably)
+                               for x in _sorted_if_possible(list(obj))) + "}"
     raise TypeError(f"cannot write {type(obj).__name__} as EDN: {obj!r}")
 
 
-def dumps(obj: object) -> str:
-    """EDN text for `obj` on one line (maps use `, ` between entries, as Clojure prints them)."""
-    return _dump(obj, 0)
+def dumps(obj: object, *, readably: bool = True) -> str:
+    """EDN text for `obj` on one line (maps use `, ` between entries, as Clojure prints them).
+    With readably=False strings print bare at every depth, as Clojure's `print` (not `pr`) does."""
+    return _dump(obj, 0, readably)

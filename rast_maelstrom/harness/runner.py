@@ -177,6 +177,28 @@ class Progress:
             self.shown = False
 
 
+class JarLogFormatter(logging.Formatter):
+    """The jar's log layout, `LEVEL [date] thread - logger message`: a record's thread is its
+    `jthread` (an op's worker, e.g. `jepsen worker 3`), else the test runner's."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s [%(asctime)s] %(jthread)s - %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "jthread"):
+            record.jthread = "jepsen test runner"
+        return super().format(record)
+
+
+def log_results(store_dir: Path, results_edn: str, verdict: str) -> None:
+    """Append the results and the verdict to the run's jepsen.log, as the jar logs them at the
+    end (analysis runs after the run's own logging has closed)."""
+    record = logging.LogRecord("jepsen.core", logging.INFO, __file__, 0,
+                               "\n\n%s\n\n%s", (results_edn.rstrip(), verdict), None)
+    with open(store_dir / "jepsen.log", "a", encoding="utf-8") as f:
+        f.write(JarLogFormatter().format(record) + "\n")
+
+
 class BufferedFileHandler(logging.FileHandler):
     """jepsen.log gets a line per op: flushing each one cost the router a third of its time at a few
     thousand ops/s. This handler flushes at most every `log_flush_interval_s` (and on close)."""
@@ -239,8 +261,7 @@ class TestRun(NodeControl):
         o = self.opts
         self.store_dir = make_store_dir(Path(o.store), o.workload)
         self.log_handler = BufferedFileHandler(self.store_dir / "jepsen.log")
-        self.log_handler.setFormatter(logging.Formatter(
-            "%(levelname)s [%(asctime)s] %(name)s - %(message)s"))
+        self.log_handler.setFormatter(JarLogFormatter())
         logging.getLogger().addHandler(self.log_handler)
         try:
             return self._run()
@@ -265,7 +286,7 @@ class TestRun(NodeControl):
                                    rng=self._rng("latency"), journal=journal,
                                    log_send=o.log_net_send, log_recv=o.log_net_recv,
                                    fault_rng=self._rng("net-faults"))
-            self.history = History(self.loop, history_out)
+            self.history = History(self.loop, history_out, threads=o.concurrency)
             services.start(self.network, self._rng("services"))
             self._start_nodes()
             self._init_nodes()
@@ -585,6 +606,10 @@ def run_test(opts: TestOptions, progress: Progress | None = None) -> RunOutcome:
         return outcome
     outcome.results = analyze_store(outcome.store_dir, availability=opts.availability)
     outcome.exit_code = exit_code_for(outcome.results)
+    edn = outcome.store_dir / "results.edn"
+    from .analysis import verdict_line
+    log_results(outcome.store_dir, edn.read_text(encoding="utf-8") if edn.is_file() else
+                str(outcome.results), verdict_line(outcome.results.get("valid?")))
     return outcome
 
 

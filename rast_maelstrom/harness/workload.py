@@ -46,7 +46,7 @@ import orjson
 from .eventloop import Loop, Timer
 
 log = logging.getLogger("maelstrom.workload")
-op_log = logging.getLogger("maelstrom.ops")
+op_log = logging.getLogger("jepsen.util")   # the jar logs each op under this name
 
 process_limit = 20
 value_max = 4
@@ -129,9 +129,10 @@ def complete_op(f: str, value: list, body: dict | None) -> dict:
 class History:
     """Appends ops to history.jsonl with dense indexes and times in ns since time zero."""
 
-    def __init__(self, loop: Loop, out: IO[bytes] | None):
+    def __init__(self, loop: Loop, out: IO[bytes] | None, threads: int | None = None):
         self.loop = loop
         self.out = out
+        self.threads = threads   # client threads, to name the worker of a process in the log
         self.zero_ns = loop.now_ns()
         self.next_index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
@@ -154,10 +155,13 @@ class History:
         if self.out is not None:
             self.out.write(orjson.dumps(op) + b"\n")
         if op_log.isEnabledFor(logging.INFO):
-            text = f"{process}\t:{type_}\t:{f}\t{orjson.dumps(value).decode()}"
-            if "error" in op:
-                text += f"\t{orjson.dumps(op['error']).decode()}"
-            op_log.info(text)
+            # As the jar's interpreter logs ops: from the worker's thread, op->str's layout.
+            from .analysis import history_line
+            if process == "nemesis":
+                thread = "jepsen nemesis"
+            else:
+                thread = f"jepsen worker {process % self.threads if self.threads else process}"
+            op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
         return op
 
 
