@@ -185,3 +185,67 @@ def test_results_edn_nests_knossos_fields_under_linearizable_and_fails_only_inva
     # The runner's own fields stay beside the jar's.
     assert "explanation" in results["workload"]["results"][1]
     assert workload[Kw("results")][2][Kw("linearizable")][Kw("valid?")] == Kw("unknown")
+
+
+# -- item 10: arguments as the jar takes them -----------------------------------------------------
+def _options(*flags):
+    from rast_maelstrom.harness import cli
+    ns = cli._build_parser().parse_args(["test", "--bin", "/bin/true", *flags])
+    return cli.test_options(ns)[0]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--time-limit", "0"], 'Failed to validate "--time-limit 0": Must be positive'),
+    (["--time-limit", "1.5"], 'Error while parsing option "--time-limit 1.5": '
+                              'java.lang.NumberFormatException: For input string: "1.5"'),
+    (["--test-count", "0"], 'Failed to validate "--test-count 0": Must be positive'),
+    (["--rate", "-1"], 'Failed to validate "--rate -1": Can\'t be negative'),
+    (["--latency", "-5"], 'Failed to validate "--latency -5": Must be non-negative'),
+    (["--latency-dist", "normal"],
+     'Failed to validate "--latency-dist normal": Must be constant, uniform, or exponential'),
+    (["--nemesis-interval", "0"], 'Failed to validate "--nemesis-interval 0": Must be positive'),
+    (["--node-count", "0"], 'Failed to validate "--node-count 0": Must be positive.'),
+    (["--concurrency", "2x"],
+     'Failed to validate "--concurrency 2x": Must be an integer, optionally followed by n.'),
+    (["--availability", "2"], 'Failed to validate "--availability 2": must be either \'total\' '
+                              'or a number between 0 and 1.'),
+    (["-w", "nope"], 'Failed to validate "--workload nope": Must be one of broadcast, echo, '
+                     'g-counter, g-set, kafka, lin-kv, pn-counter, txn-list-append, '
+                     'txn-rw-register, unique-ids'),
+    (["--bogus"], 'Unknown option: "--bogus"'),
+    (["--time-limit"], 'Missing required argument for "--time-limit SECONDS"'),
+])
+def test_bad_values_exit_254_with_the_jars_message_on_stdout(flags, message, capsys):
+    from rast_maelstrom.harness import cli
+    assert cli.main(["test", "--bin", "/bin/true", *flags]) == 254
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [message] and err == ""
+
+
+def test_every_bad_value_is_reported_at_once(capsys):
+    from rast_maelstrom.harness import cli
+    assert cli.main(["test", "--time-limit", "0", "--rate", "-1"]) == 254
+    assert capsys.readouterr().out.splitlines() == [
+        'Failed to validate "--time-limit 0": Must be positive',
+        'Failed to validate "--rate -1": Can\'t be negative',
+        "Expected a --bin PATH_TO_BINARY to test"]
+
+
+def test_ratios_are_accepted_where_the_jar_reads_them_as_numbers():
+    o = _options("--availability", "1/2", "--nemesis-interval", "1/4", "--node-count", "1",
+                 "--concurrency", "2n")
+    assert o.availability == 0.5 and o.nemesis_interval == 0.25
+    assert _options("--availability", "total").availability == "total"
+    assert _options("--nemesis-interval", "0.5").nemesis_interval == 0.5
+
+
+def test_node_count_combines_with_the_node_lists_as_the_jars_does(tmp_path):
+    nodes_file = tmp_path / "nodes"
+    nodes_file.write_text("x1\n  x2  \n\n")
+    assert _options("--node-count", "3", "-n", "foo").nodes == ["n0", "n1", "n2", "foo"]
+    assert _options("--node-count", "2", "--nodes", "a,b").nodes == ["n0", "n1"]
+    assert _options("--node-count", "2", "--nodes-file", str(nodes_file)).nodes == [
+        "x1", "x2", "n0", "n1"]
+    assert _options("--nodes", "a, b", "-n", "z").nodes == ["a", "b", "z"]
+    assert _options("-n", "a", "-n", "b").nodes == ["a", "b"]
+    assert _options().nodes == ["n1", "n2", "n3", "n4", "n5"]
