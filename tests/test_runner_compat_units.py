@@ -249,3 +249,23 @@ def test_node_count_combines_with_the_node_lists_as_the_jars_does(tmp_path):
     assert _options("--nodes", "a, b", "-n", "z").nodes == ["a", "b", "z"]
     assert _options("-n", "a", "-n", "b").nodes == ["a", "b"]
     assert _options().nodes == ["n1", "n2", "n3", "n4", "n5"]
+
+
+# -- item 11: analyze as the jar's --------------------------------------------------------------
+def test_analyze_takes_the_jars_t_rewrites_results_and_exits_0_without_a_verdict(tmp_path, capsys):
+    from rast_maelstrom.harness import cli
+    from test_analysis import invalid_history, make_store
+
+    store = make_store(tmp_path, invalid_history().ops)
+    for args in (["-t", str(store)], ["--test", str(store / "test.json")],
+                 ["-t", "-1", "--store", str(tmp_path / "store")], ["-t", "0", "--store",
+                                                                      str(tmp_path / "store")]):
+        (store / "results.edn").unlink(missing_ok=True)
+        assert cli.main(["analyze", *args]) == 0, args       # invalid, yet 0: as the jar
+        out = capsys.readouterr().out
+        assert "Analysis invalid!" not in out and "Analysis complete" in out
+        assert ":valid? false" in (store / "results.edn").read_text()
+    # [extension] --verdict prints the results and the verdict and exits as `test` does.
+    assert cli.main(["analyze", "-t", str(store), "--verdict"]) == 1
+    assert "Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻" in capsys.readouterr().out
+    assert cli.main(["analyze", "-t", str(tmp_path)]) == 254

@@ -54,8 +54,8 @@ def test_correct_kv_under_partitions_passes(tmp_path):
     stats = json.loads((store / "net-stats.json").read_text())
     assert stats["servers"]["send-count"] > 0 and stats["clients"]["send-count"] > 200
     assert (tmp_path / "latest").resolve() == store == (tmp_path / "current").resolve()
-    # `analyze` re-checks the stored run with the same verdict.
-    again = subprocess.run([str(ROOT / "bin" / "maelstrom-py"), "analyze", "--store",
+    # `analyze --verdict` [extension] re-checks the stored run with the same verdict.
+    again = subprocess.run([str(ROOT / "bin" / "maelstrom-py"), "analyze", "--verdict", "--store",
                             str(tmp_path)], capture_output=True, text=True, timeout=run_timeout_s)
     assert again.returncode == 0 and "Everything looks good!" in again.stdout
 

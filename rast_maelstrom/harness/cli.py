@@ -1,4 +1,7 @@
-"""Command line of maelstrom-py: the jar's `test` and `analyze` commands, flags, exit codes, verdicts.
+"""Command line of maelstrom-py: the jar's `test`, `analyze` and `serve` commands, flags, exit codes,
+verdicts. `analyze -t INDEX_OR_PATH` re-checks a stored test as the jar's does (rewrites its
+results, prints no verdict, exits 0); its [extension] `--verdict` prints results and verdict and
+exits 0/1/2 like `test`.
 
 Owns: parsing and validating arguments (maelstrom-spec §6), console logging, the live progress line,
 printing results and the jar's verdict line, and mapping outcomes to exit codes:
@@ -178,13 +181,20 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("node_args", nargs="*", metavar="ARG",
                    help="arguments passed to the node binary (put them after --)")
 
-    a = sub.add_parser("analyze", help="re-check a stored test",
-                       description="Re-run analysis on a stored test and print its verdict.")
-    a.add_argument("-t", "--test-index", default="-1", metavar="INDEX|PATH",
-                   help="index into the stored lin-kv tests (default -1, the latest) or a path")
-    a.add_argument("-w", "--workload", default="lin-kv", metavar="NAME")
+    a = sub.add_parser("analyze", help="re-check a stored test", description=(
+        "Re-run the checkers on a stored test and rewrite its results, as the jar does (no "
+        "verdict, exit 0); --verdict also prints the results and the verdict and exits 0/1/2."))
+    a.add_argument("-t", "--test", "--test-index", dest="test_index", default="-1",
+                   metavar="INDEX_OR_PATH",
+                   help="index into the stored tests (default -1, the latest) or the path of a "
+                        "stored test (its directory or a file in it)")
+    a.add_argument("--verdict", action="store_true",
+                   help="[extension] print the results, a summary and the verdict, and exit 0 "
+                        "valid, 1 invalid, 2 unknown, as `test` does")
+    a.add_argument("-w", "--workload", default="lin-kv", metavar="NAME",
+                   help="[extension] which workload's stored tests -t indexes (default lin-kv)")
     a.add_argument("--availability", metavar="total|FRACTION",
-                   help="override the availability requirement stored in test.json")
+                   help="[extension] override the availability requirement stored in test.json")
     a.add_argument("--store", default="store", metavar="DIR",
                    help="[extension] store directory (default ./store)")
 
@@ -451,13 +461,14 @@ def cmd_test(ns: argparse.Namespace) -> int:
 
 
 def find_stored_test(store: Path, workload: str, index: str) -> Path:
-    try:
-        i = int(index)
-    except ValueError:
+    if not re.fullmatch(r"-?\d+", index):
         path = Path(index)
+        if path.is_file():
+            path = path.parent   # e.g. the test.json (the jar's test.jepsen) of a stored test
         if not (path / "test.json").is_file():
-            raise BadArgs(f"{path} is not a stored test (no test.json)") from None
+            raise BadArgs(f"{path} is not a stored test (no test.json)")
         return path
+    i = int(index)
     base = store / workload
     runs = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()
                   and (p / "test.json").is_file()) if base.is_dir() else []
@@ -480,6 +491,9 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
             availability = None
     log.info("Analyzing %s", store_dir)
     results = analyze_store(store_dir, availability=availability)
+    log.info("Analysis complete")
+    if not ns.verdict:
+        return EXIT_VALID   # the jar's analyze prints no verdict and exits 0
     code = exit_code_for(results)
     print_results(results, store_dir)
     print_verdict(code)
