@@ -269,3 +269,81 @@ def test_analyze_takes_the_jars_t_rewrites_results_and_exits_0_without_a_verdict
     assert cli.main(["analyze", "-t", str(store), "--verdict"]) == 1
     assert "Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻" in capsys.readouterr().out
     assert cli.main(["analyze", "-t", str(tmp_path)]) == 254
+
+
+# -- item 12: serve -------------------------------------------------------------------------------
+def _get(url: str) -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], ""
+
+
+def test_serve_shows_the_store_over_real_http(tmp_path):
+    import threading
+
+    from rast_maelstrom.harness import analysis
+    from rast_maelstrom.harness.web import make_server
+    from test_analysis import invalid_history, make_store
+
+    test_dir = make_store(tmp_path, invalid_history().ops)
+    analysis.analyze(test_dir)
+    root = tmp_path / "store"
+    (tmp_path / "secret").write_text("not served")
+    (test_dir / "escape").symlink_to(tmp_path / "secret")
+    server = make_server(root, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        status, ctype, page = _get(base + "/")
+        assert status == 200 and ctype.startswith("text/html")
+        assert test_dir.name in page and "invalid" in page and "results.edn" in page
+        rel = test_dir.relative_to(root).as_posix()
+        status, ctype, text = _get(f"{base}/files/{rel}/results.edn")
+        assert status == 200 and ctype.startswith("text/plain") and ":valid? false" in text
+        status, ctype, listing = _get(f"{base}/files/{rel}/")
+        assert status == 200 and "history.txt" in listing and "independent/" in listing
+        status, ctype, _ = _get(f"{base}/files/{rel}/timeline.html")
+        assert status == 200 and ctype.startswith("text/html")
+        assert _get(f"{base}/files/{rel}/escape")[0] == 404          # points outside the store
+        assert _get(f"{base}/files/%2e%2e/%2e%2e/secret")[0] == 404
+        assert _get(f"{base}/files/{rel}/nope.txt")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_command_binds_and_answers(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    from pathlib import Path
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([str(root / "bin" / "maelstrom-py"), "serve", "-b", "127.0.0.1", "-p",
+                             str(port), "--store", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, _, page = _get(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert status == 200 and "No tests in the store yet" in page
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert f"Listening on http://127.0.0.1:{port}/" in proc.stdout.read().decode()

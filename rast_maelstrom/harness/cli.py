@@ -198,7 +198,16 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--store", default="store", metavar="DIR",
                    help="[extension] store directory (default ./store)")
 
-    for name in ("serve", "demo", "doc"):
+    w = sub.add_parser("serve", help="show the store in a browser",
+                       description="Serve the store's tests and files over HTTP, as the jar's "
+                                   "`serve` does.")
+    w.add_argument("-b", "--host", default="0.0.0.0", metavar="HOST",
+                   help="hostname to bind to (default 0.0.0.0)")
+    w.add_argument("-p", "--port", default="8080", metavar="NUMBER",
+                   help="port number to bind to (default 8080)")
+    w.add_argument("--store", default="store", metavar="DIR",
+                   help="[extension] store directory (default ./store)")
+    for name in ("demo", "doc"):
         sub.add_parser(name, help=f"(the jar's `{name}`; not implemented here)")
     return p
 
@@ -500,6 +509,26 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from .web import make_server
+
+    port = _java_long("--port", ns.port) if _JAVA_LONG.fullmatch(ns.port) else None
+    if port is None or port <= 0:
+        raise BadArgs(str(_failed("--port", ns.port, "Must be positive")))
+    setup_logging(None)
+    try:
+        server = make_server(Path(ns.store), ns.host, port)
+    except OSError as exc:
+        log.error("could not listen on %s:%d: %s", ns.host, port, exc)
+        return EXIT_CRASH
+    log.info("Listening on http://%s:%d/", ns.host, port)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_VALID
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
@@ -508,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_test(ns)
         if ns.command == "analyze":
             return cmd_analyze(ns)
+        if ns.command == "serve":
+            return cmd_serve(ns)
         if ns.command is None:
             parser.print_usage(sys.stderr)
             raise BadArgs("expected a command: test or analyze")
