@@ -43,6 +43,9 @@ def test_a_proxy_keeping_its_state_in_lin_kv_passes_and_its_service_traffic_is_c
     store = latest(tmp_path)
     for name in ("history.edn", "independent/0/history.edn", "independent/0/timeline.html"):
         assert (store / name).is_file(), name
+    # Item 9: the Lamport diagram, with the service as a participant.
+    svg = (store / "messages.svg").read_text()
+    assert svg.count("<rect ") > 300 and ">lin-kv</text>" in svg and "#81BFFC" in svg
     lines = (store / "history.edn").read_text().splitlines()
     assert lines[0].startswith("{:index 0, :time ") and ", :value [0 nil]}" in lines[0]
     assert any(re.fullmatch(r"\{:index \d+, :time \d+, :type :info, :process :nemesis, "

@@ -347,3 +347,59 @@ def test_serve_command_binds_and_answers(tmp_path):
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
     assert f"Listening on http://127.0.0.1:{port}/" in proc.stdout.read().decode()
+
+
+# -- item 9: messages.svg, the Lamport diagram ----------------------------------------------------
+def _journal(*events) -> list[bytes]:
+    return [orjson.dumps(e) for e in events]
+
+
+def _send(i, src, dest, body, ns):
+    return {"t": "send", "ns": ns, "msg": {"id": i, "src": src, "dest": dest, "body": body}}
+
+
+def _recv(i, ns):
+    return {"t": "recv", "ns": ns, "id": i}
+
+
+def test_lamport_diagram_draws_each_delivered_message_as_the_jar_does():
+    import xml.etree.ElementTree as ET
+
+    from rast_maelstrom.harness.lamport import render, select_events, sort_key
+
+    journal = _journal(
+        _send(0, "c0", "n0", {"type": "init", "msg_id": 1, "node_id": "n0"}, 0), _recv(0, 1),
+        _send(1, "n0", "c0", {"type": "init_ok", "in_reply_to": 1}, 2), _recv(1, 3),
+        {"t": "time-zero", "ns": 10},
+        _send(2, "c10", "n1", {"type": "write", "msg_id": 1, "key": 0, "value": 3}, 11),
+        _recv(2, 12),
+        _send(3, "n1", "lin-kv", {"type": "write", "msg_id": 7, "key": 0, "value": 3}, 13),
+        _recv(3, 14),
+        _send(4, "lin-kv", "n1", {"type": "write_ok", "in_reply_to": 7}, 15), _recv(4, 16),
+        _send(5, "n1", "n0", {"type": "gossip", "msg_id": 8}, 17), {"t": "drop", "ns": 18, "id": 5},
+        _send(6, "n1", "c10", {"type": "error", "in_reply_to": 1, "code": 11, "text": "busy"}, 19),
+        _recv(6, 20),
+        _send(7, "c2", "n0", {"type": "read", "msg_id": 1, "key": 0}, 21), _recv(7, 22))
+    events, truncated = select_events(journal)
+    assert not truncated and len(events) == 11        # init and init_ok are left out
+    assert [k for k, _ in events[:3]] == ["send", "recv", "send"]
+    svg = render(events, truncated, "t")
+    root = ET.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    rects = root.findall(".//s:rect", ns)
+    assert len(rects) == 5                            # the dropped gossip draws no arrow
+    fills = [r.get("fill") for r in rects]
+    assert fills == ["#81BFFC", "#000", "#000", "#FF1E90", "#81BFFC"]
+    tips = [r.find("s:title", ns).text for r in rects]
+    assert tips[1] == 'n1 → lin-kv {:type "write", :msg_id 7, :key 0, :value 3}'
+    labels = [t.text for t in root.findall(".//s:g/s:g/s:text", ns)][1::2]
+    assert labels[:2] == ["write {:key 0, :value 3}", "write {:key 0, :value 3}"]
+    assert labels[3] == "error busy"
+    names = [t.text for t in root.findall("./s:g/s:text", ns)]
+    assert names == ["c2", "c10", "n0", "n1", "lin-kv"]   # clients, servers, then services
+    assert sorted(["lin-kv", "n10", "c1", "n2"], key=sort_key) == ["c1", "n2", "n10", "lin-kv"]
+    # The first N events, or a window of history time; a notice says when some are left out.
+    few, cut = select_events(journal, events_max=4)
+    assert len(few) == 4 and cut and "Additional network events not shown" in render(few, cut)
+    window, cut = select_events(journal, window_s=(3e-9, 8e-9))
+    assert [m["id"] for _, m in window] == [3, 3, 4, 4, 5] and cut

@@ -442,7 +442,7 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
                  "{store}"):
         assert flag in out, flag
-    assert out.count("[extension]") == 6
+    assert out.count("[extension]") == 8
 
 
 def test_same_seed_same_ops_on_virtual_time():

@@ -7,7 +7,8 @@ net; perf), merges validity false > "unknown" > true, and writes into the store 
 results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt and
 history.edn (§5.7), independent/<key>/{results.json, results.edn, history.txt, history.edn,
 timeline.html[, failure.txt]},
-latency-raw.png, latency-quantiles.png, rate.png and timeline.html. Also `summary_lines(results)`, the console
+latency-raw.png, latency-quantiles.png, rate.png, timeline.html and messages.svg (the Lamport
+diagram of messages.jsonl, `lamport.py`; the first N events or a window, from test.json). Also `summary_lines(results)`, the console
 paragraph the engine prints, and `verdict_line(valid)`, the jar's closing line.
 
 Invariants:
@@ -541,6 +542,17 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
         _marks(workload), f"{title} timeline", timeline_ops_max or TIMELINE_OPS_MAX,
     )
     t = lap("timeline", t)
+    if (store_dir / "messages.jsonl").is_file():
+        from .lamport import events_max_default, write_messages_svg
+        svg = test.get("messages_svg") or {}
+        window = svg.get("window_s")
+        drawn = guarded("messages-svg", write_messages_svg, store_dir / "messages.jsonl",
+                        store_dir / "messages.svg",
+                        events_max=svg.get("events_max") or events_max_default,
+                        window_s=tuple(window) if window else None, title=f"{title} messages")
+        log.info("messages.svg: %s network events drawn%s", drawn.get("events", "no"),
+                 " (more not shown)" if drawn.get("truncated") else "")
+        t = lap("messages-svg", t)
     results["exceptions"] = guarded("exceptions", checkers.exceptions, history)
     results["stats"] = guarded("stats", checkers.stats, history)
     results["availability"] = guarded("availability", checkers.availability, history, availability)

@@ -157,6 +157,12 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recovery-s", type=float, default=5.0, metavar="SECONDS",
                    help="[extension] with an extension fault: seconds to wait after the final "
                         "heal before the final reads (default 5)")
+    t.add_argument("--svg-events", type=int, default=10_000, metavar="N",
+                   help="[extension] messages.svg (the Lamport diagram) draws at most N network "
+                        "events (default 10000, as the jar)")
+    t.add_argument("--svg-window", metavar="FROM:TO",
+                   help="[extension] messages.svg draws only the events between FROM and TO "
+                        "seconds of history time (e.g. 10:12)")
     t.add_argument("--log-stderr", action="store_true", help="echo node stderr to the log")
     t.add_argument("--log-net-send", action="store_true", help="log every message sent")
     t.add_argument("--log-net-recv", action="store_true", help="log every message delivered")
@@ -401,6 +407,15 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
     nemesis = sorted(nemesis)
     if ns.recovery_s < 0:
         raise BadArgs(f"--recovery-s must be >= 0; got {ns.recovery_s}")
+    if ns.svg_events < 1:
+        raise BadArgs(f"--svg-events must be at least 1; got {ns.svg_events}")
+    svg_window = None
+    if ns.svg_window:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*:\s*(\d+(?:\.\d*)?)\s*", ns.svg_window)
+        if not m or float(m.group(1)) >= float(m.group(2)):
+            raise BadArgs(f"--svg-window must be FROM:TO seconds with FROM < TO, e.g. 10:12; "
+                          f"got {ns.svg_window!r}")
+        svg_window = (float(m.group(1)), float(m.group(2)))
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(2**31)
     opts = TestOptions(
         bin=os.path.realpath(ns.bin), args=list(ns.node_args), workload=ns.workload, nodes=nodes,
@@ -409,7 +424,8 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         latency_dist=ns.latency_dist, nemesis=nemesis, nemesis_interval=ns.nemesis_interval,
         log_stderr=ns.log_stderr, log_net_send=ns.log_net_send, log_net_recv=ns.log_net_recv,
         availability=parse_availability(ns.availability), leave_db_running=ns.leave_db_running,
-        seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s)
+        seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s,
+        svg_events=ns.svg_events, svg_window=svg_window)
     return opts, ns.test_count
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["Keyword", "Seq", "Str", "Tagged", "dumps", "is_keyword_name"]
+__all__ = ["Keyword", "Seq", "Str", "Tagged", "dumps", "from_json", "is_keyword_name"]
 
 # A conservative subset of EDN's symbol grammar: what we ever need for map keys and enum-ish
 # values such as `valid?`, `ok-count`, `precondition-failed`, `n1`, `start-partition`.
@@ -63,6 +63,16 @@ class Tagged(dict):
     def __init__(self, tag: str, fields: dict):
         super().__init__(fields)
         self.tag = tag
+
+
+def from_json(value: object) -> object:
+    """Decoded JSON as Clojure holds it after parsing: object keys stay strings at every depth
+    (wrapped in `Str`), so `dumps` prints `{"a" 1}`, not `{:a 1}`."""
+    if isinstance(value, dict):
+        return {Str(k): from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
 
 
 def is_keyword_name(text: str) -> bool:

@@ -94,6 +94,8 @@ class TestOptions:
     p_loss: float = 0.0        # [extension] with "loss" in nemesis
     p_dup: float = 0.0         # [extension] with "dup" in nemesis
     recovery_s: float = 5.0    # [extension] wait before the final reads
+    svg_events: int = 10_000   # [extension] messages.svg draws at most this many network events
+    svg_window: tuple[float, float] | None = None   # [extension] ... in this window (history s)
 
     @property
     def extensions(self) -> list[str]:
@@ -254,6 +256,8 @@ class TestRun(NodeControl):
                 "nemesis_interval": float(o.nemesis_interval), "availability": o.availability,
                 "seed": o.seed, "start_time": start_time, "client_timeout_ms": self.timeout_ms,
                 "leave_db_running": o.leave_db_running,
+                "messages_svg": {"events_max": o.svg_events,
+                                 "window_s": list(o.svg_window) if o.svg_window else None},
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
                    if o.extensions else {})}
 

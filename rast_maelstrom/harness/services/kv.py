@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ..edn import Str, dumps
+from ..edn import dumps, from_json
 
 
 class UnhandledRequest(Exception):
@@ -37,17 +37,9 @@ def canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def _edn_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {Str(k): _edn_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_edn_value(v) for v in value]
-    return value
-
-
 def pr_str(value: Any) -> str:
     """A decoded JSON value as Clojure's pr-str prints it."""
-    return dumps(_edn_value(value))
+    return dumps(from_json(value))
 
 
 def clj_str(value: Any) -> str:
