@@ -111,7 +111,7 @@ def test_node_that_never_answers_init_crashes_the_test(tmp_path, monkeypatch, ca
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
 def test_nodes_are_killed_at_the_end(tmp_path):
     r = maelstrom(tmp_path, "kv_single.py", "--time-limit", "1", "--rate", "10")
-    assert r.returncode == 0
+    assert r.returncode in (0, 1)   # ~10 ops: no cas may succeed, and stats then say invalid
     pids = [int(x) for x in __import__("re").findall(r"as pid (\d+)", r.stdout)]
     assert len(pids) == 3
     assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in

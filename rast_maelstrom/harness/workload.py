@@ -43,6 +43,7 @@ from typing import IO, Any
 
 import orjson
 
+from .analysis import history_line
 from .eventloop import Loop, Timer
 
 log = logging.getLogger("maelstrom.workload")
@@ -156,7 +157,6 @@ class History:
             self.out.write(orjson.dumps(op) + b"\n")
         if op_log.isEnabledFor(logging.INFO):
             # As the jar's interpreter logs ops: from the worker's thread, op->str's layout.
-            from .analysis import history_line
             if process == "nemesis":
                 thread = "jepsen nemesis"
             else:
