@@ -1,11 +1,14 @@
 """Orchestration of one lin-kv test: store, processes, init, workload, nemesis, teardown, analysis.
 
 Owns the order of a run (maelstrom-spec §2, §5.4): create the store directory and symlinks; write
-test.json; start every node and send each `init` from a fresh client c<k> (msg_id 1) in parallel,
+test.json; start the jar's services (lin-kv, seq-kv, lww-kv, lin-tso: `services.start`); start
+every node and send each `init` from a fresh client c<k> (msg_id 1) in parallel,
 requiring init_ok within `init_timeout_s`; check --concurrency (a bad value crashes here, after the
 nodes started, as under the jar); mark time zero; run the workload and the nemesis until the time
 limit, then let in-flight ops finish (up to the client timeout); heal (unrecorded); SIGKILL the
-nodes; write net-stats.json; call `analysis.analyze` unless a node crashed.
+nodes; write net-stats.json; call `analysis.analyze` unless a node crashed, and append the results
+and the verdict to jepsen.log (`log_results`). jepsen.log uses the jar's layout
+(`JarLogFormatter`: `LEVEL [date] thread - logger message`; ops come from `jepsen worker N`).
 
 A `RunCrash` is the jar's "crash" outcome: exit 255, no results. Crashes are: a node that cannot be
 started, fails init or dies during the test (reported at teardown with its exit status and last

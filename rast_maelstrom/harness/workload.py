@@ -29,7 +29,9 @@ Owns (maelstrom-spec §5):
   because failed ops are dropped and a read of nil is always legal. The same answer for a key that
   never had an acknowledged write is correct and counted in `final["absent"]`; a final read is
   "answered" when it is ok or absent.
-- `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl.
+- `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl; each
+  op is also logged (logger `jepsen.util`, thread `jepsen worker N` or `jepsen nemesis`) in the
+  jar's op->str layout, `3	:invoke	:write	[0 2]`.
 
 Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
 after every info; all randomness comes from the rng passed in.
