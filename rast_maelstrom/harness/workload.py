@@ -31,7 +31,7 @@ Owns (maelstrom-spec §5):
   "answered" when it is ok or absent.
 - `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl; each
   op is also logged (logger `jepsen.util`, thread `jepsen worker N` or `jepsen nemesis`) in the
-  jar's op->str layout, `3	:invoke	:write	[0 2]`.
+  jar's op->str layout, `3 :invoke :write [0 2]` (tab-separated).
 
 Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
 after every info; all randomness comes from the rng passed in.
