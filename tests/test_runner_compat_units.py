@@ -209,7 +209,7 @@ def _options(*flags):
      'Failed to validate "--concurrency 2x": Must be an integer, optionally followed by n.'),
     (["--availability", "2"], 'Failed to validate "--availability 2": must be either \'total\' '
                               'or a number between 0 and 1.'),
-    (["-w", "nope"], 'Failed to validate "--workload nope": Must be one of broadcast, echo, '
+    (["-w", "nope"], 'Failed to validate "-w nope": Must be one of broadcast, echo, '
                      'g-counter, g-set, kafka, lin-kv, pn-counter, txn-list-append, '
                      'txn-rw-register, unique-ids'),
     (["--bogus"], 'Unknown option: "--bogus"'),

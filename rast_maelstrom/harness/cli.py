@@ -362,7 +362,8 @@ def _jar_values(ns: argparse.Namespace) -> None:
 
     def workload() -> None:
         if ns.workload not in WORKLOADS:
-            raise _failed("--workload", ns.workload, f"Must be one of {', '.join(WORKLOADS)}")
+            typed = "-w" if "-w" in getattr(ns, "argv", ()) else "--workload"
+            raise _failed(typed, ns.workload, f"Must be one of {', '.join(WORKLOADS)}")
 
     def concurrency() -> None:
         if not _CONCURRENCY.fullmatch(ns.concurrency.strip()):
@@ -549,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         ns = parser.parse_args(argv)
+        ns.argv = list(sys.argv[1:] if argv is None else argv)
         if ns.command == "test":
             return cmd_test(ns)
         if ns.command == "analyze":
