@@ -15,6 +15,10 @@ from rast_maelstrom.harness.services.kv import LwwKv, PersistentKv
 from test_runner_units import MS, VirtualLoop
 
 
+READ_1 = b'{"src":"n0","dest":"lin-kv","body":{"type":"read","key":1,"msg_id":1}}'
+READ_2_AS_C5 = b'{"src":"c5","dest":"lin-kv","body":{"type":"read","key":1,"msg_id":2}}'
+
+
 def _setup(latency_ms=0, seed=0):
     loop = VirtualLoop()
     net = Network(loop, latency_ms=latency_ms, rng=random.Random(0))
@@ -56,7 +60,8 @@ def test_lin_kv_answers_reads_writes_and_cas_with_the_jars_codes_and_texts():
     assert call({"type": "read", "key": 1.0, "msg_id": 9})[0]["code"] == 20
     assert call({"type": "read", "key": True, "msg_id": 10})[0]["code"] == 20
     # No msg_id: the reply still comes, with a null in_reply_to.
-    assert call({"type": "read", "key": 1}) == [{"type": "read_ok", "value": 2, "in_reply_to": None}]
+    assert call({"type": "read", "key": 1}) == [
+        {"type": "read_ok", "value": 2, "in_reply_to": None}]
 
 
 def test_unknown_requests_get_no_reply_so_the_caller_times_out(caplog):
@@ -78,7 +83,7 @@ def test_lin_tso_hands_out_0_1_2_to_every_caller():
 
 def test_service_links_have_the_configured_latency_and_count_as_server_traffic():
     loop, net, got = _setup(latency_ms=10)
-    net.on_node_line("n0", b'{"src":"n0","dest":"lin-kv","body":{"type":"read","key":1,"msg_id":1}}')
+    net.on_node_line("n0", READ_1)
     loop.run_for(19 * MS)
     assert got["n0"] == []                 # 10 ms there, 10 ms back
     loop.run_for(2 * MS)
@@ -146,8 +151,8 @@ def test_a_reply_to_a_vanished_caller_is_dropped(caplog):
     loop, net, got = _setup(latency_ms=10)
     net.register_client("c5", lambda src, body: None)
     # The first request holds the service's inbox for 10 ms; the spoofed one queues behind it.
-    net.on_node_line("n0", b'{"src":"n0","dest":"lin-kv","body":{"type":"read","key":1,"msg_id":1}}')
-    net.on_node_line("n0", b'{"src":"c5","dest":"lin-kv","body":{"type":"read","key":1,"msg_id":2}}')
+    net.on_node_line("n0", READ_1)
+    net.on_node_line("n0", READ_2_AS_C5)
     net.unregister("c5")
     loop.run_for(30 * MS)
     assert len(got["n0"]) == 1

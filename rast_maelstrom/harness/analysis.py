@@ -8,7 +8,8 @@ results.json and results.edn (keys as the jar's results.edn, spec §5.8), histor
 history.edn (§5.7), independent/<key>/{results.json, results.edn, history.txt, history.edn,
 timeline.html[, failure.txt]},
 latency-raw.png, latency-quantiles.png, rate.png, timeline.html and messages.svg (the Lamport
-diagram of messages.jsonl, `lamport.py`; the first N events or a window, from test.json). Also `summary_lines(results)`, the console
+diagram of messages.jsonl, `lamport.py`; the first N events or a window, from test.json).
+Also `summary_lines(results)`, the console
 paragraph the engine prints, and `verdict_line(valid)`, the jar's closing line.
 
 Invariants:

@@ -1,5 +1,5 @@
-"""Command line of maelstrom-py: the jar's `test`, `analyze` and `serve` commands, flags, exit codes,
-verdicts. `analyze -t INDEX_OR_PATH` re-checks a stored test as the jar's does (rewrites its
+"""Command line of maelstrom-py: the jar's `test`, `analyze` and `serve` commands, flags, exit
+codes, verdicts. `analyze -t INDEX_OR_PATH` re-checks a stored test as the jar's does (rewrites its
 results, prints no verdict, exits 0); its [extension] `--verdict` prints results and verdict and
 exits 0/1/2 like `test`.
 

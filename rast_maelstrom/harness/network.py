@@ -23,7 +23,8 @@ Mechanics (maelstrom-spec §3):
   draws (and hence a seeded jar-compatible run) are exactly as before.
 - A node's line must be JSON matching the closed envelope {src: str, dest: str, body: object,
   id?: int} with registered src and dest (as the jar, a missing or null body counts as {}, and an
-  array of [key, value] pairs as an object, for the body and the message itself); otherwise `on_node_line` logs a WARN naming the node
+  array of [key, value] pairs as an object, for the body and the message itself); otherwise
+  `on_node_line` logs a WARN naming the node
   and returns False, and the caller reads nothing more from that node (as the jar does).
 
 Journal (`messages.jsonl`, one JSON object per line, buffered; times are ns since the network was

@@ -60,7 +60,8 @@ class ServiceEndpoint:
         self.handled += 1
         reply["in_reply_to"] = body.get("msg_id")
         if src not in self.network.inboxes:
-            log.warning("Error in service worker %s! reply to unregistered %s dropped", self.id, src)
+            log.warning("Error in service worker %s! reply to unregistered %s dropped",
+                        self.id, src)
             return
         self.network.send_body(self.id, src, reply)
 

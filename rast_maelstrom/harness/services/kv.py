@@ -82,7 +82,8 @@ class _KvMap:
             raise UnhandledRequest(f"no case for request type {t!r}")
         entry = self._lookup(ck)
         if entry is None:
-            if t == "cas" and self.create_if_not_exists and _truthy(body.get("create_if_not_exists")):
+            creates = self.create_if_not_exists and _truthy(body.get("create_if_not_exists"))
+            if t == "cas" and creates:
                 return self._put(ck, body.get("to")), {"type": "cas_ok"}
             return self, {"type": "error", "code": 20, "text": "key does not exist"}
         if t == "read":
