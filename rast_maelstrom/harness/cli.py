@@ -1,4 +1,7 @@
-"""Command line of maelstrom-py: the jar's `test` and `analyze` commands, flags, exit codes, verdicts.
+"""Command line of maelstrom-py: the jar's `test`, `analyze` and `serve` commands, flags, exit
+codes, verdicts. `analyze -t INDEX_OR_PATH` re-checks a stored test as the jar's does (rewrites its
+results, prints no verdict, exits 0); its [extension] `--verdict` prints results and verdict and
+exits 0/1/2 like `test`.
 
 Owns: parsing and validating arguments (maelstrom-spec §6), console logging, the live progress line,
 printing results and the jar's verdict line, and mapping outcomes to exit codes:
@@ -17,7 +20,9 @@ import argparse
 import logging
 import os
 import random
+import re
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,8 @@ import orjson
 
 from .. import __version__
 from .analysis import summary_lines
-from .runner import Progress, TestOptions, analyze_store, exit_code_for, run_test
+from .runner import (JarLogFormatter, Progress, TestOptions, analyze_store, exit_code_for,
+                     run_test)
 
 log = logging.getLogger("maelstrom.cli")
 
@@ -50,7 +56,25 @@ class BadArgs(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2; the jar exits 254
+        # Say it as the jar's option parser (tools.cli) does.
+        m = re.fullmatch(r"unrecognized arguments: (.*)", message)
+        if m:
+            raise BadArgs("\n".join(f'Unknown option: "{a}"' for a in m.group(1).split()))
+        m = re.fullmatch(r"argument ([^:]+): expected one argument", message)
+        if m:
+            flag = m.group(1).split("/")[-1]
+            raise BadArgs(f'Missing required argument for "{flag} {_METAVARS.get(flag, "ARG")}"')
         raise BadArgs(message)
+
+
+# The jar's option names for its "Missing required argument" message.
+_METAVARS = {"--bin": "FILE", "--workload": "NAME", "-w": "NAME", "--node-count": "NUM",
+             "--time-limit": "SECONDS", "--rate": "RATE", "--concurrency": "NUMBER",
+             "--latency": "MILLIS", "--latency-dist": "TYPE", "--nemesis": "FAULTS",
+             "--nemesis-interval": "SECONDS", "--availability": "EXPECTED",
+             "--test-count": "NUMBER", "--nodes": "NODE_LIST", "--nodes-file": "FILENAME",
+             "--node": "HOSTNAME", "-n": "HOSTNAME", "--test": "INDEX_OR_PATH",
+             "-t": "INDEX_OR_PATH"}
 
 
 # -- console logging ------------------------------------------------------------------------------
@@ -74,9 +98,9 @@ def setup_logging(progress: Progress | None) -> None:
         if isinstance(handler, _ConsoleHandler):
             root.removeHandler(handler)
     console = _ConsoleHandler(progress)
-    console.setFormatter(logging.Formatter("%(levelname)s [%(asctime)s] %(name)s - %(message)s"))
+    console.setFormatter(JarLogFormatter())
     # Every op goes to jepsen.log; the console shows milestones and the progress line instead.
-    console.addFilter(lambda record: record.name != "maelstrom.ops")
+    console.addFilter(lambda record: record.name != "jepsen.util")
     root.addHandler(console)
 
 
@@ -95,24 +119,24 @@ def _build_parser() -> argparse.ArgumentParser:
                    help=f"workload to run (default lin-kv; only {', '.join(IMPLEMENTED_WORKLOADS)} "
                         "is implemented)")
     t.add_argument("--bin", metavar="FILE", help="the node binary to test (required)")
-    t.add_argument("--node-count", type=int, metavar="NUM",
+    t.add_argument("--node-count", metavar="NUM",
                    help="number of nodes, named n0..n(NUM-1) (default: the node list n1..n5)")
     t.add_argument("-n", "--node", action="append", metavar="HOST", help="a node name (repeatable)")
     t.add_argument("--nodes", metavar="NODE_LIST", help="comma-separated node names")
     t.add_argument("--nodes-file", metavar="FILE", help="file with one node name per line")
-    t.add_argument("--time-limit", type=int, default=60, metavar="SECONDS",
+    t.add_argument("--time-limit", default="60", metavar="SECONDS",
                    help="how long to run the workload (default 60)")
-    t.add_argument("--rate", type=float, default=5.0, metavar="FLOAT",
+    t.add_argument("--rate", default="5", metavar="FLOAT",
                    help="approximate requests per second over all clients; 0 = no client ops "
                         "(default 5)")
     t.add_argument("--concurrency", default="1n", metavar="N[n]",
                    help="number of client threads, or Nn for N x node count (default 1n; lin-kv "
                         "needs a positive multiple of 2n)")
-    t.add_argument("--latency", type=int, default=0, metavar="MILLIS",
+    t.add_argument("--latency", default="0", metavar="MILLIS",
                    help="mean server-to-server message latency in ms (default 0)")
-    t.add_argument("--latency-dist", default="constant",
-                   choices=("constant", "uniform", "exponential"),
-                   help="latency distribution (default constant)")
+    t.add_argument("--latency-dist", default="constant", metavar="TYPE",
+                   help="latency distribution: constant, uniform or exponential (default "
+                        "constant)")
     t.add_argument("--nemesis", metavar="FAULTS",
                    help="comma-separated faults to inject (default none): 'partition' (the jar's "
                         "only one); [extension] 'kill' (SIGKILL a random minority or sometimes "
@@ -123,8 +147,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "adds a final recovery phase: heal all, wait --recovery-s, then read every "
                         "key from every node. Node arguments may use {store} (the run's store "
                         "directory), e.g. -- --data-dir {store}/data, so data survive restarts")
-    t.add_argument("--nemesis-interval", type=float, default=10.0, metavar="SECONDS",
-                   help="mean seconds between nemesis operations (default 10)")
+    t.add_argument("--nemesis-interval", default="10", metavar="SECONDS",
+                   help="mean seconds between nemesis operations (default 10; a ratio such as "
+                        "1/2 is accepted)")
     t.add_argument("--p-loss", type=float, default=0.0, metavar="P",
                    help="[extension] enable the 'loss' fault: while it is active, drop each "
                         "server-to-server message with probability P (0 < P <= 1)")
@@ -134,12 +159,19 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recovery-s", type=float, default=5.0, metavar="SECONDS",
                    help="[extension] with an extension fault: seconds to wait after the final "
                         "heal before the final reads (default 5)")
+    t.add_argument("--svg-events", type=int, default=10_000, metavar="N",
+                   help="[extension] messages.svg (the Lamport diagram) draws at most N network "
+                        "events (default 10000, as the jar)")
+    t.add_argument("--svg-window", metavar="FROM:TO",
+                   help="[extension] messages.svg draws only the events between FROM and TO "
+                        "seconds of history time (e.g. 10:12)")
     t.add_argument("--log-stderr", action="store_true", help="echo node stderr to the log")
     t.add_argument("--log-net-send", action="store_true", help="log every message sent")
     t.add_argument("--log-net-recv", action="store_true", help="log every message delivered")
     t.add_argument("--availability", metavar="total|FRACTION",
-                   help="require this fraction of ops to succeed ('total' = all)")
-    t.add_argument("--test-count", type=int, default=1, metavar="N",
+                   help="require this fraction of ops to succeed ('total' = all; a ratio such "
+                        "as 1/2 is accepted)")
+    t.add_argument("--test-count", default="1", metavar="N",
                    help="run the test N times, stopping at the first failure (default 1)")
     t.add_argument("--leave-db-running", action="store_true",
                    help="do not kill the node processes at the end")
@@ -157,62 +189,122 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("node_args", nargs="*", metavar="ARG",
                    help="arguments passed to the node binary (put them after --)")
 
-    a = sub.add_parser("analyze", help="re-check a stored test",
-                       description="Re-run analysis on a stored test and print its verdict.")
-    a.add_argument("-t", "--test-index", default="-1", metavar="INDEX|PATH",
-                   help="index into the stored lin-kv tests (default -1, the latest) or a path")
-    a.add_argument("-w", "--workload", default="lin-kv", metavar="NAME")
+    a = sub.add_parser("analyze", help="re-check a stored test", description=(
+        "Re-run the checkers on a stored test and rewrite its results, as the jar does (no "
+        "verdict, exit 0); --verdict also prints the results and the verdict and exits 0/1/2."))
+    a.add_argument("-t", "--test", "--test-index", dest="test_index", default="-1",
+                   metavar="INDEX_OR_PATH",
+                   help="index into the stored tests (default -1, the latest) or the path of a "
+                        "stored test (its directory or a file in it)")
+    a.add_argument("--verdict", action="store_true",
+                   help="[extension] print the results, a summary and the verdict, and exit 0 "
+                        "valid, 1 invalid, 2 unknown, as `test` does")
+    a.add_argument("-w", "--workload", default="lin-kv", metavar="NAME",
+                   help="[extension] which workload's stored tests -t indexes (default lin-kv)")
     a.add_argument("--availability", metavar="total|FRACTION",
-                   help="override the availability requirement stored in test.json")
+                   help="[extension] override the availability requirement stored in test.json")
     a.add_argument("--store", default="store", metavar="DIR",
                    help="[extension] store directory (default ./store)")
 
-    for name in ("serve", "demo", "doc"):
+    w = sub.add_parser("serve", help="show the store in a browser",
+                       description="Serve the store's tests and files over HTTP, as the jar's "
+                                   "`serve` does.")
+    w.add_argument("-b", "--host", default="0.0.0.0", metavar="HOST",
+                   help="hostname to bind to (default 0.0.0.0)")
+    w.add_argument("-p", "--port", default="8080", metavar="NUMBER",
+                   help="port number to bind to (default 8080)")
+    w.add_argument("--store", default="store", metavar="DIR",
+                   help="[extension] store directory (default ./store)")
+    for name in ("demo", "doc"):
         sub.add_parser(name, help=f"(the jar's `{name}`; not implemented here)")
     return p
 
 
+_CONCURRENCY = re.compile(r"\d+n?")
+_EDN_NUMBER = re.compile(r"[+-]?(\d+)(?:/(\d+)|N)?|[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
+_JAVA_LONG = re.compile(r"[+-]?\d+")
+_JAVA_DOUBLE = re.compile(r"[+-]?(NaN|Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)[fFdD]?")
+
+
+class _Invalid(Exception):
+    """One option value the jar would refuse; the message is the jar's (tools.cli's) wording."""
+
+
+def _failed(flag: str, text: str, why: str) -> _Invalid:
+    return _Invalid(f'Failed to validate "{flag} {text}": {why}')
+
+
+def _java_long(flag: str, text: str) -> int:
+    """Long/parseLong, with the jar's parse error."""
+    if not _JAVA_LONG.fullmatch(text):
+        return _parse_error(flag, text)
+    return int(text)
+
+
+def _parse_error(flag: str, text: str):
+    raise _Invalid(f'Error while parsing option "{flag} {text}": '
+                   f'java.lang.NumberFormatException: For input string: "{text}"')
+
+
+def _edn_number(text: str) -> Fraction | float | None:
+    """A number as Clojure's reader reads it: 3, 1/2, 0.5, 1e-3 (None: not a number)."""
+    t = text.strip()
+    if not _EDN_NUMBER.fullmatch(t):
+        return None
+    t = t.rstrip("NM")
+    return float(t) if re.search(r"[.eE]", t) else Fraction(t)
+
+
 def parse_concurrency(text: str, node_count: int) -> int:
     s = text.strip()
-    try:
-        if s.endswith("n"):
-            return int(s[:-1]) * node_count
-        return int(s)
-    except ValueError:
-        raise BadArgs(f"--concurrency must be an integer or an integer followed by n, like 2n; "
-                      f"got {text!r}") from None
+    if not _CONCURRENCY.fullmatch(s):
+        raise BadArgs(str(_failed("--concurrency", text,
+                                  "Must be an integer, optionally followed by n.")))
+    if s.endswith("n"):
+        return int(s[:-1]) * node_count
+    return int(s)
 
 
 def parse_availability(text: str | None) -> Any:
-    if text is None:
+    if text is None or text == "nil":
         return None
     if text == "total":
         return "total"
-    try:
-        x = float(text)
-    except ValueError:
-        raise BadArgs(f"--availability must be 'total' or a number in [0, 1]; got {text!r}") from None
-    if not 0 <= x <= 1:
-        raise BadArgs(f"--availability must be in [0, 1]; got {x}")
-    return x
+    x = _edn_number(text)
+    if x is None or not 0 <= x <= 1:
+        raise BadArgs(str(_failed("--availability", text,
+                                  "must be either 'total' or a number between 0 and 1.")))
+    return float(x)
+
+
+def _split_nodes_file(text: str) -> list[str]:
+    """As Java's split on \\s*\\n\\s*: trailing empty strings dropped."""
+    parts = re.split(r"\s*\n\s*", text)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
 
 
 def _node_list(ns: argparse.Namespace) -> list[str]:
+    """The jar's merge: --node-count replaces --nodes, then the list is --nodes-file's names,
+    then --nodes (or the --node-count names), then every -n; the default n1..n5 only when none
+    of these is given."""
+    nodes_opt = None
     if ns.node_count is not None:
-        if ns.node_count < 1:
-            raise BadArgs(f"--node-count must be at least 1; got {ns.node_count}")
-        return [f"n{i}" for i in range(ns.node_count)]
-    nodes: list[str] = []
-    if ns.node:
-        nodes += ns.node
-    if ns.nodes:
-        nodes += [x for x in ns.nodes.split(",") if x]
+        count = int(ns.node_count) if _JAVA_LONG.fullmatch(ns.node_count) else None
+        if count is None or count < 1:
+            raise BadArgs(str(_failed("--node-count", ns.node_count, "Must be positive.")))
+        nodes_opt = [f"n{i}" for i in range(count)]
+    elif ns.nodes:
+        nodes_opt = re.split(r",\s*", ns.nodes)
+    from_file: list[str] = []
     if ns.nodes_file:
         try:
-            nodes += [x.strip() for x in Path(ns.nodes_file).read_text().splitlines() if x.strip()]
+            from_file = _split_nodes_file(Path(ns.nodes_file).read_text())
         except OSError as exc:
             raise BadArgs(f"cannot read --nodes-file: {exc}") from None
-    if not nodes:
+    nodes = from_file + (nodes_opt or []) + (ns.node or [])
+    if nodes_opt is None and not ns.nodes_file and not ns.node:
         nodes = [f"n{i}" for i in range(1, 6)]
     for node in nodes:
         if node.startswith("c"):
@@ -222,36 +314,92 @@ def _node_list(ns: argparse.Namespace) -> list[str]:
     return nodes
 
 
+def _jar_values(ns: argparse.Namespace) -> None:
+    """Parse and validate the jar's numeric options in place, with the jar's messages; every bad
+    one is reported (one line each), as tools.cli collects them."""
+    errors: list[str] = []
+
+    def check(fn) -> None:
+        try:
+            fn()
+        except _Invalid as exc:
+            errors.append(str(exc))
+
+    def time_limit() -> None:
+        ns.time_limit = _java_long("--time-limit", ns.time_limit)
+        if ns.time_limit <= 0:
+            raise _failed("--time-limit", str(ns.time_limit), "Must be positive")
+
+    def test_count() -> None:
+        text = ns.test_count
+        ns.test_count = _java_long("--test-count", text)
+        if ns.test_count <= 0:
+            raise _failed("--test-count", text, "Must be positive")
+
+    def rate() -> None:
+        text = ns.rate
+        if not _JAVA_DOUBLE.fullmatch(text.strip()):
+            _parse_error("--rate", text)
+        ns.rate = float(text.strip().rstrip("fFdD").replace("Infinity", "inf"))
+        if ns.rate < 0:
+            raise _failed("--rate", text, "Can't be negative")
+
+    def latency() -> None:
+        text = ns.latency
+        ns.latency = int(text) if _JAVA_LONG.fullmatch(text) else None
+        if ns.latency is None or ns.latency < 0:
+            raise _failed("--latency", text, "Must be non-negative")
+
+    def latency_dist() -> None:
+        if ns.latency_dist not in ("constant", "uniform", "exponential"):
+            raise _failed("--latency-dist", ns.latency_dist,
+                          "Must be constant, uniform, or exponential")
+
+    def nemesis_interval() -> None:
+        text = ns.nemesis_interval
+        x = _edn_number(text)
+        if x is None or not x > 0:
+            raise _failed("--nemesis-interval", text, "Must be positive")
+        ns.nemesis_interval = float(x)
+
+    def workload() -> None:
+        if ns.workload not in WORKLOADS:
+            typed = "-w" if "-w" in getattr(ns, "argv", ()) else "--workload"
+            raise _failed(typed, ns.workload, f"Must be one of {', '.join(WORKLOADS)}")
+
+    def concurrency() -> None:
+        if not _CONCURRENCY.fullmatch(ns.concurrency.strip()):
+            raise _failed("--concurrency", ns.concurrency,
+                          "Must be an integer, optionally followed by n.")
+
+    for fn in (workload, time_limit, rate, concurrency, latency, latency_dist, nemesis_interval,
+               test_count):
+        check(fn)
+    if not ns.bin:
+        errors.append("Expected a --bin PATH_TO_BINARY to test")
+    if errors:
+        raise BadArgs("\n".join(errors))
+
+
 def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
     """Validated options plus the test count."""
-    if ns.workload not in WORKLOADS:
-        raise BadArgs(f"unknown workload {ns.workload!r}; known: {', '.join(WORKLOADS)}")
+    _jar_values(ns)
     if ns.workload not in IMPLEMENTED_WORKLOADS:
         raise BadArgs(f"workload {ns.workload!r} is not implemented by maelstrom-py; only "
                       f"{', '.join(IMPLEMENTED_WORKLOADS)} is")
-    if not ns.bin:
-        raise BadArgs("Expected a --bin PATH_TO_BINARY to test")
     nodes = _node_list(ns)
     if len(nodes) > LIN_KV_NODE_COUNT_MAX:
         raise BadArgs(f"lin-kv supports at most {LIN_KV_NODE_COUNT_MAX} nodes (with more, 2n "
                       f"threads exceed the 20-process key limit and the jar's generator never "
                       f"emits an op); got {len(nodes)}")
-    if ns.time_limit < 0:
-        raise BadArgs(f"--time-limit must be >= 0; got {ns.time_limit}")
-    if ns.rate < 0:
-        raise BadArgs(f"--rate must be >= 0; got {ns.rate}")
-    if ns.latency < 0:
-        raise BadArgs(f"--latency must be >= 0; got {ns.latency}")
     if ns.latency_dist != "constant" and ns.latency == 0:
         raise BadArgs(f"--latency-dist {ns.latency_dist} needs --latency > 0 (the jar hangs or "
                       f"crashes with a mean of 0)")
-    if ns.nemesis_interval <= 0:
-        raise BadArgs(f"--nemesis-interval must be positive; got {ns.nemesis_interval}")
-    nemesis = {x.strip() for x in (ns.nemesis or "").split(",") if x.strip()}
+    nemesis = {x for x in re.split(r"\s*,\s*", ns.nemesis or "") if x}
     for fault in sorted(nemesis):
         if fault not in NEMESES + EXTENSION_NEMESES:
-            raise BadArgs(f"unknown nemesis fault {fault!r}; known: partition (the jar's), and "
-                          f"the extensions {', '.join(EXTENSION_NEMESES)}")
+            raise BadArgs(str(_failed("--nemesis", ns.nemesis, "Must be one of partition"))
+                          + f" ([extension] or {', '.join(EXTENSION_NEMESES)})")
     for flag, p, kind in (("--p-loss", ns.p_loss, "loss"), ("--p-dup", ns.p_dup, "dup")):
         if not 0 <= p <= 1:
             raise BadArgs(f"{flag} must be a probability in [0, 1]; got {p}")
@@ -262,8 +410,15 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
     nemesis = sorted(nemesis)
     if ns.recovery_s < 0:
         raise BadArgs(f"--recovery-s must be >= 0; got {ns.recovery_s}")
-    if ns.test_count < 1:
-        raise BadArgs(f"--test-count must be at least 1; got {ns.test_count}")
+    if ns.svg_events < 1:
+        raise BadArgs(f"--svg-events must be at least 1; got {ns.svg_events}")
+    svg_window = None
+    if ns.svg_window:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*:\s*(\d+(?:\.\d*)?)\s*", ns.svg_window)
+        if not m or float(m.group(1)) >= float(m.group(2)):
+            raise BadArgs(f"--svg-window must be FROM:TO seconds with FROM < TO, e.g. 10:12; "
+                          f"got {ns.svg_window!r}")
+        svg_window = (float(m.group(1)), float(m.group(2)))
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(2**31)
     opts = TestOptions(
         bin=os.path.realpath(ns.bin), args=list(ns.node_args), workload=ns.workload, nodes=nodes,
@@ -272,7 +427,8 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         latency_dist=ns.latency_dist, nemesis=nemesis, nemesis_interval=ns.nemesis_interval,
         log_stderr=ns.log_stderr, log_net_send=ns.log_net_send, log_net_recv=ns.log_net_recv,
         availability=parse_availability(ns.availability), leave_db_running=ns.leave_db_running,
-        seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s)
+        seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s,
+        svg_events=ns.svg_events, svg_window=svg_window)
     return opts, ns.test_count
 
 
@@ -333,13 +489,14 @@ def cmd_test(ns: argparse.Namespace) -> int:
 
 
 def find_stored_test(store: Path, workload: str, index: str) -> Path:
-    try:
-        i = int(index)
-    except ValueError:
+    if not re.fullmatch(r"-?\d+", index):
         path = Path(index)
+        if path.is_file():
+            path = path.parent   # e.g. the test.json (the jar's test.jepsen) of a stored test
         if not (path / "test.json").is_file():
-            raise BadArgs(f"{path} is not a stored test (no test.json)") from None
+            raise BadArgs(f"{path} is not a stored test (no test.json)")
         return path
+    i = int(index)
     base = store / workload
     runs = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink()
                   and (p / "test.json").is_file()) if base.is_dir() else []
@@ -362,26 +519,52 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
             availability = None
     log.info("Analyzing %s", store_dir)
     results = analyze_store(store_dir, availability=availability)
+    log.info("Analysis complete")
+    if not ns.verdict:
+        return EXIT_VALID   # the jar's analyze prints no verdict and exits 0
     code = exit_code_for(results)
     print_results(results, store_dir)
     print_verdict(code)
     return code
 
 
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from .web import make_server
+
+    port = _java_long("--port", ns.port) if _JAVA_LONG.fullmatch(ns.port) else None
+    if port is None or port <= 0:
+        raise BadArgs(str(_failed("--port", ns.port, "Must be positive")))
+    setup_logging(None)
+    try:
+        server = make_server(Path(ns.store), ns.host, port)
+    except OSError as exc:
+        log.error("could not listen on %s:%d: %s", ns.host, port, exc)
+        return EXIT_CRASH
+    log.info("Listening on http://%s:%d/", ns.host, port)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_VALID
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         ns = parser.parse_args(argv)
+        ns.argv = list(sys.argv[1:] if argv is None else argv)
         if ns.command == "test":
             return cmd_test(ns)
         if ns.command == "analyze":
             return cmd_analyze(ns)
+        if ns.command == "serve":
+            return cmd_serve(ns)
         if ns.command is None:
             parser.print_usage(sys.stderr)
             raise BadArgs("expected a command: test or analyze")
         raise BadArgs(f"the {ns.command!r} command is not implemented by maelstrom-py")
     except BadArgs as exc:
-        print(f"maelstrom-py: {exc}", file=sys.stderr)
+        print(exc, flush=True)   # the jar prints argument errors on stdout
         return EXIT_BAD_ARGS
     except KeyboardInterrupt:
         print("maelstrom-py: interrupted", file=sys.stderr)

@@ -16,8 +16,9 @@ Model and preprocessing (spec §5.8)
     * ``info`` ops may take effect at any time after their invocation, or never. Info reads have
       no effect and are dropped; an ok read of nil is legal anywhere and is dropped too.
     * write v sets v; cas [a b] is legal only when the register equals a, then sets b; an ok read
-      of v is legal only when the register equals v. Values are arbitrary JSON compared with ==
-      (lists and objects are frozen to tuples for hashing; true/false are kept apart from 1/0).
+      of v is legal only when the register equals v. Values are arbitrary JSON compared exactly,
+      as Knossos's Clojure `=` compares them (lists and objects are frozen to tuples for hashing;
+      integers, floats and booleans are kept apart: 3, 3.0 and true are three values).
 
 Algorithm: just-in-time linearization over call/return events (the WGL search run breadth-first)
     Records are swept in history order (the order is real time; positions, not clocks, decide
@@ -109,20 +110,23 @@ class _SearchLimit(Exception):
 
 
 def _freeze(v):
-    """Map a JSON value to a hashable value with JSON equality (lists -> tuples)."""
+    """Map a JSON value to a hashable value with exact JSON equality, as Knossos's Clojure `=`:
+    lists -> tuples, and integers, floats and booleans are three kinds (3 != 3.0 != true)."""
     if isinstance(v, list):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, dict):
         return ("\x00obj", frozenset((k, _freeze(x)) for k, x in v.items()))
     if v is True or v is False:
         return ("\x00bool", v)
+    if type(v) is float:
+        return ("\x00float", v)
     return v
 
 
 def _thaw(v):
     """Inverse of _freeze, for reports."""
     if isinstance(v, tuple):
-        if len(v) == 2 and v[0] == "\x00bool":
+        if len(v) == 2 and v[0] in ("\x00bool", "\x00float"):
             return v[1]
         if len(v) == 2 and v[0] == "\x00obj" and isinstance(v[1], frozenset):
             return {k: _thaw(x) for k, x in v[1]}
@@ -302,7 +306,9 @@ class _Checker:
                 frontier = nxt
                 if len(frontier) > self.frontier_max:
                     self.frontier_max = len(frontier)
-        return {"valid?": True}
+        # The values the register may hold at the end (reported as Knossos's final configs).
+        return {"valid?": True,
+                "final-values": sorted((_thaw(s) for s in {s for s, _ in frontier}), key=repr)}
 
     def _filter(self) -> list:
         """Drop fail ops, info reads, nil reads and useless info ops; compute info deaths."""

@@ -22,7 +22,9 @@ Mechanics (maelstrom-spec §3):
   Loss and duplication draw from `fault_rng` only while p > 0, so with the faults off the latency
   draws (and hence a seeded jar-compatible run) are exactly as before.
 - A node's line must be JSON matching the closed envelope {src: str, dest: str, body: object,
-  id?: int} with registered src and dest; otherwise `on_node_line` logs a WARN naming the node
+  id?: int} with registered src and dest (as the jar, a missing or null body counts as {}, and an
+  array of [key, value] pairs as an object, for the body and the message itself); otherwise
+  `on_node_line` logs a WARN naming the node
   and returns False, and the caller reads nothing more from that node (as the jar does).
 
 Journal (`messages.jsonl`, one JSON object per line, buffered; times are ns since the network was
@@ -78,14 +80,35 @@ class NetworkOverload(Exception):
     """An inbox exceeded `inbox_messages_max` (a destination stopped consuming)."""
 
 
+def _as_map(value: Any, what: str) -> dict:
+    """The jar's one-level key conversion (`process.clj` keywordize-keys-1): a JSON object as is,
+    null or "" as {}, an array of [key, value] pairs as an object; anything else is not a map."""
+    if value is None or value == "":
+        return {}
+    if type(value) is list and all(type(p) is list and p and type(p[0]) is str for p in value):
+        return {p[0]: (p[1] if len(p) > 1 else None) for p in value}
+    raise BadLine(f"{what} is not a JSON object")
+
+
 def parse_envelope(line: bytes) -> dict:
     """Parse one stdout line into a message dict, or raise BadLine saying why (closed schema)."""
+    return parse_envelope_lenient(line)[0]
+
+
+def parse_envelope_lenient(line: bytes) -> tuple[dict, bool]:
+    """(message, rewritten): as the jar, a missing or null body is {} and an array of pairs is
+    an object (at the top level too); `rewritten` says the line's own bytes no longer match."""
     try:
         msg = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise BadLine(f"not well-formed JSON ({exc})") from None
+    rewritten = False
     if type(msg) is not dict:
-        raise BadLine("not a JSON object")
+        msg = _as_map(msg, "the message")
+        rewritten = True
+    if type(msg.get("body")) is not dict:
+        msg["body"] = _as_map(msg.get("body"), "body")
+        rewritten = True
     if not msg.keys() <= ENVELOPE_KEYS:
         extra = sorted(msg.keys() - ENVELOPE_KEYS)
         raise BadLine(f"unexpected top-level keys {extra}; a message has only src, dest, body, id")
@@ -95,11 +118,9 @@ def parse_envelope(line: bytes) -> dict:
         raise BadLine("src missing or not a string")
     if type(dest) is not str:
         raise BadLine("dest missing or not a string")
-    if type(msg.get("body")) is not dict:
-        raise BadLine("body missing or not a JSON object")
     if "id" in msg and type(msg["id"]) is not int:
         raise BadLine("id is not an integer")
-    return msg
+    return msg, rewritten
 
 
 def is_client(node_id: str) -> bool:
@@ -236,7 +257,7 @@ class Network:
     def on_node_line(self, node_id: str, line: bytes) -> bool:
         """Route one stdout line of `node_id`. Returns False if the line was bad (stop reading)."""
         try:
-            msg = parse_envelope(line)
+            msg, rewritten = parse_envelope_lenient(line)
             src = msg["src"]
             dest = msg["dest"]
             if src not in self.inboxes:
@@ -251,7 +272,7 @@ class Network:
         mid = self.next_id
         self.next_id = mid + 1
         inbox = self.inboxes[dest]
-        if "id" in msg:
+        if "id" in msg or rewritten:
             msg["id"] = mid
             framed = orjson.dumps(msg)
         else:

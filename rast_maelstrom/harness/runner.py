@@ -1,11 +1,14 @@
 """Orchestration of one lin-kv test: store, processes, init, workload, nemesis, teardown, analysis.
 
 Owns the order of a run (maelstrom-spec §2, §5.4): create the store directory and symlinks; write
-test.json; start every node and send each `init` from a fresh client c<k> (msg_id 1) in parallel,
+test.json; start the jar's services (lin-kv, seq-kv, lww-kv, lin-tso: `services.start`); start
+every node and send each `init` from a fresh client c<k> (msg_id 1) in parallel,
 requiring init_ok within `init_timeout_s`; check --concurrency (a bad value crashes here, after the
 nodes started, as under the jar); mark time zero; run the workload and the nemesis until the time
 limit, then let in-flight ops finish (up to the client timeout); heal (unrecorded); SIGKILL the
-nodes; write net-stats.json; call `analysis.analyze` unless a node crashed.
+nodes; write net-stats.json; call `analysis.analyze` unless a node crashed, and append the results
+and the verdict to jepsen.log (`log_results`). jepsen.log uses the jar's layout
+(`JarLogFormatter`: `LEVEL [date] thread - logger message`; ops come from `jepsen worker N`).
 
 A `RunCrash` is the jar's "crash" outcome: exit 255, no results. Crashes are: a node that cannot be
 started, fails init or dies during the test (reported at teardown with its exit status and last
@@ -25,6 +28,9 @@ reads every key used (recorded, so the checker judges them). The figures go to t
 jepsen.log and `final-reads.json` (including "lost-keys": keys with an acknowledged write that a
 final read says do not exist); restarts are counted in jepsen.log. Without extensions nothing
 of this happens and the run is the jar-compatible one.
+
+With --leave-db-running, as under the jar, nodes are neither killed nor checked: a node that died
+during the run is not reported and the analysis runs.
 
 Invariants: one thread; every node started is killed (unless --leave-db-running) even on errors;
 the run is bounded in time by time_limit + client timeout + `teardown_slack_s`, plus, with
@@ -46,6 +52,7 @@ from typing import Any
 
 import orjson
 
+from . import services
 from .eventloop import Loop
 from .nemesis import EXTENSION_KINDS, Nemesis, NodeControl, make_fault_kinds
 from .network import Network, NetworkOverload
@@ -90,6 +97,8 @@ class TestOptions:
     p_loss: float = 0.0        # [extension] with "loss" in nemesis
     p_dup: float = 0.0         # [extension] with "dup" in nemesis
     recovery_s: float = 5.0    # [extension] wait before the final reads
+    svg_events: int = 10_000   # [extension] messages.svg draws at most this many network events
+    svg_window: tuple[float, float] | None = None   # [extension] ... in this window (history s)
 
     @property
     def extensions(self) -> list[str]:
@@ -173,6 +182,28 @@ class Progress:
             self.shown = False
 
 
+class JarLogFormatter(logging.Formatter):
+    """The jar's log layout, `LEVEL [date] thread - logger message`: a record's thread is its
+    `jthread` (an op's worker, e.g. `jepsen worker 3`), else the test runner's."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s [%(asctime)s] %(jthread)s - %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "jthread"):
+            record.jthread = "jepsen test runner"
+        return super().format(record)
+
+
+def log_results(store_dir: Path, results_edn: str, verdict: str) -> None:
+    """Append the results and the verdict to the run's jepsen.log, as the jar logs them at the
+    end (analysis runs after the run's own logging has closed)."""
+    record = logging.LogRecord("jepsen.core", logging.INFO, __file__, 0,
+                               "\n\n%s\n\n%s", (results_edn.rstrip(), verdict), None)
+    with open(store_dir / "jepsen.log", "a", encoding="utf-8") as f:
+        f.write(JarLogFormatter().format(record) + "\n")
+
+
 class BufferedFileHandler(logging.FileHandler):
     """jepsen.log gets a line per op: flushing each one cost the router a third of its time at a few
     thousand ops/s. This handler flushes at most every `log_flush_interval_s` (and on close)."""
@@ -228,6 +259,8 @@ class TestRun(NodeControl):
                 "nemesis_interval": float(o.nemesis_interval), "availability": o.availability,
                 "seed": o.seed, "start_time": start_time, "client_timeout_ms": self.timeout_ms,
                 "leave_db_running": o.leave_db_running,
+                "messages_svg": {"events_max": o.svg_events,
+                                 "window_s": list(o.svg_window) if o.svg_window else None},
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
                    if o.extensions else {})}
 
@@ -235,8 +268,7 @@ class TestRun(NodeControl):
         o = self.opts
         self.store_dir = make_store_dir(Path(o.store), o.workload)
         self.log_handler = BufferedFileHandler(self.store_dir / "jepsen.log")
-        self.log_handler.setFormatter(logging.Formatter(
-            "%(levelname)s [%(asctime)s] %(name)s - %(message)s"))
+        self.log_handler.setFormatter(JarLogFormatter())
         logging.getLogger().addHandler(self.log_handler)
         try:
             return self._run()
@@ -261,7 +293,8 @@ class TestRun(NodeControl):
                                    rng=self._rng("latency"), journal=journal,
                                    log_send=o.log_net_send, log_recv=o.log_net_recv,
                                    fault_rng=self._rng("net-faults"))
-            self.history = History(self.loop, history_out)
+            self.history = History(self.loop, history_out, threads=o.concurrency)
+            services.start(self.network, self._rng("services"))
             self._start_nodes()
             self._init_nodes()
             self._check_concurrency()
@@ -279,7 +312,8 @@ class TestRun(NodeControl):
         if self.network is not None:
             (self.store_dir / "net-stats.json").write_bytes(
                 orjson.dumps(self.network.stats(), option=orjson.OPT_INDENT_2))
-        crashed_nodes = self.unexpected_deaths + crashed_nodes
+        if not o.leave_db_running:
+            crashed_nodes = self.unexpected_deaths + crashed_nodes
         if crash is None and crashed_nodes:
             crash = RunCrash("\n\n".join(crashed_nodes))
         if crash is not None:
@@ -527,6 +561,7 @@ class TestRun(NodeControl):
         if self.loop.now_ns() >= self.end_ns:
             return
         self.nemesis.step()
+        self.workload.note_nemesis_op()
         self.nemesis_timer = self.loop.call_later(int(self.nemesis.gap_s() * 1e9),
                                                   self._nemesis_step)
 
@@ -551,13 +586,15 @@ class TestRun(NodeControl):
             if proc.proc is None:
                 continue
             if self.opts.leave_db_running:
+                # The jar skips the DB teardown, and with it the check for crashed nodes.
                 if proc.down:
                     continue   # the nemesis killed it and the run ended before its restart
                 proc.resume()
-                status = proc.exit_status()
-                log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
-            else:
-                status = proc.kill()
+                proc.drain_stderr()
+                if proc.exit_status() is None:
+                    log.info("Leaving node %s running (pid %d)", proc.node_id, proc.pid)
+                continue
+            status = proc.kill()
             proc.drain_stderr()
             if status is not None:
                 reports.append(proc.crash_report(status))
@@ -576,6 +613,10 @@ def run_test(opts: TestOptions, progress: Progress | None = None) -> RunOutcome:
         return outcome
     outcome.results = analyze_store(outcome.store_dir, availability=opts.availability)
     outcome.exit_code = exit_code_for(outcome.results)
+    edn = outcome.store_dir / "results.edn"
+    from .analysis import verdict_line
+    log_results(outcome.store_dir, edn.read_text(encoding="utf-8") if edn.is_file() else
+                str(outcome.results), verdict_line(outcome.results.get("valid?")))
     return outcome
 
 

@@ -9,6 +9,14 @@ Owns (maelstrom-spec §5):
   stagger: each invocation is at max(slot, first moment a thread is free), and the next slot is
   that time + U[0, 2/rate) s, so missed slots are not made up. No invocation after the time limit;
   in-flight ops finish (up to the client timeout).
+  Which thread gets a slot is decided as the jar's generators decide it (`choose_thread`): a group
+  with a free thread is drawn uniformly; within group 0, when both its reader range (threads
+  0..n-1) and its other threads have a free thread, the read range wins with probability
+  n / (n + n) = 1/2 (the ranges' thread counts as weights), else whichever range is free; the
+  thread is then the first free one of that range at or after the rotating index
+  `next_thread`, wrapping around -- the index advances by one for every op handed out, the
+  nemesis's included (`note_nemesis_op`), modulo concurrency + 1 (the nemesis is a thread too).
+  So when workers block, the read share stays the jar's instead of following the free workers.
 - `complete_op`: reply (or timeout) -> history completion, per the §5.6 table, with closed reply
   schemas.
 - [extension] `start_final_reads(keys)`: after the main phase, each node's reader client (threads
@@ -21,7 +29,9 @@ Owns (maelstrom-spec §5):
   because failed ops are dropped and a read of nil is always legal. The same answer for a key that
   never had an acknowledged write is correct and counted in `final["absent"]`; a final read is
   "answered" when it is ok or absent.
-- `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl.
+- `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl; each
+  op is also logged (logger `jepsen.util`, thread `jepsen worker N` or `jepsen nemesis`) in the
+  jar's op->str layout, `3 :invoke :write [0 2]` (tab-separated).
 
 Invariants: at most one op in flight per worker; a worker's process changes to old + concurrency
 after every info; all randomness comes from the rng passed in.
@@ -35,10 +45,11 @@ from typing import IO, Any
 
 import orjson
 
+from .analysis import history_line
 from .eventloop import Loop, Timer
 
 log = logging.getLogger("maelstrom.workload")
-op_log = logging.getLogger("maelstrom.ops")
+op_log = logging.getLogger("jepsen.util")   # the jar logs each op under this name
 
 process_limit = 20
 value_max = 4
@@ -99,16 +110,16 @@ def complete_op(f: str, value: list, body: dict | None) -> dict:
     if body is None:
         return {"type": "fail" if f == "read" else "info", "value": value, "error": "net-timeout"}
     if type(body) is dict and body.get("type") == "error":
+        # A code that is missing or not an integer is not in the jar's registry either: an
+        # unknown, indefinite error (a read still fails: it is idempotent).
         code = body.get("code")
-        if _is_int(code):
-            name, definite = ERRORS.get(code, ("unknown", False))
-            error = [name, body.get("text")]
-            if definite or f == "read":
-                return {"type": "fail", "value": value, "error": error}
-            return {"type": "info", "value": value, "error": error}
-        problem = "error reply has no integer code"
-    else:
-        problem = reply_schema_problem(f, body)
+        name, definite = ERRORS.get(code, ("unknown", False)) if _is_int(code) else (
+            "unknown", False)
+        error = [name, body.get("text")]
+        if definite or f == "read":
+            return {"type": "fail", "value": value, "error": error}
+        return {"type": "info", "value": value, "error": error}
+    problem = reply_schema_problem(f, body)
     if problem is not None:
         return {"type": "info", "value": value, "error": f"indeterminate: {problem}",
                 "exception": {"class": "malformed-rpc-response", "message": problem,
@@ -121,9 +132,10 @@ def complete_op(f: str, value: list, body: dict | None) -> dict:
 class History:
     """Appends ops to history.jsonl with dense indexes and times in ns since time zero."""
 
-    def __init__(self, loop: Loop, out: IO[bytes] | None):
+    def __init__(self, loop: Loop, out: IO[bytes] | None, threads: int | None = None):
         self.loop = loop
         self.out = out
+        self.threads = threads   # client threads, to name the worker of a process in the log
         self.zero_ns = loop.now_ns()
         self.next_index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
@@ -146,10 +158,12 @@ class History:
         if self.out is not None:
             self.out.write(orjson.dumps(op) + b"\n")
         if op_log.isEnabledFor(logging.INFO):
-            text = f"{process}\t:{type_}\t:{f}\t{orjson.dumps(value).decode()}"
-            if "error" in op:
-                text += f"\t{orjson.dumps(op['error']).decode()}"
-            op_log.info(text)
+            # As the jar's interpreter logs ops: from the worker's thread, op->str's layout.
+            if process == "nemesis":
+                thread = "jepsen nemesis"
+            else:
+                thread = f"jepsen worker {process % self.threads if self.threads else process}"
+            op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
         return op
 
 
@@ -167,16 +181,20 @@ class LinKvGenerator:
         self.next_key = groups
         self.seen: list[set] = [set() for _ in range(groups)]
 
+    def retire_if_exhausted(self, g: int, group_processes: list[int]) -> None:
+        """Give group g the next unused key once its key has seen more than `process_limit`
+        processes (the jar asks every free group, so every free group is checked)."""
+        if len(self.seen[g] | set(group_processes)) > process_limit:
+            self.keys[g] = self.next_key
+            self.next_key += 1
+            self.seen[g] = set()
+            log.info("thread group %d retires its key; next key %d", g, self.keys[g])
+
     def op(self, thread: int, group_processes: list[int]) -> tuple[str, list]:
         """The op for `thread`; `group_processes` are the current processes of its group."""
         g = thread // self.group_size
-        seen = self.seen[g] | set(group_processes)
-        if len(seen) > process_limit:
-            self.keys[g] = self.next_key
-            self.next_key += 1
-            seen = set(group_processes)
-            log.info("thread group %d retires its key; next key %d", g, self.keys[g])
-        self.seen[g] = seen
+        self.retire_if_exhausted(g, group_processes)
+        self.seen[g] |= set(group_processes)
         key = self.keys[g]
         rng = self.rng
         if thread < self.n:
@@ -220,7 +238,8 @@ class Workload:
         self.generator = LinKvGenerator(rng, len(nodes), concurrency)
         self.workers = [Worker(i, f"c{first_client_index + i}", nodes[i % len(nodes)])
                         for i in range(concurrency)]
-        self.free: list[Worker] = []
+        self.free: set[int] = set()   # threads with no op in flight
+        self.next_thread = 0          # the jar's rotating thread index (0..concurrency)
         self.next_slot_ns = 0
         self.slot_timer: Timer | None = None
         self.end_ns = 0
@@ -244,7 +263,7 @@ class Workload:
         self.running = self.rate > 0
         if not self.running:
             return
-        self.free = list(self.workers)
+        self.free = {w.thread for w in self.workers}
         self.next_slot_ns = self.loop.now_ns()
         self._maybe_invoke()
 
@@ -279,20 +298,48 @@ class Workload:
             return
         if not self.free:
             return  # the next free worker calls us; the slot is not made up
-        free = self.free
-        i = self.rng.randrange(len(free))
-        worker = free[i]
-        free[i] = free[-1]
-        free.pop()
+        worker = self.workers[self.choose_thread()]
+        self.free.discard(worker.thread)
+        self.next_thread = (self.next_thread + 1) % (self.concurrency + 1)
         self._invoke(worker, now)
         self.next_slot_ns = now + int(self.rng.random() * 2e9 / self.rate)
         if self.slot_timer is None:
             self.slot_timer = self.loop.call_at(self.next_slot_ns, self._slot_due)
 
-    def _invoke(self, w: Worker, now: int) -> None:
-        g = w.thread // self.generator.group_size
+    def note_nemesis_op(self) -> None:
+        """The nemesis took an op: the jar's rotating thread index moves on for it too."""
+        self.next_thread = (self.next_thread + 1) % (self.concurrency + 1)
+
+    def _group_processes(self, g: int) -> list[int]:
         size = self.generator.group_size
-        group = [x.process for x in self.workers[g * size:(g + 1) * size]]
+        return [x.process for x in self.workers[g * size:(g + 1) * size]]
+
+    def choose_thread(self) -> int:
+        """The free thread the jar would hand the next op to (see the module docstring)."""
+        size = self.generator.group_size
+        n = len(self.nodes)
+        groups = sorted({t // size for t in self.free})
+        for g in groups:
+            self.generator.retire_if_exhausted(g, self._group_processes(g))
+        g = groups[self.rng.randrange(len(groups))] if len(groups) > 1 else groups[0]
+        members = [t for t in range(g * size, (g + 1) * size) if t in self.free]
+        readers = [t for t in members if t < n]
+        others = [t for t in members if t >= n]
+        if readers and others:
+            # Reserve's weights: the read range's n threads against the rest of the group's.
+            read_weight = n
+            other_weight = size - sum(1 for t in range(g * size, (g + 1) * size) if t < n)
+            chosen = readers if self.rng.randrange(read_weight + other_weight) < read_weight \
+                else others
+        else:
+            chosen = readers or others
+        for t in chosen:
+            if t >= self.next_thread:
+                return t
+        return chosen[0]
+
+    def _invoke(self, w: Worker, now: int) -> None:
+        group = self._group_processes(w.thread // self.generator.group_size)
         f, value = self.generator.op(w.thread, group)
         self.keys_used.add(value[0])
         self._send_op(w, f, value, now)
@@ -343,7 +390,7 @@ class Workload:
         w.op = None
         w.awaiting = None
         if self.running:
-            self.free.append(w)
+            self.free.add(w.thread)
             self._maybe_invoke()
         elif self.final_active and w.thread in self.final_queue:
             self.final[result["type"]] += 1
