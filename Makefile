@@ -15,7 +15,7 @@ SEEDS ?= 1-200
 STEPS ?= 20000
 SIM_ARGS ?=
 
-.PHONY: all venv test test-fast check maelstrom bench bench-quick sim clean
+.PHONY: all venv test test-fast mutants check maelstrom bench bench-quick sim clean
 
 all: test
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e"
+
+# Every named mutant (tools/mutants.py) must be killed by its tests; run by CI after `make test`.
+mutants: $(STAMP)
+	$(PY) tools/mutants.py $(MUTANTS_ARGS)
 
 check: $(STAMP)
 	bin/maelstrom-py test -w lin-kv --bin bin/rast --node-count $(NODES) --concurrency 2n \
