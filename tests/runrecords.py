@@ -7,8 +7,9 @@ clock, aligned by its `time-zero` record) -- and assert that each fault did what
 
 - partition: messages were dropped, and during each partition no node received anything from a
   node it holds a grudge against (a cut-off minority heard nothing from the majority);
-- kill and pause: the nodes hit sent nothing while they were down or stopped, and nodes killed
-  were started again and answered a new `init`.
+- kill and pause: the nodes hit sent nothing while they were down or stopped; nodes killed died
+  of SIGKILL (the runner's console log quotes the exit status) and answered a new `init` after
+  their restart.
 
 A window starts `grace_ns` after the nemesis op completed (a message already on its way may still
 land) and ends when the op that undoes it is invoked. A no-op nemesis fails these checks.
@@ -28,6 +29,7 @@ window_ns_min = 100_000_000  # a window shorter than this proves little either w
 @dataclass
 class Run:
     ops: list[dict]
+    console: str  # jepsen.log
     sends: dict[int, tuple[int, str, str, str]] = field(default_factory=dict)  # id -> (t, src, dest, type)
     recvs: list[tuple[int, int]] = field(default_factory=list)  # (t, id)
     drops: list[tuple[int, int, str]] = field(default_factory=list)  # (t, id, why or "")
@@ -36,7 +38,7 @@ class Run:
 
 def load(store_dir: Path) -> Run:
     ops = [orjson.loads(line) for line in (store_dir / "history.jsonl").read_bytes().splitlines()]
-    run = Run(ops)
+    run = Run(ops, (store_dir / "jepsen.log").read_text())
     records = [orjson.loads(line) for line in (store_dir / "messages.jsonl").read_bytes().splitlines()]
     zeros = [rec["ns"] for rec in records if rec["t"] == "time-zero"]
     assert len(zeros) == 1, f"messages.jsonl has {len(zeros)} time-zero records"
@@ -119,5 +121,8 @@ def assert_process_faults_bit(run: Run, kind: str) -> dict:
             answered = {src for t, src, dest, typ in run.sends.values() if t >= stop and typ == "init_ok"}
             assert set(hit) <= answered, f"killed {hit} at {start / 1e9:.3f} s; init_ok after: {answered}"
     assert not spoke, f"{len(spoke)} messages from {kind}ed nodes, e.g. " + "; ".join(spoke[:3])
+    if kind == "kill":  # the OS's word: each process hit died of SIGKILL (not a clean exit on EOF)
+        kills = [line for line in run.console.splitlines() if "Nemesis killed" in line]
+        assert len(kills) == hit_total and all(line.endswith(", signal 9)") for line in kills), kills
     assert hit_total, f"no {kind} hit a node"
     return {kind: len(periods), "nodes": hit_total}

@@ -61,8 +61,10 @@ MUTANTS: tuple[Mutant, ...] = (
        "tests/test_runner_e2e.py::test_correct_kv_under_partitions_passes"),
       "a 'partition' test that partitions nothing"),
     M("kill-nemesis-kills-nothing", "rast_maelstrom/harness/process.py",
-      "        if before is None:\n            self._sigkill_and_wait()\n",
-      "        if before is None:\n            pass\n",
+      "        before = self.proc.poll()\n        if before is None:\n            self._sigkill_and_wait()\n"
+      "        # What it wrote before dying",
+      "        before = self.proc.poll()\n        if before is None:\n            pass\n"
+      "        # What it wrote before dying",
       ("tests/test_e2e_faults.py::test_rast_3_nodes_under_kill_is_linearizable_and_recovers",),
       "a 'kill' test whose nodes never die"),
     M("pause-nemesis-stops-nothing", "rast_maelstrom/harness/process.py",
