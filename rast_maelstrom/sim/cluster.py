@@ -3,8 +3,7 @@
 Owns: simulated time (one event heap), each node's loop (`NodeLoop`), disk (`disk.SimDisk`), the
 network between them, the nemesis (partitions of every shape, crashes with restarts, pauses, slow
 disks, message drop / duplication / long delay, stale-read episodes: a cut-off leader whose clock
-runs slow), the clients (`clients.Workload`) and the run's
-phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
+runs slow), the clients (`clients.Workload`) and the run's phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
 or a string hash, so a seed replays exactly (`trace_hash` covers every executed event).
 
 One *step* is one executed event: a node timer, an fsync completion, a message delivered to a node
