@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,16 @@ def _run(cfg: SimConfig):
                                                     (3, range(100, 103), 20_000, 6)])
 def test_fixed_seeds_pass(nodes: int, seeds: range, steps: int, keys: int) -> None:
     ok = 0
+    bit: Counter[str] = Counter()  # what the faults did (messages cut, nodes crashed, ...)
     for seed in seeds:
         r = _run(SimConfig(seed=seed, steps=steps, nodes=nodes, keys_n=keys))
         assert r.lin is True, f"seed {seed}: linearizability {r.lin!r}"  # "unknown" proves nothing
         ok += r.ops["ok"]
+        bit.update(r.faults)
     assert ok > 0, "the clients never got an acknowledgement: the workload is not exercising anything"
+    if len(seeds) >= 15:  # together the swarm's mixes use every fault, and each one bit
+        kinds = {"partition-drop", "crash", "torn", "pause", "slowdisk", "drop", "dup", "delay", "leader-hit"}
+        assert kinds <= {k for k, v in bit.items() if v}, bit
 
 
 FRESH_SEED_ENV = "RAST_SIM_SEED"  # replays one seed of the fresh-seed test (see README)
