@@ -1,7 +1,9 @@
 """The deterministic simulator (rast_maelstrom.sim): fixed seeds pass, fresh seeds pass, a seed replays
-exactly, and each test-only bug planted in the core is caught by the invariant meant to catch it.
+exactly, each test-only bug planted in the core is caught by the invariant meant to catch it, and
+the stale-read scenario passes while catching the two planted read bugs in most seeds.
 
-Budget: about a minute on two shared cores. A failure message ends with the replay command.
+Budget: about a minute on two shared cores. A failure message ends with the replay command; the
+fresh-seed test's names the RAST_SIM_SEED that replays it.
 """
 
 from __future__ import annotations
