@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-grace_ns_default = 50_000_000
+grace_ns_default = 100_000_000  # lines a node wrote just before a pause may be routed a little later
 window_ns_min = 100_000_000  # a window shorter than this proves little either way
 
 
