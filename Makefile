@@ -20,7 +20,7 @@ SIM_CI_SEEDS ?= 1-1000
 SIM_CI_STEPS ?= 10000
 SIM_CI_JOBS ?= 2
 
-.PHONY: all venv test test-fast check maelstrom bench bench-quick bench-node sim sim-ci clean
+.PHONY: all venv test test-fast mutants check maelstrom bench bench-quick bench-node sim sim-ci clean
 
 all: test
 
@@ -37,6 +37,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e"
+
+# Every named mutant (tools/mutants.py) must be killed by its tests; run by CI after `make test`.
+mutants: $(STAMP)
+	$(PY) tools/mutants.py $(MUTANTS_ARGS)
 
 check: $(STAMP)
 	bin/maelstrom-py test -w lin-kv --bin bin/rast --node-count $(NODES) --concurrency 2n \

@@ -326,11 +326,31 @@ def test_edn_writer_small_values():
         dumps(object())
 
 
+def shaded_columns(path: Path, colour: str = "#E9DCA0") -> list[int]:
+    """x pixel columns of the PNG in which the fault-period colour fills a tall run of pixels."""
+    from matplotlib.image import imread
+
+    rgb = (imread(path)[:, :, :3] * 255).round()
+    want = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    hit = (abs(rgb - want) <= 2).all(axis=2)
+    return [x for x in range(hit.shape[1]) if hit[:, x].sum() > hit.shape[0] // 4]
+
+
 def test_plots_are_900x400_pngs_with_fault_periods(tmp_path):
     store = make_store(tmp_path, basic_history().ops)
     results = analysis.analyze(store)
     for name in ("latency-raw.png", "latency-quantiles.png", "rate.png"):
         assert png_size(store / name) == (900, 400), name
+        # The partition (the run's first 301 ms of 410) is one shaded band.
+        cols = shaded_columns(store / name)
+        assert len(cols) > 100, f"{name}: {len(cols)} shaded columns"
+        span = cols[-1] - cols[0] + 1  # (grid lines and points drawn over it leave a few gaps)
+        assert len(cols) > 0.9 * span, f"{name}: the shading is not one band"
+    clients = [op for op in basic_history().ops if op["process"] != "nemesis"]
+    quiet = make_store(tmp_path / "quiet", [dict(op, index=i) for i, op in enumerate(clients)])
+    analysis.analyze(quiet)
+    for name in ("latency-raw.png", "latency-quantiles.png", "rate.png"):
+        assert shaded_columns(quiet / name) == [], f"{name} shaded without a fault"
     assert results["perf"]["valid?"] is True
     assert checkers.nemesis_periods(checkers.pair_ops(basic_history().ops), 10**9) == [
         ("partition", 0, 301 * MS)]

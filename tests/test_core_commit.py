@@ -168,3 +168,23 @@ def test_persisted_for_an_entry_since_replaced_is_ignored() -> None:
     assert r.persisted_index < 2
     r.persisted(2, 2)
     assert r.persisted_index == 2
+
+
+def test_in_a_cluster_of_four_half_the_nodes_do_not_commit() -> None:
+    """Four nodes: a quorum is three. The leader and one follower hold an entry durably; that is two
+    of four, and it must wait for a third (a cut-off pair could otherwise commit on each side)."""
+    four = ["n1", "n2", "n3", "n4"]
+    net = RaftNet(four)
+    net.elect("n1")
+    before = net["n1"].commit_index
+    net.partition(["n1", "n2"], ["n3", "n4"])
+    net.propose("n1", "x")
+    net.stabilize()
+    assert net["n2"].log.last_index() == net["n1"].log.last_index() > before  # replicated to n2
+    assert net["n1"].commit_index == before and net.applied["n1"][-1][0] == before
+    net.partition(["n1", "n2", "n3"], ["n4"])
+    for _ in range(10):  # a few beats: the leader notices n3 is behind and resends
+        net.tick("n1", PAPER.heartbeat_ticks)
+        net.stabilize()
+    assert net["n1"].commit_index == net["n1"].log.last_index()
+    assert net.applied["n1"][-1][2] == "x"

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from runrecords import assert_partitions_bit, load
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = str(ROOT / "bin" / "maelstrom-py")
@@ -37,6 +38,7 @@ def test_linearizable_under_partitions(tmp_path: Path, nodes: int) -> None:
     assert results["workload"]["failures"] == []
     stats = results["stats"]
     assert stats["ok-count"] > 0.3 * stats["count"], stats  # partitions cost some, not most
+    assert_partitions_bit(load((tmp_path / "store" / "latest").resolve()))
 
 
 @pytest.mark.e2e

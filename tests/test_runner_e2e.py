@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rast_maelstrom.harness import cli, runner
+from runrecords import assert_partitions_bit, load
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = ROOT / "tests" / "nodes"
@@ -51,6 +52,7 @@ def test_correct_kv_under_partitions_passes(tmp_path):
     assert sum(op["type"] == "ok" for op in ops) > 100
     assert ops[0]["process"] == "nemesis" or ops[1]["process"] == "nemesis"
     assert "n0: init" in (store / "node-logs" / "n0.log").read_text()
+    assert_partitions_bit(load(store))  # the partitions cut n0 off from the nodes forwarding to it
     stats = json.loads((store / "net-stats.json").read_text())
     assert stats["servers"]["send-count"] > 0 and stats["clients"]["send-count"] > 200
     assert (tmp_path / "latest").resolve() == store == (tmp_path / "current").resolve()

@@ -166,6 +166,47 @@ def test_process_targets_for_three_nodes_are_one_node_or_all():
     assert process_targets("all", NODES3, rng) == NODES3
 
 
+# -- partitions through the real network ----------------------------------------------------------
+@pytest.mark.parametrize("spec,nodes", [(s, n) for s in PARTITION_SPECS for n in (NODES3, NODES5)
+                                        if not (s == "minority-third" and n is NODES3)])
+def test_a_partition_cuts_the_network_until_it_heals(spec, nodes):
+    """The nemesis's start-partition op reaches the network: every message from a node a
+    destination holds a grudge against is dropped (and journaled as a drop), every other one is
+    delivered, clients are never cut; stop-partition heals it."""
+    loop = VirtualLoop()
+    journal = io.BytesIO()
+    net = Network(loop, latency_ms=2, latency_dist="uniform", rng=random.Random(1), journal=journal)
+    got: dict[str, list] = {n: [] for n in nodes}
+    for n in nodes:
+        net.register_node(n, got[n].append)
+    net.register_client("c9", lambda src, body: None)
+    fault = PartitionFault(net, nodes, random.Random(4))
+
+    def everyone_sends(tag):
+        for src in nodes:
+            for dest in nodes:
+                if src != dest:
+                    net.on_node_line(src, b'{"src":"%s","dest":"%s","body":{"t":"%s"}}' % (
+                        src.encode(), dest.encode(), tag.encode()))
+            net.send_body("c9", src, {"t": tag})
+        loop.run_for(S)
+
+    word, grudge = fault.apply("start-partition", spec)
+    assert word == "isolated" and any(grudge.values())
+    everyone_sends("cut")
+    for dest in nodes:
+        heard = sorted(orjson.loads(line)["src"] for line in got[dest])
+        expected = sorted(["c9"] + [s for s in nodes if s != dest and s not in grudge.get(dest, [])])
+        assert heard == expected, (dest, grudge)
+        got[dest].clear()
+    cut = sum(len(v) for v in grudge.values())
+    assert net.drop_count == cut == journal.getvalue().count(b'"t":"drop"')
+    assert fault.apply("stop-partition", None) == "network-healed"
+    everyone_sends("healed")
+    assert all(len(got[n]) == len(nodes) for n in nodes)  # every peer and the client
+    assert net.drop_count == cut
+
+
 # -- network: loss, duplication, down nodes -------------------------------------------------------
 def _net(latency_ms=0, dist="constant"):
     loop = VirtualLoop()

@@ -62,11 +62,14 @@ BUG_ACK_BEFORE_PERSIST = "ack-before-persist"
 BUG_COMMIT_OLD_TERM = "commit-old-term"
 BUG_VOTE_IGNORES_LOG = "vote-ignores-log"
 BUG_TRUNCATE_ON_STALE_APPEND = "truncate-on-stale-append"
+BUG_READ_WITHOUT_QUORUM = "read-without-quorum"  # ReadIndex serves reads with no heartbeat round
+BUG_READ_ONE_ACK = "read-one-ack"  # a read round is confirmed by one follower's answer
 STALL_BEATS_MAX = 2
 BEATS_TRACKED_MAX = 4096  # heartbeat send ticks remembered for lease arithmetic
 
 BUGS = frozenset(
-    {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND}
+    {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND,
+     BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK}
 )
 
 
@@ -659,7 +662,7 @@ class Raft:
             return
         if self.log.term_at(self.commit_index) != self.current_term:
             return  # until this term's first entry commits, our commit index may be stale
-        if not self.peers or self._lease_valid():
+        if not self.peers or self._lease_valid() or BUG_READ_WITHOUT_QUORUM in self.config.bugs:
             self._read_states.extend((c, self.commit_index) for c in self.pending_reads)
             self.pending_reads = []
             return
@@ -681,10 +684,11 @@ class Raft:
 
     def _confirm_read_rounds(self) -> None:
         rounds = self.read_rounds
+        quorum = 2 if BUG_READ_ONE_ACK in self.config.bugs else self.quorum
         while rounds:
             rnd = rounds[0]
             acks = 1 + sum(1 for p in self.peers if self.read_acks.get(p, 0) >= rnd.seq)
-            if acks < self.quorum:
+            if acks < quorum:
                 return
             rounds.popleft()
             self._read_states.extend((c, rnd.index) for c in rnd.ctxs)

@@ -482,7 +482,9 @@ class TestRun(NodeControl):
             self.unexpected_deaths.append(proc.crash_report(before))
             log.warning("Node %s had already exited with status %s before the nemesis killed it",
                         node, before)
-        log.info("Nemesis killed %s (pid %d)", node, pid)
+        status = proc.proc.poll() if proc.proc is not None else None  # what the OS says happened
+        how = "still running" if status is None else f"signal {-status}" if status < 0 else f"exit status {status}"
+        log.info("Nemesis killed %s (pid %d, %s)", node, pid, how)
 
     def restart_node(self, node: str) -> None:
         proc = self.by_node[node]

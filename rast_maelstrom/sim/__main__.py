@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                    help='fix the fault mix, e.g. "crash,partition,torn,drop=0.05,interval=0.3" '
                         "(default: each seed draws its own)")
     p.add_argument("--node-args", default="", help='extra node flags, e.g. "--append-entries-max 1"')
+    p.add_argument("--client-timeout-s", type=float, default=SimConfig.client_timeout_s,
+                   help=f"a client gives up on an op after this (default {SimConfig.client_timeout_s:g})")
     p.add_argument("--time-budget-s", type=float, help="start no new seed after this many wall seconds")
     p.add_argument("--no-lin", action="store_true", help="skip the linearizability check")
     p.add_argument("--stop-on-failure", action="store_true", help="stop at the first failing seed")
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = t0 + args.time_budget_s if args.time_budget_s is not None else float("inf")
     jobs = [(SimConfig(seed=seed, steps=args.steps, nodes=args.nodes[seed % len(args.nodes)],
                        bugs=tuple(args.bug), faults=args.faults, node_argv=tuple(args.node_args.split()),
-                       check_lin=not args.no_lin), deadline) for seed in seeds]
+                       client_timeout_s=args.client_timeout_s, check_lin=not args.no_lin), deadline) for seed in seeds]
     pool = multiprocessing.Pool(args.jobs, initializer=_quiet_worker) if args.jobs > 1 else None
     results = pool.imap(_run_one, jobs) if pool is not None else map(_run_one, jobs)
     for cfg, r in results:

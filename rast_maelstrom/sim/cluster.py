@@ -2,8 +2,8 @@
 
 Owns: simulated time (one event heap), each node's loop (`NodeLoop`), disk (`disk.SimDisk`), the
 network between them, the nemesis (partitions of every shape, crashes with restarts, pauses, slow
-disks, message drop / duplication / long delay), the clients (`clients.Workload`) and the run's
-phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
+disks, message drop / duplication / long delay, stale-read episodes: a cut-off leader whose clock
+runs slow), the clients (`clients.Workload`) and the run's phases. Everything random comes from `random.Random(seed)`; nothing reads the wall clock, the OS
 or a string hash, so a seed replays exactly (`trace_hash` covers every executed event).
 
 One *step* is one executed event: a node timer, an fsync completion, a message delivered to a node
@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import heapq
+import math
 import random
 import shlex
 import struct
@@ -63,15 +64,18 @@ DRAIN_EXTRA_S = 0.5  # after the client timeout, time allowed for the last ops t
 BOOT_SPREAD_S = 0.01  # nodes start within this window (tick phases differ)
 RESTART_DELAY_MIN_S = 0.02
 LEADER_HIT_DELAY_MAX_S = 0.05  # a targeted hit lands this soon after the election, at most
+CLOCK_ROUNDING_STEPS_MAX = 8  # ulps a slowed clock's timer deadline may be nudged by
 
 K_TIMER, K_DURABLE, K_MSG, K_CALL = 0, 1, 2, 3
 _KIND_NAMES = ("timer", "durable", "msg", "call")
 _PACK = struct.Struct("<BbId")
 
-FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail")
+FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale")
 # Every fault the simulator counts (RunResult.faults keys; "partition-drop" is a consequence, not
-# a class): the CI sweep requires each of them to happen.
-FAULT_COUNTERS = (*FAULT_KINDS, "torn", "drop", "dup", "delay", "leader-hit")
+# a class): the CI sweep requires each of them to happen. "stale" is not among them: it is a
+# scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
+FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
+                  "leader-hit")
 # Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
 # code paths and interleavings the defaults rarely do).
 NODE_PROFILES: tuple[tuple[str, ...], ...] = (
@@ -111,6 +115,11 @@ class FaultMix:
     dup: float = 0.0
     reorder: float = 0.0  # chance a server message is held back 20-500 ms
     leader: float = 0.0  # chance a newly elected leader is hit (crash, pause or isolation) at once
+    # The stale-read scenario: the leader is cut off from a majority (with one follower in a
+    # cluster of 5 or more) while its own clients still reach it, and its clock runs at `clock`
+    # times the real rate, so it steps down late while a new leader commits writes.
+    stale: bool = False
+    clock: float = 0.25
     interval: float = 0.5  # mean seconds between nemesis actions
     down: float = 1.5  # longest crash, pause or slow-disk period, seconds
 
@@ -149,9 +158,11 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn")
+        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale")
         parts = [k for k in kinds if getattr(self, k)]
         parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
+        if self.stale:
+            parts.append(f"clock={self.clock:g}")
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
         return ",".join(parts)
 
@@ -182,6 +193,8 @@ class SimConfig:
             cmd += ["--faults", self.faults.describe()]
         if self.node_argv:
             cmd += ["--node-args", " ".join(self.node_argv)]
+        if self.client_timeout_s != SimConfig.client_timeout_s:
+            cmd += ["--client-timeout-s", f"{self.client_timeout_s:g}"]
         return shlex.join(cmd)
 
 
@@ -224,12 +237,13 @@ class NodeLoop:
         self.readers: dict[int, Callable[[], None]] = {}
 
     def clock(self) -> float:
-        return self.sim.now
+        return self.sim.slots[self.slot].node_time(self.sim.now)
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> SimTimer:
         t = SimTimer()
         sim = self.sim
-        sim._push(max(deadline, sim.now), K_TIMER, self.slot, self.inc, (t, callback))
+        at = sim.slots[self.slot].sim_time(deadline)
+        sim._push(max(at, sim.now), K_TIMER, self.slot, self.inc, (t, callback))
         return t
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> SimTimer:
@@ -275,7 +289,8 @@ class _Slot:
     """One node position: its disk persists, its incarnations come and go."""
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
-                 "paused_until", "slow_until", "down_gen", "led_term", "disk_fail")
+                 "paused_until", "slow_until", "down_gen", "led_term", "disk_fail", "clock_rate",
+                 "clock_base")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -291,6 +306,27 @@ class _Slot:
         self.down_gen = 0
         self.led_term = 0  # last term this node was seen leading (targeted nemesis)
         self.disk_fail = False  # the next fsync of this incarnation fails
+        self.clock_rate = 1.0  # the node's clock runs at this rate of simulated time
+        self.clock_base = (0.0, 0.0)  # (simulated s, node clock s) when the rate last changed
+
+    def node_time(self, sim_s: float) -> float:
+        base_sim, base_node = self.clock_base
+        return base_node + (sim_s - base_sim) * self.clock_rate
+
+    def sim_time(self, node_s: float) -> float:
+        """The first simulated time at which the node's clock reads `node_s` or later."""
+        base_sim, base_node = self.clock_base
+        t = base_sim + (node_s - base_node) / self.clock_rate
+        for _ in range(CLOCK_ROUNDING_STEPS_MAX):  # rounding must not wake a timer before its time
+            if self.node_time(t) >= node_s:
+                break
+            t = math.nextafter(t, math.inf)
+        return t
+
+    def set_clock_rate(self, sim_s: float, rate: float) -> None:
+        assert rate > 0
+        self.clock_base = (sim_s, self.node_time(sim_s))
+        self.clock_rate = rate
 
 
 def _peek(line: bytes) -> tuple[str, str]:
@@ -328,6 +364,7 @@ class Simulation:
         self.inv = Invariants()
         self.blocked: set[tuple[str, str]] = set()  # (src, dest): dest drops what src sends
         self.partition_shape: str | None = None
+        self.stale_slot: int | None = None  # the cut-off leader of a stale-read episode
         self.faults_on = True
         self.faults: Counter[str] = Counter()
         self.fault_log: deque[str] = deque(maxlen=FAULT_LOG_MAX)
@@ -624,6 +661,42 @@ class Simulation:
         self.fault_log.append(f"{self.now:.4f} partition {shape}: " + " ".join(
             f"{d}x{s}" for s, d in sorted(blocked)))
 
+    def _fault_stale(self) -> None:
+        """The stale-read scenario: cut the leader (and, in a cluster of 5 or more, enough followers
+        to keep it in a minority that still answers it) off from the majority; its clients still
+        reach it, and its clock slows to `mix.clock`, so it keeps believing it leads while the
+        majority elects a new leader and commits writes. The next call ends the episode."""
+        if self.stale_slot is not None:
+            s = self.slots[self.stale_slot]
+            term = s.node.raft.current_term if s.node is not None else 0
+            if s.node is not None and s.node.raft.role is Role.LEADER and any(
+                    x.node is not None and x.node.raft.role is Role.LEADER and x.node.raft.current_term > term
+                    for x in self.slots):
+                self.faults["stale-overlap"] += 1  # two leaders at once: the window stale reads need
+            s.set_clock_rate(self.now, 1.0)
+            self.stale_slot = None
+            self.blocked = set()
+            self.partition_shape = None
+            self.fault_log.append(f"{self.now:.4f} heal (end of {s.id}'s stale episode)")
+            return
+        leaders = [s for s in self.slots if s.node is not None and s.paused_until <= self.now
+                   and s.node.raft.role is Role.LEADER]
+        if not leaders or len(self.slots) < 3:
+            return
+        s = max(leaders, key=lambda x: x.node.raft.current_term)
+        others = [x for x in self.node_ids if x != s.id]
+        self.rng.shuffle(others)
+        k = (len(self.node_ids) - 1) // 2 - 1  # followers kept with the old leader
+        minority, majority = [s.id, *others[:k]], others[k:]
+        self.blocked = {(a, b) for a in minority for b in majority} | {(b, a) for a in minority for b in majority}
+        self.partition_shape = "stale"
+        self.stale_slot = s.index
+        s.set_clock_rate(self.now, self.mix.clock)
+        self.faults["stale"] += 1
+        self.fault_log.append(f"{self.now:.4f} stale episode: leader {s.id} of term "
+                              f"{s.node.raft.current_term} cut off with {' '.join(minority[1:]) or 'nobody'}, "
+                              f"its clock at {self.mix.clock:g}x")
+
     def _hit_leader(self, arg: tuple[int, int, int]) -> None:
         """Targeted nemesis: the leader elected a moment ago is crashed, paused or cut off."""
         slot, inc, term = arg
@@ -683,9 +756,12 @@ class Simulation:
         self.blocked = set()
         self.partition_shape = None
         self.fault_log.append(f"{self.now:.4f} heal all (healed phase)")
+        self.stale_slot = None
         for s in self.slots:
             s.slow_until = 0.0
             s.disk_fail = False
+            if s.clock_rate != 1.0:
+                s.set_clock_rate(self.now, 1.0)
             if s.node is None:
                 self._boot_call((s.index, s.down_gen, 0))
 
