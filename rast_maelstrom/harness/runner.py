@@ -90,6 +90,9 @@ class TestOptions:
     p_loss: float = 0.0        # [extension] with "loss" in nemesis
     p_dup: float = 0.0         # [extension] with "dup" in nemesis
     recovery_s: float = 5.0    # [extension] wait before the final reads
+    lin_time_limit_s: float = 60.0     # [extension] the linearizability checker's budget per key
+    lin_config_max: int = 1_000_000    # [extension] configurations one key's search may hold
+    absent_reads: bool | None = None   # [extension] strict key-does-not-exist reads; None: with extensions
 
     @property
     def extensions(self) -> list[str]:
@@ -228,6 +231,8 @@ class TestRun(NodeControl):
                 "nemesis_interval": float(o.nemesis_interval), "availability": o.availability,
                 "seed": o.seed, "start_time": start_time, "client_timeout_ms": self.timeout_ms,
                 "leave_db_running": o.leave_db_running,
+                "lin_time_limit_s": o.lin_time_limit_s, "lin_config_max": o.lin_config_max,
+                "absent_reads": o.absent_reads if o.absent_reads is not None else bool(o.extensions),
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
                    if o.extensions else {})}
 
@@ -579,14 +584,14 @@ def run_test(opts: TestOptions, progress: Progress | None = None) -> RunOutcome:
     return outcome
 
 
-def analyze_store(store_dir: Path, *, availability: Any = None) -> dict:
+def analyze_store(store_dir: Path, *, availability: Any = None, **lin: Any) -> dict:
     try:
         from . import analysis
     except ImportError as exc:
         log.error("analysis module unavailable: %s", exc)
         return {"valid?": "unknown", "error": f"analysis module unavailable: {exc}"}
     try:
-        return analysis.analyze(store_dir, availability=availability)
+        return analysis.analyze(store_dir, availability=availability, **lin)
     except Exception as exc:  # noqa: BLE001 - reported as the jar's "unknown", never swallowed
         log.exception("analysis failed")
         return {"valid?": "unknown", "error": f"analysis failed: {exc!r}"}
