@@ -459,7 +459,7 @@ def test_info_heavy_history_the_exhaustive_search_gives_up_on_is_decided_by_the_
     old = check_register(h, search="bfs", config_max=20_000)
     assert old["valid?"] == "unknown" and old["limit"] == "config_max"
     new = check_register(h, config_max=20_000)
-    assert new["valid?"] is True and new["search"] == "witness"
+    assert new["valid?"] is True and new["analyzer"] == "witness"
     assert new["configs-explored"] < 1_000
 
 
