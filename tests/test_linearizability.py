@@ -297,8 +297,9 @@ def test_pathological_history_ends_unknown_within_bounds():
 # -- reference search and random histories ----------------------------------------------------
 
 
-def reference(records) -> bool:
-    """Brute force from the definition: try every order consistent with real time."""
+def reference(records, absent_reads=False) -> bool:
+    """Brute force from the definition: try every order consistent with real time. With
+    absent_reads, a read failed with key-does-not-exist must see the register nil."""
     pending, ops = {}, []
     for pos, rec in enumerate(records):
         if rec["process"] == "nemesis":
@@ -307,6 +308,9 @@ def reference(records) -> bool:
             pending[rec["process"]] = (pos, rec)
             continue
         inv_pos, inv = pending.pop(rec["process"])
+        if absent_reads and rec["f"] == "read" and rec.get("error", [None])[0] == "key-does-not-exist":
+            ops.append(("absent", None, inv_pos, pos))
+            continue
         if rec["type"] == "fail":
             continue
         value = rec["value"] if rec["f"] == "read" and rec["type"] == "ok" else inv["value"]
@@ -328,6 +332,10 @@ def reference(records) -> bool:
                 continue
             if f == "read":
                 if v is not None and v != state:
+                    continue
+                nxt = state
+            elif f == "absent":
+                if state is not None:
                     continue
                 nxt = state
             elif f == "write":
@@ -568,3 +576,16 @@ def test_check_independent_says_when_absent_reads_are_read_strictly():
     assert "absent-reads" not in check_independent(h)
     r = check_independent(h, absent_reads=True)
     assert r["valid?"] is False and r["failures"] == [0] and r["absent-reads"] is True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_histories(), st.integers(0, 2**16))
+def test_strict_absent_reads_agree_with_brute_force_reference(h, marks):
+    # Some failed reads said key-does-not-exist (the others failed for another reason).
+    failed = [r for r in h if r["f"] == "read" and r["type"] == "fail"]
+    for i, rec in enumerate(failed):
+        rec["error"] = ["key-does-not-exist" if marks >> i & 1 else "timeout", "..."]
+    want = reference(h, absent_reads=True)
+    for search in ("witness", "bfs"):
+        assert check_register(h, absent_reads=True, search=search)["valid?"] is want, search
+    assert check_register(h)["valid?"] is reference(h)
