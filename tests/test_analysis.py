@@ -514,3 +514,46 @@ def test_nemesis_info_pairs_as_the_engine_records_them_give_fault_periods() -> N
     ]
     pairs = checkers.pair_ops(history)
     assert checkers.nemesis_periods(pairs, 900) == [("partition", 10, 510), ("kill", 600, 900)]
+
+
+def _lost_write_history() -> History:
+    """Key 0: an acknowledged write, then a read that says the key does not exist."""
+    h = History()
+    h.seq(0, 2, 0, "write", [0, 1])
+    h.seq(3, 4, 1, "read", [0, None], outcome="fail", error=["key-does-not-exist", "not found"])
+    return h
+
+
+def test_strict_absent_reads_follow_test_json_and_the_override(tmp_path):
+    # A jar-style run (no fault extensions): the failed read is dropped, as the jar does.
+    store = make_store(tmp_path / "a", _lost_write_history().ops)
+    assert analysis.analyze(store)["workload"]["valid?"] is True
+    # A run with the fault extensions records absent_reads in test.json: the lost write shows.
+    store = make_store(tmp_path / "b", _lost_write_history().ops,
+                       test={"nemesis": ["kill"], "absent_reads": True})
+    results = analysis.analyze(store)
+    assert results["workload"]["valid?"] is False and results["workload"]["absent-reads"] is True
+    lines = analysis.summary_lines(results)
+    assert any("key-does-not-exist (20) were checked as observations" in line for line in lines)
+    assert "failed with key-does-not-exist" in results["workload"]["results"][0]["explanation"]
+    # `analyze --no-absent-reads` re-checks the same run the jar's way.
+    assert analysis.analyze(store, absent_reads=False)["workload"]["valid?"] is True
+
+
+def test_an_undecided_key_says_why_in_results_and_on_the_console(tmp_path):
+    h = History()
+    for p in range(30):  # 30 concurrent writes, then a read of the first: a hard key
+        h.add(p, "invoke", p, "write", [0, p])
+    for p in range(30):
+        h.add(40 + p, "ok", p, "write", [0, p])
+    h.seq(80, 81, 99, "read", [0, None], done_value=[0, 0])
+    store = make_store(tmp_path, h.ops, test={"lin_time_limit_s": 0.2})
+    results = analysis.analyze(store)
+    assert results["valid?"] == "unknown"
+    key = results["workload"]["results"][0]
+    assert key["cause"] == "search-limit" and "budget per key: 0.2 s" in key["reason"]
+    assert "(search-limit)" in "\n".join(analysis.summary_lines(results))
+    assert "raise it with --lin-time-limit" in "\n".join(analysis.summary_lines(results))
+    assert "budget per key: 0.2 s" in (store / "independent" / "0" / "failure.txt").read_text()
+    edn = (store / "results.edn").read_text()
+    assert ":reason" in edn and ":cause :search-limit" in edn

@@ -289,18 +289,34 @@ def test_pathological_history_ends_unknown_within_bounds():
     h = hist(*[(p, "invoke", "write", p) for p in range(writers)],
              *[(p, "ok", "write", p) for p in range(writers)])
     t0 = time.monotonic()
-    r = check_register(h, config_max=20_000, time_limit_s=5)
+    r = check_register(h, config_max=20_000, time_limit_s=5, search="bfs")
     assert r["valid?"] == "unknown" and r["limit"] == "config_max"
-    r = check_register(h, config_max=10**9, time_limit_s=0.5)
+    r = check_register(h, config_max=10**9, time_limit_s=0.5, search="bfs")
     assert r["valid?"] == "unknown" and r["limit"] == "time_limit_s"
     assert time.monotonic() - t0 < 5
+    # The witness search finds an order at once; a final read of the first value written
+    # forces it to search the orders of all 40 writes, and both searches give up in bounds.
+    assert check_register(h)["valid?"] is True
+    h = h + [{"index": 2 * writers, "time": 0, "process": writers, "type": "invoke",
+              "f": "read", "value": None},
+             {"index": 2 * writers + 1, "time": 0, "process": writers, "type": "ok",
+              "f": "read", "value": 0}]
+    t0 = time.monotonic()
+    r = check_register(h, config_max=20_000, time_limit_s=5)
+    assert r["valid?"] == "unknown" and r["limit"] == "config_max"
+    assert "witness search stopped at its memory limit" in r["reason"]
+    assert "bfs search stopped at its memory limit" in r["reason"]
+    r = check_register(h, config_max=10**9, time_limit_s=1)
+    assert r["valid?"] == "unknown" and r["limit"] == "time_limit_s"
+    assert time.monotonic() - t0 < 8
 
 
 # -- reference search and random histories ----------------------------------------------------
 
 
-def reference(records) -> bool:
-    """Brute force from the definition: try every order consistent with real time."""
+def reference(records, absent_reads=False) -> bool:
+    """Brute force from the definition: try every order consistent with real time. With
+    absent_reads, a read failed with key-does-not-exist must see the register nil."""
     pending, ops = {}, []
     for pos, rec in enumerate(records):
         if rec["process"] == "nemesis":
@@ -309,6 +325,9 @@ def reference(records) -> bool:
             pending[rec["process"]] = (pos, rec)
             continue
         inv_pos, inv = pending.pop(rec["process"])
+        if absent_reads and rec["f"] == "read" and rec.get("error", [None])[0] == "key-does-not-exist":
+            ops.append(("absent", None, inv_pos, pos))
+            continue
         if rec["type"] == "fail":
             continue
         value = rec["value"] if rec["f"] == "read" and rec["type"] == "ok" else inv["value"]
@@ -330,6 +349,10 @@ def reference(records) -> bool:
                 continue
             if f == "read":
                 if v is not None and v != state:
+                    continue
+                nxt = state
+            elif f == "absent":
+                if state is not None:
                     continue
                 nxt = state
             elif f == "write":
@@ -450,3 +473,136 @@ def test_read_of_a_value_no_op_could_have_produced_is_invalid(seed, n_ops, pick)
     r = check_register(h, key=0)
     assert r["valid?"] is False
     assert r["op"]["index"] == i
+
+
+# -- the witness search, per-key budgets, strict reads of absent keys ---------------------------
+
+
+def test_info_heavy_history_the_exhaustive_search_gives_up_on_is_decided_by_the_witness_search():
+    h = sequential_history(random.Random(1), 60, info_p=0.7)
+    assert sum(r["type"] == "info" for r in h) == 30
+    old = check_register(h, search="bfs", config_max=20_000)
+    assert old["valid?"] == "unknown" and old["limit"] == "config_max"
+    new = check_register(h, config_max=20_000)
+    assert new["valid?"] is True and new["analyzer"] == "witness"
+    assert new["configs-explored"] < 1_000
+
+
+def _agree(h):
+    """Where the breadth-first search decides, the witness search (and the competition) agrees,
+    and an invalid verdict is explained the same way."""
+    old = check_register(h, search="bfs")
+    if old["valid?"] == "unknown":
+        return
+    for search in ("witness", "competition"):
+        new = check_register(h, search=search)
+        assert new["valid?"] is old["valid?"], search
+        if old["valid?"] is False:
+            for field in ("op", "previous-ok", "window", "possible-values", "explanation"):
+                assert new[field] == old[field], (search, field)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_histories())
+def test_witness_search_agrees_with_the_breadth_first_search_on_random_histories(h):
+    _agree(h)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32), st.integers(2, 50), st.integers(0, 10**6),
+       st.sampled_from([0.0, 0.2, 0.5]), st.booleans())
+def test_witness_search_agrees_on_info_heavy_and_mutated_histories(seed, n_ops, pick, info_p,
+                                                                     mutate):
+    h = sequential_history(random.Random(seed), n_ops, info_p=info_p)
+    reads = [i for i, r in enumerate(h) if r["f"] == "read" and r["type"] == "ok"]
+    if mutate and reads:
+        i = reads[pick % len(reads)]
+        h[i] = dict(h[i], value=pick % 5)
+    _agree(h)
+
+
+def _hard_and_easy_keys(writers=40):
+    """Key "hard": `writers` concurrent writes, then a read of the first value (the search must
+    try the orders of all writes); key "easy": a write and a read of it."""
+    recs = [("hard", p, "invoke", "write", p) for p in range(writers)]
+    recs += [("hard", p, "ok", "write", p) for p in range(writers)]
+    recs += [("hard", writers, "invoke", "read", None), ("hard", writers, "ok", "read", 0),
+             ("easy", 99, "invoke", "write", 7), ("easy", 99, "ok", "write", 7),
+             ("easy", 99, "invoke", "read", None), ("easy", 99, "ok", "read", 7)]
+    return hist(*[(p, typ, f, [k, v]) for k, p, typ, f, v in recs])
+
+
+def test_each_key_has_its_own_budget_and_an_unknown_key_says_why():
+    t0 = time.monotonic()
+    r = check_independent(_hard_and_easy_keys(), time_limit_s=0.6)
+    assert time.monotonic() - t0 < 5
+    assert r["valid?"] == "unknown" and r["failures"] == ["hard"]
+    assert r["results"]["easy"]["valid?"] is True
+    hard = r["results"]["hard"]
+    assert hard["cause"] == "search-limit" and hard["limit"] == "time_limit_s"
+    assert "time limit" in hard["reason"] and "budget per key: 0.6 s" in hard["reason"]
+    assert list(r["results"]) == ["hard", "easy"]  # the easy key came after the hard one
+
+
+def _kv_read_fail(p, err=("key-does-not-exist", "not found")):
+    return [(p, "invoke", "read", None), (p, "fail", "read", None, list(err))]
+
+
+def hist_err(*events):
+    """Like hist, with an optional error as a fifth element."""
+    out = hist(*[e[:4] for e in events])
+    for rec, e in zip(out, events):
+        if len(e) > 4:
+            rec["error"] = e[4]
+    return out
+
+
+def test_strict_reading_of_key_does_not_exist_exposes_a_lost_write():
+    # An acknowledged write, then a read that says the key does not exist: the jar drops the
+    # failed read and passes; the strict reading sees the key absent after a write: invalid.
+    h = hist_err(*op(0, "write", 1), *_kv_read_fail(1))
+    assert check_register(h)["valid?"] is True
+    r = check_register(h, absent_reads=True, key=3)
+    assert r["valid?"] is False
+    assert r["op"]["index"] == 3 and r["op"]["type"] == "fail"
+    assert "read of key 3 failed with key-does-not-exist" in r["explanation"]
+    assert r["possible-values"] == [1]
+    # Before any write, or concurrent with the first write, the key may well be absent.
+    assert check_register(hist_err(*_kv_read_fail(1), *op(0, "write", 1)), absent_reads=True)[
+        "valid?"] is True
+    h = hist_err((0, "invoke", "write", 1), *_kv_read_fail(1), (0, "ok", "write", 1),
+                 *op(1, "read", 1))
+    assert check_register(h, absent_reads=True)["valid?"] is True
+    # An info write may not have happened yet; but once a read saw it, the key exists.
+    h = hist_err((0, "invoke", "write", 1), (0, "info", "write", 1), *_kv_read_fail(1),
+                 *op(2, "read", 1))
+    assert check_register(h, absent_reads=True)["valid?"] is True
+    h = hist_err((0, "invoke", "write", 1), (0, "info", "write", 1), *op(2, "read", 1),
+                 *_kv_read_fail(1))
+    assert check_register(h, absent_reads=True)["valid?"] is False
+    # Other definite read errors are still dropped.
+    h = hist_err(*op(0, "write", 1), *_kv_read_fail(1, ("temporarily-unavailable", "no leader")))
+    assert check_register(h, absent_reads=True)["valid?"] is True
+
+
+def test_check_independent_says_when_absent_reads_are_read_strictly():
+    h = hist_err((0, "invoke", "write", [0, 1]), (0, "ok", "write", [0, 1]),
+                 (1, "invoke", "read", [0, None]),
+                 (1, "fail", "read", [0, None], ["key-does-not-exist", "no such key"]))
+    assert check_independent(h)["valid?"] is True
+    assert "absent-reads" not in check_independent(h)
+    r = check_independent(h, absent_reads=True)
+    assert r["valid?"] is False and r["failures"] == [0] and r["absent-reads"] is True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_histories(), st.integers(0, 2**16))
+def test_strict_absent_reads_agree_with_brute_force_reference(h, marks):
+    # Some failed reads said key-does-not-exist (the others failed for another reason).
+    failed = [r for r in h if r["f"] == "read" and r["type"] == "fail"]
+    for i, rec in enumerate(failed):
+        rec["error"] = ["key-does-not-exist" if marks >> i & 1 else "timeout", "..."]
+    want = reference(h, absent_reads=True)
+    for search in ("witness", "bfs"):
+        assert check_register(h, absent_reads=True, search=search)["valid?"] is want, search
+    assert check_register(h)["valid?"] is reference(h)

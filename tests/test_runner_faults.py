@@ -412,3 +412,18 @@ def test_cli_nemesis_set_loss_and_dup_flags_and_the_jar_path():
     test = runner.TestRun(o).test_json("t")
     assert test["p_loss"] == 0.05 and test["recovery_s"] == 2.0
     assert "p_loss" not in runner.TestRun(_opts("--nemesis", "partition")).test_json("t")
+
+
+def test_cli_checker_budget_and_strict_absent_reads_reach_test_json():
+    def stored(*flags):
+        return runner.TestRun(_opts(*flags)).test_json("t")
+    jar = stored("--nemesis", "partition")
+    assert jar["absent_reads"] is False  # the jar's reading: failed reads are dropped
+    assert (jar["lin_time_limit_s"], jar["lin_config_max"]) == (60.0, 1_000_000)
+    assert stored("--nemesis", "kill")["absent_reads"] is True  # on with the fault extensions
+    assert stored("--nemesis", "kill", "--no-absent-reads")["absent_reads"] is False
+    assert stored("--absent-reads")["absent_reads"] is True
+    t = stored("--lin-time-limit", "600", "--lin-config-max", "5000000")
+    assert (t["lin_time_limit_s"], t["lin_config_max"]) == (600.0, 5_000_000)
+    with pytest.raises(cli.BadArgs, match="--lin-time-limit must be positive"):
+        _opts("--lin-time-limit", "0")

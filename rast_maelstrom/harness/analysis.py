@@ -188,6 +188,7 @@ def history_line(op: dict, *, value: Any = ..., error_readably: bool = False) ->
 
 
 _KEYWORD_VALUED = {"valid?", "cause", "type", "f", "analyzer"}
+KNOSSOS_ANALYZER = {"witness": "wgl", "bfs": "linear"}  # our search -> the Knossos analyzer it matches
 
 
 def edn_ready(obj: Any, parent_key: Any = None) -> Any:
@@ -324,7 +325,8 @@ def knossos_view(result: dict, key_history: list[dict]) -> dict:
         view.update({"previous-ok": previous, "last-op": previous, "op": op})
     elif "cause" in result:
         view["cause"] = result["cause"]
-    view["analyzer"] = result.get("analyzer", "linear")
+    # Knossos names the winner of its competition: :wgl (depth first) or :linear (breadth first).
+    view["analyzer"] = KNOSSOS_ANALYZER.get(result.get("analyzer"), "linear")
     return view
 
 
@@ -359,7 +361,7 @@ def _op_words(op: Any) -> str:
 def failure_text(key: Any, result: dict, key_history: list[dict]) -> str:
     """failure.txt: what went wrong on one key, in words, with the ops around the failure."""
     lines = [f"Key {dumps(key)} is {'not linearizable' if result.get('valid?') is False else 'undecided'}."]
-    explanation = result.get("explanation") or result.get("cause")
+    explanation = result.get("explanation") or result.get("reason") or result.get("cause")
     if explanation:
         lines += ["", str(explanation)]
     op = result.get("op")
@@ -486,25 +488,30 @@ def analyze(
     availability: Any = None,
     time_limit_s: float | None = None,
     timeline_ops_max: int | None = None,
+    lin_time_limit_s: float | None = None,
+    lin_config_max: int | None = None,
+    absent_reads: bool | None = None,
 ) -> dict:
     """Analyse the run stored in `store_dir`, write the report files there, return the results.
 
     `availability` (None, "total" or a fraction) overrides test.json's; `time_limit_s`, when
     given, is passed to the linearizability checker; `timeline_ops_max` overrides the timeline's
-    cap of 10,000 ops."""
+    cap of 10,000 ops. The checker's per-key budget (`lin_time_limit_s`, `lin_config_max`) and
+    its strict reading of absent keys (`absent_reads`) default to test.json's."""
+    lin = {"time_limit_s": lin_time_limit_s if time_limit_s is None else time_limit_s,
+           "config_max": lin_config_max, "absent_reads": absent_reads}
     # The cyclic GC rescans every op dict again and again while 10^5 of them are built and
     # grouped (it doubled the run time); analysis makes no garbage cycles worth chasing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyze(Path(store_dir), availability, time_limit_s, timeline_ops_max)
+        return _analyze(Path(store_dir), availability, lin, timeline_ops_max)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
-             timeline_ops_max: int | None) -> dict:
+def _analyze(store_dir: Path, availability: Any, lin: dict, timeline_ops_max: int | None) -> dict:
     started = time.perf_counter()
     stage_s: dict[str, float] = {}
 
@@ -527,7 +534,10 @@ def _analyze(store_dir: Path, availability: Any, time_limit_s: float | None,
     periods_ns = guarded("nemesis-periods", lambda: {"valid?": True, "periods": checkers.nemesis_periods(pairs, end_ns)})
     periods_ns = periods_ns.get("periods", [])
 
-    lin_kwargs = {} if time_limit_s is None else {"time_limit_s": time_limit_s}
+    stored = {"time_limit_s": test.get("lin_time_limit_s"), "config_max": test.get("lin_config_max"),
+              "absent_reads": test.get("absent_reads")}
+    lin_kwargs = {k: v if v is not None else stored[k] for k, v in lin.items()}
+    lin_kwargs = {k: v for k, v in lin_kwargs.items() if v is not None}
     workload = guarded("workload", _workload, history, lin_kwargs)
     by_key = _split_by_key(history, set(workload.get("results") or ()))
     guarded("workload-shape", lambda: jar_shape(workload, by_key) or {"valid?": True})
@@ -662,8 +672,16 @@ def summary_lines(results: dict) -> list[str]:
             causes = sorted({str(key_result(k).get("cause", UNKNOWN)) for k in undecided})
             lines.append(f"Linearizability undecided on {len(undecided)} keys ({', '.join(causes)}): "
                          f"{', '.join(map(str, undecided[:summary_keys_max * 4]))}.")
+            reason = key_result(undecided[0]).get("reason")
+            if reason:
+                lines.append(f"  key {undecided[0]}: {reason}; raise it with --lin-time-limit / "
+                             "--lin-config-max (and `analyze` to re-check).")
     elif per_key:
         lines.append(f"Linearizable on all {len(per_key)} keys.")
+    if workload.get("absent-reads"):
+        lines.append("Reads that failed with key-does-not-exist (20) were checked as observations that "
+                     "the key was absent [extension, on with the fault extensions; --no-absent-reads "
+                     "drops them as the jar does].")
     broken = [name for name, r in results.items()
               if isinstance(r, dict) and r.get("valid?") == UNKNOWN and "error" in r and name != "workload"]
     if broken:

@@ -186,6 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, help=argparse.SUPPRESS)
     for flag in ("--logging-json", "--strict-host-key-checking", "--no-ssh"):
         t.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    _add_checker_flags(t, "test")
     t.add_argument("node_args", nargs="*", metavar="ARG",
                    help="arguments passed to the node binary (put them after --)")
 
@@ -205,6 +206,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="[extension] override the availability requirement stored in test.json")
     a.add_argument("--store", default="store", metavar="DIR",
                    help="[extension] store directory (default ./store)")
+    _add_checker_flags(a, "analyze")
 
     w = sub.add_parser("serve", help="show the store in a browser",
                        description="Serve the store's tests and files over HTTP, as the jar's "
@@ -428,8 +430,32 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         log_stderr=ns.log_stderr, log_net_send=ns.log_net_send, log_net_recv=ns.log_net_recv,
         availability=parse_availability(ns.availability), leave_db_running=ns.leave_db_running,
         seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s,
-        svg_events=ns.svg_events, svg_window=svg_window)
+        svg_events=ns.svg_events, svg_window=svg_window,
+        absent_reads=ns.absent_reads, **{k: v for k, v in checker_budget(ns).items() if v is not None})
     return opts, ns.test_count
+
+
+def _add_checker_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    stored = " (default: as stored in test.json)" if command == "analyze" else ""
+    parser.add_argument("--lin-time-limit", type=float, metavar="SECONDS",
+                        help="[extension] the linearizability checker's time budget for each key "
+                             f"(default 60; the jar's Knossos has none){stored}")
+    parser.add_argument("--lin-config-max", type=int, metavar="N",
+                        help="[extension] configurations one key's search may hold in memory "
+                             f"(default 1000000, about 500 MB at most){stored}")
+    parser.add_argument("--absent-reads", action=argparse.BooleanOptionalAction, default=None,
+                        help="[extension] check a read that failed with key-does-not-exist (20) as "
+                             "an observation that the key was absent, instead of dropping it as "
+                             "the jar does (default: on with the extension faults kill, pause, "
+                             f"loss, dup; off otherwise){stored}")
+
+
+def checker_budget(ns: argparse.Namespace) -> dict:
+    """The checker budget flags as analysis keyword arguments (None: not given)."""
+    for flag, value in (("--lin-time-limit", ns.lin_time_limit), ("--lin-config-max", ns.lin_config_max)):
+        if value is not None and value <= 0:
+            raise BadArgs(f"{flag} must be positive; got {value}")
+    return {"lin_time_limit_s": ns.lin_time_limit, "lin_config_max": ns.lin_config_max}
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -479,8 +505,11 @@ def cmd_test(ns: argparse.Namespace) -> int:
             if f["lost"]:
                 print(f"ACKNOWLEDGED WRITES LOST [extension]: {f['lost']} final reads said keys "
                       f"{f['lost-keys']} do not exist, though each had an acknowledged write "
-                      f"(the linearizability checker cannot see this: failed reads are dropped)",
-                      flush=True)
+                      + ("(the strict reading of absent keys lets the linearizability checker "
+                         "see this too)" if (outcome.results or {}).get("workload", {}).get(
+                             "absent-reads") else
+                         "(the linearizability checker cannot see this: failed reads are "
+                         "dropped; --absent-reads checks them)"), flush=True)
         print_verdict(outcome.exit_code)
         code = outcome.exit_code
         if code != EXIT_VALID:
@@ -518,7 +547,8 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
         except (OSError, orjson.JSONDecodeError):
             availability = None
     log.info("Analyzing %s", store_dir)
-    results = analyze_store(store_dir, availability=availability)
+    results = analyze_store(store_dir, availability=availability, absent_reads=ns.absent_reads,
+                            **checker_budget(ns))
     log.info("Analysis complete")
     if not ns.verdict:
         return EXIT_VALID   # the jar's analyze prints no verdict and exits 0

@@ -7,8 +7,10 @@ What it owns
     oracle shares no code with the nodes or the harness it judges, and it never touches files.
 
 Public API (fixed by the runner contract)
-    check_register(ops, *, config_max=..., time_limit_s=..., key=None) -> per-key result
-    check_independent(history, *, time_limit_s=..., config_max=...) -> {"valid?", "results", "failures"}
+    check_register(ops, *, config_max=..., time_limit_s=..., key=None, search="competition",
+                   absent_reads=False) -> per-key result
+    check_independent(history, *, time_limit_s=..., config_max=..., absent_reads=False)
+        -> {"valid?", "results", "failures"[, "absent-reads"]}
 
 Model and preprocessing (spec §5.8)
     * An op is an invocation paired with the next record of the same process. ``fail`` ops are
@@ -19,6 +21,13 @@ Model and preprocessing (spec §5.8)
       of v is legal only when the register equals v. Values are arbitrary JSON compared exactly,
       as Knossos's Clojure `=` compares them (lists and objects are frozen to tuples for hashing;
       integers, floats and booleans are kept apart: 3, 3.0 and true are three values).
+    * [extension] ``absent_reads``: a read that failed with the definite key-does-not-exist
+      (code 20) is an ok read that requires the register to be nil. The jar drops it with the
+      other failed ops, so a lost write that a later read exposes as 20 passes there.
+
+Two searches over the same cuts (``search``): the witness search (depth first, below) stops at
+the first linearization; the breadth-first search carries every configuration and is kept as
+the competition's second runner (and as the reference the witness search is tested against).
 
 Algorithm: just-in-time linearization over call/return events (the WGL search run breadth-first)
     Records are swept in history order (the order is real time; positions, not clocks, decide
@@ -61,16 +70,41 @@ Pruning, and why each rule is sound (each keeps at least one witness of every li
        precondition holds (a longer path through info ops ends in the same state with fewer
        info ops left, so it is dominated); a write X in that situation needs no search at all.
 
-Bounds
-    ``config_max`` bounds the configurations one step may explore (and the frontier size), which
-    bounds memory; ``time_limit_s`` bounds wall-clock time for the whole check. Either limit turns
-    the verdict into ``"unknown"`` with cause ``"search-limit"``. The worst case is exponential in
-    the number of ok ops pending at once on one key (2n = 6 in the default workload).
+Witness search: the same cuts, depth first (``run_witness``)
+    A node is (k, state, O, C, need): the k-th returning ok op x_k is next to be linearized, O
+    holds the pending ok ops as bits, C counts the pending info ops per signature (rule 3 made
+    exact: info ops with the same signature are interchangeable once invoked, so only their
+    number matters, and a history's thousands of timed-out writes of five values take five
+    counters), need is rule 2's flag. From a node the search linearizes one applicable op; when
+    it linearizes x_k it moves on to the next return still pending. It tries x_k first, then the
+    ops that produce the value x_k needs (ok ops before info ops), then the rest, and stops at
+    the first node past the last return. A node seen before is on the current path or dead
+    (the WGL memo of (linearized set, state), Lowe's "just-in-time" variant); a node dominated by
+    a dead one (same k, state and O, at most its info ops, rule 1) is dead. Two more cuts keep
+    at least one witness: an applicable ok op that leaves the state unchanged (a read, a cas
+    [a a]) is taken alone, since it can move to the front of any linearization; an applicable
+    x_k with no other ok op pending is taken alone (rule 6). When the search is stuck, the
+    furthest return it reached is the first one the breadth-first search would find empty,
+    so both report the same op with the same explanation (tested). Memory is trimmed as it
+    goes: the memo of the returns below the deepest choice point still open is dropped.
+
+Bounds (per key: one hard key cannot use up another's budget)
+    ``config_max`` bounds the configurations a search holds at once (the witness search's memo;
+    the breadth-first search's closure of one step), which bounds memory (about 500 bytes
+    each at the peak, measured with tracemalloc on a stuck search over 20,000 ops);
+    ``time_limit_s`` bounds wall-clock time. The competition gives the witness
+    search ``WITNESS_TIME_SHARE`` of the time, then the breadth-first search the rest. When
+    both run out the verdict is ``"unknown"`` with cause ``"search-limit"``, the ``"limit"``
+    that ran out and a ``"reason"`` in words. The jar's Knossos has no time limit (it stops when
+    memory runs low); the runner's ``--lin-time-limit`` and ``--lin-config-max`` raise these.
+    The worst case stays exponential in the ops pending at once on one key.
 
 Testing
     tests/test_linearizability.py checks hand-made verdicts, histories generated from real
-    sequential executions, and agreement with a brute-force search over every real-time-
-    consistent order on random small histories (hundreds of thousands agreed during development).
+    sequential executions, agreement with a brute-force search over every real-time-
+    consistent order on random small histories (hundreds of thousands agreed during development),
+    and agreement of the witness search with the breadth-first one (verdict, failing op and
+    explanation) wherever the latter decides. bench/checker_bench.py compares their speed.
 
 Reports
     An invalid key names the op that could not be linearized, the last ok op before it, the ops
@@ -82,23 +116,30 @@ from __future__ import annotations
 
 import heapq
 import logging
+import operator
 import time
 
 __all__ = ["check_register", "check_independent", "CONFIG_MAX_DEFAULT", "TIME_LIMIT_S_DEFAULT"]
 
 log = logging.getLogger(__name__)
 
-CONFIG_MAX_DEFAULT = 500_000  # configurations explored in one return step (bounds memory)
-TIME_LIMIT_S_DEFAULT = 60.0  # wall-clock bound for one check
+CONFIG_MAX_DEFAULT = 1_000_000  # configurations one key's search holds at once (bounds memory)
+TIME_LIMIT_S_DEFAULT = 60.0  # wall-clock bound for one key's check
+WITNESS_TIME_SHARE = 0.5  # share of a key's time the competition gives the witness search first
+ABSENT_ERROR = "key-does-not-exist"  # the definite error (code 20) a strict read observes
 WINDOW_MAX = 64  # ops listed in an invalid key's "window"
 EXPLAIN_CONFIG_MAX = 100_000  # configurations explored when computing the possible values
 TIME_CHECK_EVERY = 1024  # nodes / events between two clock reads
+DOMINANCE_CHECK_MAX = 16  # dead nodes of the same (return, state, ok ops) compared with a new one
 
 _CLIENT_FS = ("read", "write", "cas")
 _COMPLETIONS = ("ok", "fail", "info")
 _READ, _WRITE, _CAS = 0, 1, 2
 _NONE = object()  # "no required value" / "no resulting value"
 _KEEP = object()  # a read leaves the state as it is
+
+
+_LIMIT_WORDS = {"time_limit_s": "time limit", "config_max": "memory limit"}
 
 
 class _SearchLimit(Exception):
@@ -152,9 +193,9 @@ class _Op:
     """One logical operation: an invocation and its completion (or none)."""
 
     __slots__ = ("f", "type", "kind", "req", "res", "inv_pos", "ret_pos", "invoke", "complete",
-                 "value", "info", "sig", "slot", "bit", "death")
+                 "value", "info", "sig", "slot", "bit", "death", "absent")
 
-    def __init__(self, f, typ, inv_pos, ret_pos, invoke, complete, value):
+    def __init__(self, f, typ, inv_pos, ret_pos, invoke, complete, value, absent=False):
         self.f = f
         self.type = typ  # "ok" | "fail" | "info" (an invocation without completion is "info")
         self.inv_pos = inv_pos
@@ -169,9 +210,10 @@ class _Op:
         self.slot = -1
         self.bit = 0
         self.death = -1  # info ops: position after which no op can need their value
+        self.absent = absent  # a read that failed with key-does-not-exist, read strictly
         if f == "read":
             self.kind = _READ
-            self.req = _NONE if value is None else _freeze(value)
+            self.req = None if absent else _NONE if value is None else _freeze(value)
         elif f == "write":
             self.kind = _WRITE
             self.res = _freeze(value)
@@ -186,7 +228,8 @@ class _Op:
     def summary(self) -> dict:
         """A compact description of the op for reports."""
         rec = self.complete if self.complete is not None else self.invoke
-        out = {"process": rec.get("process"), "type": self.type, "f": self.f, "value": self.value,
+        out = {"process": rec.get("process"), "type": rec.get("type") if self.absent else self.type,
+               "f": self.f, "value": self.value,
                "invoke-index": self.invoke.get("index"), "invoke-time": self.invoke.get("time")}
         if self.complete is not None:
             out["complete-index"] = self.complete.get("index")
@@ -194,8 +237,20 @@ class _Op:
         return out
 
 
-def _pair(ops) -> tuple[list[_Op], int]:
-    """Pair invocations with completions (by process). Returns (ops, count of client ops)."""
+def _is_absent_read(f, comp) -> bool:
+    """A read that failed with the definite error key-does-not-exist (code 20)."""
+    if f != "read" or comp is None or comp.get("type") != "fail":
+        return False
+    err = comp.get("error")
+    return (isinstance(err, (list, tuple)) and len(err) > 0 and err[0] == ABSENT_ERROR) or \
+        err == ABSENT_ERROR
+
+
+def _pair(ops, absent_reads: bool = False) -> tuple[list[_Op], int]:
+    """Pair invocations with completions (by process). Returns (ops, count of client ops).
+
+    With ``absent_reads``, a read that failed with key-does-not-exist becomes an ok read that
+    requires the register to be nil (the key absent) instead of a fail op that is dropped."""
     pending: dict = {}
     out: list[_Op] = []
 
@@ -203,11 +258,15 @@ def _pair(ops) -> tuple[list[_Op], int]:
         f = inv.get("f")
         typ = "info" if comp is None else comp.get("type")
         value = inv.get("value")
-        if f == "read":
+        absent = absent_reads and _is_absent_read(f, comp)
+        if absent:
+            typ, value = "ok", None
+        elif f == "read":
             value = comp.get("value") if (comp is not None and typ == "ok") else None
         elif value is None and comp is not None:
             value = comp.get("value")
-        out.append(_Op(f, typ, inv_pos, comp_pos if typ != "info" else None, inv, comp, value))
+        out.append(_Op(f, typ, inv_pos, comp_pos if typ != "info" else None, inv, comp, value,
+                       absent))
 
     for pos, rec in enumerate(ops):
         proc = rec.get("process")
@@ -249,13 +308,13 @@ def _describe(op: _Op) -> str:
 class _Checker:
     """State of one per-key check. Single use."""
 
-    def __init__(self, ops, config_max: int, deadline: float, key):
+    def __init__(self, ops, config_max: int, deadline: float, key, absent_reads: bool = False):
         assert config_max >= 1
         self.config_max = config_max
         self.deadline = deadline
         self.key = key
         self.records = ops
-        self.all_ops, self.op_count = _pair(ops)
+        self.all_ops, self.op_count = _pair(ops, absent_reads)
         self.configs_explored = 0
         self.frontier_max = 1
         self.useless_infos: list = []  # info ops no later op can observe (rule 4)
@@ -271,14 +330,8 @@ class _Checker:
     # -- search ------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        live = self._filter()
+        call_at, ret_at = self._events()
         n = len(self.records)
-        call_at: list = [None] * n
-        ret_at: list = [None] * n
-        for op in live:
-            call_at[op.inv_pos] = op
-            if not op.info:
-                ret_at[op.ret_pos] = op
         frontier = [(None, 0)]  # (state, U)
         deaths: list = []  # heap of (death position, tie, op) for info ops
         tie = 0
@@ -309,6 +362,17 @@ class _Checker:
         # The values the register may hold at the end (reported as Knossos's final configs).
         return {"valid?": True,
                 "final-values": sorted((_thaw(s) for s in {s for s, _ in frontier}), key=repr)}
+
+    def _events(self) -> tuple[list, list]:
+        """The live ops by position: the op invoked there, the ok op returning there."""
+        n = len(self.records)
+        call_at: list = [None] * n
+        ret_at: list = [None] * n
+        for op in self._filter():
+            call_at[op.inv_pos] = op
+            if not op.info:
+                ret_at[op.ret_pos] = op
+        return call_at, ret_at
 
     def _filter(self) -> list:
         """Drop fail ops, info reads, nil reads and useless info ops; compute info deaths."""
@@ -474,6 +538,307 @@ class _Checker:
             out.extend((s, o | i) for i in kept)
         return out
 
+    # -- witness search (depth first) ---------------------------------------------------------
+
+    def run_witness(self) -> dict:
+        """Depth-first search for one linearization; stops at the first one found.
+
+        Same model, cuts and pruning rules as ``run``, but instead of carrying every possible
+        configuration from one return to the next it follows one and comes back only when it is
+        stuck. A node is ``(k, state, O, C, need)``: the k-th returning ok op x_k is about to be
+        linearized; O is the bitset of pending ok ops (slots as in ``run``); C counts the pending
+        info ops per signature (info ops with the same signature are interchangeable once
+        invoked, rule 3, so only their number matters); ``need`` is rule 2's flag. (k, O, C)
+        names the set of ops linearized so far up to interchangeable twins, so ``memo`` is the
+        WGL memo of (linearized set, state): a node in it is on the current path or dead.
+        """
+        if time.monotonic() > self.deadline:
+            raise _SearchLimit("time_limit_s")
+        plan = self._plan()
+        steps, tabs, sig_tabs, x_bits, moves, sig_width = plan
+        m = len(steps)
+        k, o, c = self._advance(-1, 0, (0,) * sig_width, x_bits, moves, m)
+        if k == m:
+            return {"valid?": True, "final-values": [None]}
+        memo: list = [None] * m
+        dead: list = [None] * m  # per k: (state, O) -> [(C, need)] of nodes proven dead
+        memo_lo = 0  # memo[:memo_lo] and dead[:memo_lo] were dropped: no node comes back there
+        stored = 0
+        deepest_k, deepest = -1, []
+        config_max = self.config_max
+        deadline = self.deadline
+        root = (k, None, o, c, False)
+        stack = [[[root], 0, (k, None, o, c, False)]]  # [children in order, next index, parent]
+        explored = 0
+        ge = operator.ge
+        while stack:
+            frame = stack[-1]
+            children, i, parent = frame
+            if i == len(children):
+                stack.pop()
+                k, s, o, c, need = parent
+                group = dead[k]
+                if group is None:
+                    group = dead[k] = {}
+                group.setdefault((s, o), []).append((c, need))
+                continue
+            frame[1] = i + 1
+            node = children[i]
+            k, s, o, c, need = node
+            if k == m:
+                self.configs_explored += explored
+                # The witness's last state (pending info ops may still change it later; the
+                # breadth-first search reports every value the register may end with).
+                return {"valid?": True, "final-values": [_thaw(s)]}
+            seen = memo[k]
+            if seen is None:
+                seen = memo[k] = set()
+            key = (s, o, c, need)
+            if key in seen or (need and (s, o, c, False) in seen):
+                continue  # dead, or a less constrained twin is dead
+            group = dead[k]
+            if group is not None:
+                # Rule 1: a dead node with at least these info ops left, and no more
+                # constrained, proves this one dead.
+                others = group.get((s, o))
+                if others is not None and any(
+                        (need or not need2) and all(map(ge, c2, c)) for c2, need2 in
+                        others[-DOMINANCE_CHECK_MAX:]):
+                    continue
+            seen.add(key)
+            stored += 1
+            explored += 1
+            if k >= deepest_k:
+                if k > deepest_k:
+                    deepest_k, deepest = k, []
+                if len(deepest) < EXPLAIN_CONFIG_MAX:
+                    deepest.append((s, o, c))
+            if explored % TIME_CHECK_EVERY == 0:
+                if time.monotonic() > deadline:
+                    self.configs_explored += explored
+                    raise _SearchLimit("time_limit_s")
+                stack, memo_lo, stored = self._trim(stack, memo, dead, memo_lo, stored)
+            if stored > config_max:
+                stack, memo_lo, stored = self._trim(stack, memo, dead, memo_lo, stored)
+                if stored > config_max:
+                    self.configs_explored += explored
+                    raise _SearchLimit("config_max")
+            stack.append([self._children(node, steps[k], tabs[k], sig_tabs[k], plan, m), 0, node])
+        self.configs_explored += explored
+        x = steps[deepest_k]
+        return self._invalid(None, x, self._witness_states(deepest, x, tabs[deepest_k],
+                                                           sig_tabs[deepest_k]))
+
+    def _plan(self) -> tuple:
+        """Sweep the records once. For the k-th return: the op returning, the slot table of
+        pending ok ops and the signature table of pending info ops then, and ``moves[k]``, how
+        (O, C) change on the way there from the previous return: ok bits set by calls, info
+        signatures that died (rule 4; every info op of a signature dies at the same position,
+        since its death depends only on the value it writes), info counts added by calls."""
+        call_at, ret_at = self._events()
+        n = len(self.records)
+        steps, tabs, sig_tabs, x_bits, moves = [], [], [], [], []
+        ok_slots: list = []
+        used = 0
+        sig_slot: dict = {}  # live info signature -> its index in C
+        sig_slots: list = []  # index in C -> signature (or None)
+        sig_tab = ()
+        sig_changed = False
+        deaths: list = []  # heap of (death position, tie, signature)
+        added_bits = 0
+        dead: list = []
+        adds: dict = {}
+        for pos in range(n):
+            while deaths and deaths[0][0] < pos:
+                sig = heapq.heappop(deaths)[2]
+                j = sig_slot.pop(sig)
+                sig_slots[j] = None
+                sig_changed = True
+                dead.append(j)
+                adds.pop(j, None)
+            op = call_at[pos]
+            if op is not None:
+                if op.info:
+                    j = sig_slot.get(op.sig)
+                    if j is None:
+                        j = next((i for i, v in enumerate(sig_slots) if v is None), len(sig_slots))
+                        if j == len(sig_slots):
+                            sig_slots.append(None)
+                        sig_slots[j] = op.sig
+                        sig_slot[op.sig] = j
+                        sig_changed = True
+                        heapq.heappush(deaths, (op.death, len(steps) + pos, op.sig))
+                    adds[j] = adds.get(j, 0) + 1
+                else:
+                    bit = ~used & (used + 1)  # lowest clear bit
+                    slot = bit.bit_length() - 1
+                    if slot == len(ok_slots):
+                        ok_slots.append(None)
+                    ok_slots[slot] = op
+                    op.slot, op.bit = slot, bit
+                    used |= bit
+                    added_bits |= bit
+            op = ret_at[pos]
+            if op is not None:
+                if sig_changed:
+                    sig_tab = tuple(sig_slots)
+                    sig_changed = False
+                steps.append(op)
+                tabs.append(tuple(ok_slots))
+                sig_tabs.append(sig_tab)
+                x_bits.append(op.bit)
+                moves.append((added_bits, tuple(dead), tuple(adds.items())))
+                added_bits = 0
+                dead = []
+                adds = {}
+                ok_slots[op.slot] = None  # linearized on every path by now; the slot is free
+                used &= ~op.bit
+        return steps, tabs, sig_tabs, x_bits, moves, len(sig_slots)
+
+    @staticmethod
+    def _advance(k: int, o: int, c: tuple, x_bits, moves, m: int) -> tuple:
+        """From just after x_k is linearized to the next return whose op is still pending."""
+        while True:
+            k += 1
+            if k == m:
+                return k, o, c
+            added_bits, dead, adds = moves[k]
+            o |= added_bits
+            if dead or adds:
+                cl = list(c)
+                for j in dead:
+                    cl[j] = 0
+                for j, count in adds:
+                    cl[j] += count
+                c = tuple(cl)
+            if o & x_bits[k]:
+                return k, o, c
+
+    def _children(self, node: tuple, x: _Op, tab: tuple, sig_tab: tuple, plan: tuple,
+                  m: int) -> list:
+        """The nodes one linearized op away from ``node``, in the order they are tried.
+
+        Order: x itself, then ops that produce the value x needs (ok ops before info ops: an
+        info op need never take effect), then the other ok ops, then the other info ops.
+        Dominance cuts: an applicable ok op that leaves the state unchanged (a read, a cas
+        [a a]) is taken alone, since moving it to the front of any linearization keeps that
+        linearization legal; and an applicable x with no other ok op pending is taken alone
+        (rule 6).
+        """
+        k, s, o, c, need = node
+        x_bits, moves = plan[3], plan[4]
+        xb = x.bit
+        want = x.req
+        # The common cases, decided by x alone: an applicable x that keeps the state, or an
+        # applicable x with no other ok op pending.
+        if x.kind == _WRITE:
+            simple = o == xb and not need
+        else:
+            simple = want == s and (o == xb or x.kind == _READ or x.res == want)
+        if simple:
+            k2, o2, c2 = self._advance(k, o ^ xb, c, x_bits, moves, m)
+            return [(k2, s if x.kind == _READ else x.res, o2, c2, False)]
+        x_next = None
+        producers_ok, producers_info, others_ok, others_info = [], [], [], []
+        mm = o
+        while mm:
+            low = mm & -mm
+            mm ^= low
+            op = tab[low.bit_length() - 1]
+            if op.kind == _WRITE:
+                if need:
+                    continue  # rule 2
+                s2 = op.res
+            elif op.req != s:
+                continue
+            elif op.kind == _READ or op.res == op.req:
+                if low == xb:
+                    k2, o2, c2 = self._advance(k, o ^ low, c, x_bits, moves, m)
+                    return [(k2, s, o2, c2, False)]
+                return [(k, s, o ^ low, c, False)]
+            else:
+                s2 = op.res
+            if low == xb:
+                k2, o2, c2 = self._advance(k, o ^ low, c, x_bits, moves, m)
+                x_next = (k2, s2, o2, c2, False)
+            else:
+                (producers_ok if s2 == want else others_ok).append((k, s2, o ^ low, c, False))
+        if x_next is not None and o == xb:
+            return [x_next]  # rule 6
+        for j, count in enumerate(c):
+            if not count:
+                continue
+            kind, req, res = sig_tab[j]
+            if kind == _WRITE:
+                if need:
+                    continue
+            elif req != s:
+                continue
+            c2 = c[:j] + (count - 1,) + c[j + 1:]
+            (producers_info if res == want else others_info).append((k, res, o, c2, True))
+        out = [x_next] if x_next is not None else []
+        out += producers_ok
+        out += producers_info
+        out += others_ok
+        out += others_info
+        return out
+
+    @staticmethod
+    def _trim(stack: list, memo: list, dead: list, memo_lo: int, stored: int) -> tuple:
+        """Drop the exhausted frames at the bottom of the stack and the memo of the returns
+        below the lowest frame that still has untried children: no node can reach them again
+        (a node's k never decreases along a path)."""
+        j = 0
+        while j < len(stack) and stack[j][1] >= len(stack[j][0]):
+            j += 1
+        if j == len(stack):
+            return stack, memo_lo, stored
+        if j:
+            stack = stack[j:]
+        lo = stack[0][2][0]  # every node still to come descends from this frame's parent
+        for kk in range(memo_lo, lo):
+            seen = memo[kk]
+            if seen is not None:
+                stored -= len(seen)
+                memo[kk] = None
+                dead[kk] = None
+        return stack, max(memo_lo, lo), stored
+
+    def _witness_states(self, nodes: list, x: _Op, tab: tuple, sig_tab: tuple) -> tuple:
+        """Values the register could hold while x is pending, from the witness search's nodes
+        at x's return (x itself excluded); the same closure as ``_possible_states``."""
+        seen = set(nodes)
+        todo = list(nodes)
+        states = {s for s, _, _ in nodes}
+        capped = False
+        while todo:
+            s, o, c = todo.pop()
+            nxt = []
+            mm = o & ~x.bit
+            while mm:
+                low = mm & -mm
+                mm ^= low
+                op = tab[low.bit_length() - 1]
+                if op.kind == _WRITE:
+                    nxt.append((op.res, o ^ low, c))
+                elif s == op.req:
+                    nxt.append((s if op.kind == _READ else op.res, o ^ low, c))
+            for j, count in enumerate(c):
+                if count:
+                    kind, req, res = sig_tab[j]
+                    if kind == _WRITE or req == s:
+                        nxt.append((res, o, c[:j] + (count - 1,) + c[j + 1:]))
+            for node in nxt:
+                if node not in seen:
+                    if len(seen) >= EXPLAIN_CONFIG_MAX:
+                        capped = True
+                        continue
+                    seen.add(node)
+                    states.add(node[0])
+                    todo.append(node)
+        self._add_dead_info_states(states, x)
+        return states, capped
+
     # -- reports -----------------------------------------------------------------------------
 
     def _possible_states(self, frontier: list, x: _Op) -> tuple[set, bool]:
@@ -503,10 +868,15 @@ class _Checker:
                     seen.add(node)
                     states.add(s2)
                     todo.append(node)
-        # Info ops pruned as useless (rule 4, or dead by now) can still set the register.
+        self._add_dead_info_states(states, x)
+        return states, capped
+
+    def _add_dead_info_states(self, states: set, x: _Op) -> None:
+        """Info ops pruned as useless (rule 4, or dead by x's return) can still set the
+        register: add the values they could produce from the states already found."""
         extra = [op for op in self.useless_infos if op.inv_pos < x.ret_pos]
         extra += [op for op in self.all_ops if op.info and op.kind != _READ and
-                  op.inv_pos < x.ret_pos and op.slot >= 0 and self.slot_op[op.slot] is not op]
+                  op.inv_pos < x.ret_pos and 0 <= op.death < x.ret_pos]
         changed = True
         while changed:
             changed = False
@@ -514,10 +884,9 @@ class _Checker:
                 if (op.kind == _WRITE or op.req in states) and op.res not in states:
                     states.add(op.res)
                     changed = True
-        return states, capped
 
-    def _invalid(self, frontier: list, x: _Op) -> dict:
-        states, capped = self._possible_states(frontier, x)
+    def _invalid(self, frontier: list | None, x: _Op, possible: tuple | None = None) -> dict:
+        states, capped = possible if possible is not None else self._possible_states(frontier, x)
         inv_pos, ret_pos = x.inv_pos, x.ret_pos
         window = []
         hidden = 0
@@ -540,7 +909,9 @@ class _Checker:
         n_info = sum(1 for w in window if w["type"] == "info")
         states_txt = "{" + ", ".join(sorted(_show(s) for s in states)) + "}"
         key_txt = f" of key {_show(_freeze(self.key))}" if self.key is not None else ""
-        if x.kind == _READ:
+        if x.absent:
+            head = f"read{key_txt} failed with key-does-not-exist (read strictly: the key was absent)"
+        elif x.kind == _READ:
             head = f"read{key_txt} returned {_show(x.req)}"
         else:
             head = f"cas{key_txt} {_show(_freeze(x.value))} succeeded"
@@ -611,25 +982,53 @@ class _Checker:
 
 
 def check_register(ops, *, config_max: int = CONFIG_MAX_DEFAULT,
-                   time_limit_s: float = TIME_LIMIT_S_DEFAULT, key=None) -> dict:
+                   time_limit_s: float = TIME_LIMIT_S_DEFAULT, key=None,
+                   search: str = "competition", absent_reads: bool = False) -> dict:
     """Check one key's history (values already reduced from [k, v] to v) against a CAS register.
 
     ``ops`` is in history order and may contain nemesis records (ignored). ``key`` is used only
-    in the explanation. Returns {"valid?": True|False|"unknown", "op-count": n, ...}; "op-count"
-    counts client operations (invocations). Never raises on a search that is too large: it
-    returns "unknown" with cause "search-limit" instead.
+    in the explanation. ``time_limit_s`` and ``config_max`` are this key's budget. ``search``:
+    "witness" (depth first, stops at the first linearization), "bfs" (every configuration at
+    every return) or "competition" (the witness search with ``WITNESS_TIME_SHARE`` of the time,
+    then, if it ran out, the breadth-first search with the rest: whatever either decides within
+    the budget is decided). ``absent_reads`` [extension] checks a read that failed with
+    key-does-not-exist as an observation that the key was absent (the register was nil).
+
+    Returns {"valid?": True|False|"unknown", "op-count": n, ...}; "op-count" counts client
+    operations (invocations), "analyzer" names the search that decided. Never raises on a search that is too large: it returns "unknown"
+    with cause "search-limit", the "limit" that ran out and a "reason" in words instead.
     """
     started = time.monotonic()
-    checker = _Checker(ops, config_max, started + time_limit_s, key)
-    try:
-        out = checker.run()
-    except _SearchLimit as e:
-        log.info("key %r: search limit %s reached after %d configurations", key, e.limit,
-                 checker.configs_explored)
-        out = {"valid?": "unknown", "cause": "search-limit", "limit": e.limit}
-    out["op-count"] = checker.op_count
-    out["configs-explored"] = checker.configs_explored
-    out["frontier-max"] = checker.frontier_max
+    deadline = started + time_limit_s
+    tried = []
+    out = None
+    checkers = []
+    for name in (("witness", "bfs") if search == "competition" else (search,)):
+        if name not in ("witness", "bfs"):
+            raise ValueError(f"unknown search {name!r}")
+        share = WITNESS_TIME_SHARE if name == "witness" and search == "competition" else 1.0
+        checker = _Checker(ops, config_max, started + time_limit_s * share, key, absent_reads)
+        checkers.append(checker)
+        try:
+            out = checker.run_witness() if name == "witness" else checker.run()
+            out["analyzer"] = name  # which search decided (Knossos names its :analyzer too)
+            break
+        except _SearchLimit as e:
+            log.info("key %r: %s search reached its %s after %d configurations", key, name,
+                     e.limit, checker.configs_explored)
+            tried.append((name, e.limit, checker.configs_explored))
+            if time.monotonic() >= deadline:
+                break
+    if out is None:
+        name, limit, _ = tried[-1]
+        spent = "; ".join(f"the {n} search stopped at its {_LIMIT_WORDS[lim]} after "
+                          f"{explored:,} configurations" for n, lim, explored in tried)
+        out = {"valid?": "unknown", "cause": "search-limit", "limit": limit,
+               "reason": (f"budget exhausted: {spent} (budget per key: {time_limit_s:g} s, "
+                          f"{config_max:,} configurations held at once)")}
+    out["op-count"] = checkers[0].op_count
+    out["configs-explored"] = sum(c.configs_explored for c in checkers)
+    out["frontier-max"] = max(c.frontier_max for c in checkers)
     return out
 
 
@@ -651,9 +1050,12 @@ def _merge_valid(values) -> object:
 
 
 def check_independent(history, *, time_limit_s: float = TIME_LIMIT_S_DEFAULT,
-                      config_max: int = CONFIG_MAX_DEFAULT) -> dict:
-    """Split a whole history by key (value[0]) and check each key; time_limit_s is the total."""
-    deadline = time.monotonic() + time_limit_s
+                      config_max: int = CONFIG_MAX_DEFAULT, absent_reads: bool = False,
+                      search: str = "competition") -> dict:
+    """Split a whole history by key (value[0]) and check each key with its own budget
+    (``time_limit_s`` and ``config_max`` apply to every key: one hard key cannot use up the
+    others' time). ``absent_reads`` [extension]: see ``check_register``; when on, the result
+    says so ("absent-reads": True)."""
     per_key: dict = {}
     open_key: dict = {}  # process -> key of its pending invocation
     for rec in history:
@@ -680,12 +1082,11 @@ def check_independent(history, *, time_limit_s: float = TIME_LIMIT_S_DEFAULT,
         per_key[k].append(reduced)
     results: dict = {}
     for k, ops in per_key.items():
-        remaining_s = deadline - time.monotonic()
-        if remaining_s <= 0:
-            results[k] = {"valid?": "unknown", "cause": "search-limit", "limit": "time_limit_s",
-                          "op-count": sum(1 for r in ops if r.get("type") == "invoke")}
-            continue
-        results[k] = check_register(ops, config_max=config_max, time_limit_s=remaining_s, key=k)
+        results[k] = check_register(ops, config_max=config_max, time_limit_s=time_limit_s, key=k,
+                                    search=search, absent_reads=absent_reads)
     failures = [k for k, r in results.items() if r["valid?"] is not True]
-    return {"valid?": _merge_valid(r["valid?"] for r in results.values()),
-            "results": results, "failures": failures}
+    out = {"valid?": _merge_valid(r["valid?"] for r in results.values()),
+           "results": results, "failures": failures}
+    if absent_reads:
+        out["absent-reads"] = True
+    return out

@@ -99,6 +99,9 @@ class TestOptions:
     recovery_s: float = 5.0    # [extension] wait before the final reads
     svg_events: int = 10_000   # [extension] messages.svg draws at most this many network events
     svg_window: tuple[float, float] | None = None   # [extension] ... in this window (history s)
+    lin_time_limit_s: float = 60.0     # [extension] the linearizability checker's budget per key
+    lin_config_max: int = 1_000_000    # [extension] configurations one key's search may hold
+    absent_reads: bool | None = None   # [extension] strict key-does-not-exist reads; None: with extensions
 
     @property
     def extensions(self) -> list[str]:
@@ -261,6 +264,8 @@ class TestRun(NodeControl):
                 "leave_db_running": o.leave_db_running,
                 "messages_svg": {"events_max": o.svg_events,
                                  "window_s": list(o.svg_window) if o.svg_window else None},
+                "lin_time_limit_s": o.lin_time_limit_s, "lin_config_max": o.lin_config_max,
+                "absent_reads": o.absent_reads if o.absent_reads is not None else bool(o.extensions),
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
                    if o.extensions else {})}
 
@@ -622,14 +627,14 @@ def run_test(opts: TestOptions, progress: Progress | None = None) -> RunOutcome:
     return outcome
 
 
-def analyze_store(store_dir: Path, *, availability: Any = None) -> dict:
+def analyze_store(store_dir: Path, *, availability: Any = None, **lin: Any) -> dict:
     try:
         from . import analysis
     except ImportError as exc:
         log.error("analysis module unavailable: %s", exc)
         return {"valid?": "unknown", "error": f"analysis module unavailable: {exc}"}
     try:
-        return analysis.analyze(store_dir, availability=availability)
+        return analysis.analyze(store_dir, availability=availability, **lin)
     except Exception as exc:  # noqa: BLE001 - reported as the jar's "unknown", never swallowed
         log.exception("analysis failed")
         return {"valid?": "unknown", "error": f"analysis failed: {exc!r}"}
