@@ -278,6 +278,7 @@ class Node:
             self.data_dir = os.path.join(os.path.abspath(args.data_dir), self.node_id)
         else:
             self.data_dir = _private_temp_dir(self.node_id)
+        opened_s = time.monotonic()
         try:
             rec, self.writer = self._open(self.data_dir, not args.no_fsync)
         except DamagedFile as exc:
@@ -289,6 +290,9 @@ class Node:
             self._fatal(EXIT_DATA_DIR_UNUSABLE, f"refusing to start: {exc}")
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
+        log.info("storage recovered in %.0f ms: snapshot through %d, %d entries after it",
+                 (time.monotonic() - opened_s) * 1000, rec.snapshot.index if rec.snapshot else 0,
+                 len(rec.entries))
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
         cfg = Config(
             election_ticks=_election_ticks(args),

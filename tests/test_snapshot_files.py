@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 
 import pytest
 
@@ -173,3 +174,34 @@ def test_snapshot_store_prunes_older_files_and_sweeps_temp_files(tmp_path):
     assert not (tmp_path / (snapshot_name(13) + ".tmp")).exists()
     ss.prune(12)
     assert ss.indexes() == [12]
+
+
+def test_the_snapshot_child_does_not_hold_the_data_directory_lock(tmp_path):
+    """A killed node's child may still be writing; the restarted node must find the lock free."""
+    import fcntl
+
+    lock = os.open(tmp_path / "LOCK", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    store = kv.KVStore()
+    store.data = {i: b"1" for i in range(300_000)}  # long enough to still be running below
+    ss = SnapshotStore(str(tmp_path))
+    fd = ss.take(5, 1, ("n1",), StateMachine(store).sections)
+    pid = ss.child[0]
+    os.close(lock)  # the parent dies
+    again = os.open(tmp_path / "LOCK", os.O_RDWR)
+    got = False
+    try:
+        for _ in range(200):  # (the child drops its copy as its first act; give it that moment)
+            try:
+                fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                time.sleep(0.005)
+        still_running = os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.close(again)
+    assert got, "the child kept the data directory's lock"
+    select.select([fd], [], [], 30)
+    assert ss.taken().index == 5
+    assert still_running, "the child finished too soon for this test to mean anything"

@@ -54,6 +54,7 @@ INCOMING_NAME = "incoming.snap.tmp"
 _HEADER = struct.Struct("<c8sIQQ")
 _FOOTER = struct.Struct("<cQ")
 _NAME_RE = re.compile(r"^snap-(\d{20})\.snap$")
+_FDS_MAX = 1 << 16  # the forked child closes every fd below this but its pipe
 
 Sections = dict[str, bytes]  # section name -> body
 
@@ -190,7 +191,11 @@ class SnapshotStore:
         if pid == 0:  # the child: state, its own fds, _exit; nothing else
             status = 1
             try:
-                os.close(r)
+                # Only the pipe stays open: the data directory's lock must die with the parent (a
+                # restarted node must not find it held by this child), stdout must reach EOF when
+                # the parent dies, and the WAL's files are not ours to touch.
+                os.closerange(0, w)
+                os.closerange(w + 1, _FDS_MAX)
                 self._write_file(index, term, voters, produce())
                 status = 0
             finally:

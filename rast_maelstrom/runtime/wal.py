@@ -120,7 +120,9 @@ log = logging.getLogger(__name__)
 record_bytes_max = RECORD_BYTES_MAX  # largest payload accepted; anything larger is damage
 write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyond this
 compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
-segment_bytes_max = 4 * 1024 * 1024  # a segment past this size is closed; the next batch starts one
+# A segment past this size is closed and the next batch starts one: recovery replays at most this
+# much beyond what the newest snapshot covers, plus the snapshot threshold.
+segment_bytes_max = 1024 * 1024
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
 
 MAGIC = b"RASTWAL\0"
