@@ -20,7 +20,7 @@ SIM_CI_SEEDS ?= 1-1000
 SIM_CI_STEPS ?= 10000
 SIM_CI_JOBS ?= 2
 
-.PHONY: all venv test test-fast mutants check maelstrom bench bench-quick bench-node sim sim-ci clean
+.PHONY: all venv test test-fast mutants check maelstrom bench bench-quick bench-node sim sim-ci soak clean
 
 all: test
 
@@ -87,3 +87,10 @@ maelstrom: $(STAMP)
 
 clean:
 	rm -rf $(VENV) store .pytest_cache .hypothesis *.egg-info
+
+# Soak (a program, not a test): 3 nodes with --data-dir under saturation with kill, pause and
+# partition for SOAK_MINUTES; RSS and data-dir size per minute, snapshots, restarts, throughput.
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)

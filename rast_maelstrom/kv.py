@@ -124,8 +124,21 @@ def encode_cas(key: int | str, frm: Any, to: Any) -> bytes:
     return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
 
 
+_decode_pairs = msgspec.json.Decoder(list[tuple[Union[int, str], msgspec.Raw]]).decode
+
+
 class KVStore:
     __slots__ = ("data",)
+
+    def serialize(self) -> bytes:
+        """The map as a snapshot section: a JSON array of [key, value] pairs, values spliced in as
+        the exact bytes they were written with."""
+        dumps = orjson.dumps
+        return b"[" + b",".join([b"[%b,%b]" % (dumps(k), v) for k, v in self.data.items()]) + b"]"
+
+    def restore(self, section: bytes) -> None:
+        """Replace the map with one `serialize` produced (raises on a malformed section)."""
+        self.data = {k: bytes(v) for k, v in _decode_pairs(section)}
 
     def __init__(self) -> None:
         self.data: dict[int | str, bytes] = {}  # key -> the value's JSON bytes, as written

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import heapq
 import logging
 import math
@@ -60,17 +61,23 @@ from .core import (
     Config,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     ProtocolError,
     Raft,
     RequestVote,
     Role,
+    SnapshotMeta,
+    SnapshotResponse,
     VoteResponse,
 )
+from .core.raft import BUG_SNAPSHOT_PAST_APPLIED
 from .runtime.loop import EventLoop
 from .runtime.fileio import REAL, DiskFault, FaultyFileIO, FileIO
 from .runtime.records import DamagedFile
+from .runtime.snapshot import SnapshotStore
 from .runtime.wal import Recovered, WalError, WalWriter, WalWriterError, WriteAheadLog
+from .state import StateMachine
 from .wire import schema
 from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode
 
@@ -91,6 +98,8 @@ FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader
 # ENTRY_BYTES_MAX, leaving room for the envelope (names are at most schema.NAME_CHARS_MAX).
 APPEND_ENTRIES_BYTES_MAX = 1 << 20
 ENTRY_BYTES_MAX = LINE_BYTES_MAX - (64 << 10)
+# An InstallSnapshot carries this many bytes of the snapshot file (base64 on the wire: 4/3 of it).
+SNAPSHOT_CHUNK_BYTES_MAX = 512 << 10
 
 EXIT_DAMAGED = 65  # sysexits EX_DATAERR: a file in the data directory is damaged (left untouched)
 EXIT_DISK_FAILED = 70  # a WAL write or fsync failed: what is durable is unknown until a restart
@@ -117,6 +126,13 @@ class Node:
         self.node_ids: list[str] = []
         self.raft: Raft | None = None
         self.kv = kv.KVStore()
+        self.state = StateMachine(self.kv)  # what snapshots hold (the kv map is its "kv" section)
+        self.snapshots: Any = None  # SnapshotStore-like (the storage's)
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self._snapshot_fd: int | None = None  # a snapshot being taken: the fd the loop watches
+        self._since_snapshot_bytes = 0  # bytes of commands applied since the last snapshot began
+        self._snapshot_failures = 0
         self.writer: Any = None  # WalWriter-like (see __init__)
         self.data_dir: str | None = None
         self.pre_init: list[bytes] = []
@@ -144,6 +160,8 @@ class Node:
             schema.HBR: self._on_raft,
             schema.RV: self._on_raft,
             schema.RVR: self._on_raft,
+            schema.IS: self._on_raft,
+            schema.ISR: self._on_raft,
             schema.Init: self._on_init,
         }
 
@@ -260,6 +278,7 @@ class Node:
             self.data_dir = os.path.join(os.path.abspath(args.data_dir), self.node_id)
         else:
             self.data_dir = _private_temp_dir(self.node_id)
+        opened_s = time.monotonic()
         try:
             rec, self.writer = self._open(self.data_dir, not args.no_fsync)
         except DamagedFile as exc:
@@ -271,6 +290,9 @@ class Node:
             self._fatal(EXIT_DATA_DIR_UNUSABLE, f"refusing to start: {exc}")
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
+        log.info("storage recovered in %.0f ms: snapshot through %d, %d entries after it",
+                 (time.monotonic() - opened_s) * 1000, rec.snapshot.index if rec.snapshot else 0,
+                 len(rec.entries))
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
         cfg = Config(
             election_ticks=_election_ticks(args),
@@ -279,8 +301,17 @@ class Node:
             append_entries_max=args.append_entries_max,
             append_entries_bytes_max=APPEND_ENTRIES_BYTES_MAX,
             lease_reads=args.lease_reads,
+            snapshot_chunk_bytes_max=SNAPSHOT_CHUNK_BYTES_MAX,
             bugs=frozenset(getattr(args, "bugs", ())),  # test-only: the simulator plants bugs here
         )
+        self.snapshots = self.writer.snapshots
+        snap_meta = reader = None
+        if rec.snapshot is not None:
+            snap = rec.snapshot
+            self.state.restore(rec.sections)
+            snap_meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size)
+            reader = self.snapshots.reader(snap)
+            log.info("loaded the snapshot through %d (term %d, %d bytes)", snap.index, snap.term, snap.size)
         seed = int.from_bytes(os.urandom(8), "little") if args.seed is None else args.seed
         self.raft = Raft(
             self.node_id,
@@ -292,8 +323,10 @@ class Node:
             first_index=rec.first_index,
             entries=rec.entries,
             noop=kv.NOOP,
+            snapshot=snap_meta,
+            snapshot_reader=reader,
         )
-        if not rec.entries and not rec.current_term:
+        if not rec.entries and not rec.current_term and rec.snapshot is None:
             # A brand-new cluster has no leader to wait for: start the first election timer half
             # way (still randomized; pre-vote keeps an early candidate harmless).
             self.raft.election_elapsed = self.raft.randomized_election_ticks // 2
@@ -447,6 +480,11 @@ class Node:
             self._send_raft(rd.messages)
             if rd.committed:
                 self._apply(rd.committed)
+                self._since_snapshot_bytes += sum(len(c[2]) for c in rd.committed)
+                if self._snapshot_fd is None:
+                    self._maybe_snapshot()
+            if rd.snapshot_chunks:
+                self._on_snapshot_chunks(rd.snapshot_chunks)
             if rd.read_states:
                 applied = raft.applied_index
                 for ctx, index in rd.read_states:
@@ -520,6 +558,8 @@ class Node:
         if self.stopped:
             return
         self.stopped = True
+        if self.snapshots is not None:
+            self.snapshots.close()  # a child still writing a snapshot is killed; its temp file swept
         if self.writer is not None:
             try:
                 self.writer.close()  # writes and fsyncs what is queued; closes the log too
@@ -527,14 +567,112 @@ class Node:
                 log.error("closing the WAL: %r", exc)
 
 
-class _WalStorage:
-    """The production storage: a WriteAheadLog behind its WalWriter thread."""
+    # ------------------------------------------------------------------ snapshots
 
-    def __init__(self, wal: WriteAheadLog) -> None:
+    def _maybe_snapshot(self) -> None:
+        """Take a snapshot (in a forked child, see runtime/snapshot.py) once the log since the last
+        one passes `--snapshot-entries` entries or `--snapshot-bytes` bytes of commands."""
+        args = self.args
+        raft = self.raft
+        if getattr(args, "no_snapshots", False):
+            return
+        base = raft.log.first_index - 1
+        index = raft.applied_index
+        if index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
+            return
+        if BUG_SNAPSHOT_PAST_APPLIED in raft.config.bugs:
+            index = raft.log.last_index()  # planted bug: the label runs ahead of the state
+        if index <= base:
+            return
+        term = raft.log.term_at(index)
+        self._since_snapshot_bytes = 0
+        meta_args = (index, term, tuple(self.node_ids))
+        try:
+            fd = self.snapshots.take(*meta_args, self.state.sections)
+        except OSError as exc:  # no fork (memory), no temp file: the log keeps growing; say so
+            self._snapshot_failed(exc)
+            return
+        self._snapshot_fd = fd
+        self.loop.add_reader(fd, self._on_snapshot_taken)
+
+    def _snapshot_failed(self, exc: BaseException) -> None:
+        self._snapshot_failures += 1
+        log.error("taking a snapshot failed (%s); the log is not compacted (%d failures)", exc,
+                  self._snapshot_failures)
+
+    def _on_snapshot_taken(self) -> None:
+        fd, self._snapshot_fd = self._snapshot_fd, None
+        self.loop.remove_reader(fd)
+        try:
+            snap = self.snapshots.taken()
+        except OSError as exc:
+            self._snapshot_failed(exc)
+            return
+        meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size)
+        if self.raft.compact(meta, self.snapshots.reader(snap)):
+            self.snapshots_taken += 1
+            self._compact_storage(snap.index)
+            log.info("snapshot through %d taken (%d bytes); log compacted (%d snapshots taken)",
+                     snap.index, snap.size, self.snapshots_taken)
+
+    def _compact_storage(self, index: int) -> None:
+        """A durable snapshot through `index`: WAL segments and older snapshots it covers go."""
+        try:
+            self.writer.compact(index)
+            self.snapshots.prune(index)
+        except WalWriterError as exc:
+            self._disk_failed(exc)
+        except OSError as exc:
+            self._fatal(EXIT_DISK_FAILED, f"deleting covered files in {self.data_dir} failed: {exc}")
+
+    def _on_snapshot_chunks(self, chunks: list[tuple[SnapshotMeta, int, bytes]]) -> None:
+        """Chunks from a leader, written where they belong as they come; a complete snapshot is
+        checked, made durable, then installed (or refused, and received again from its start)."""
+        raft = self.raft
+        store = self.snapshots
+        for meta, offset, data in chunks:
+            try:
+                store.receive(offset, data)
+                done = offset + len(data) == meta.size
+                got = store.finish_receive(meta.index, meta.term) if done else None
+            except OSError as exc:
+                self._fatal(EXIT_DISK_FAILED, f"writing a received snapshot in {self.data_dir} failed: {exc}")
+            if not done:
+                continue
+            if got is None:
+                log.warning("the snapshot through %d from %s failed its checks; receiving it again",
+                            meta.index, raft.leader_id)
+                raft.snapshot_refused()
+                continue
+            snap, sections = got
+            if not raft.install_snapshot(meta, store.reader(snap)):
+                continue  # no newer than what we committed: nothing changes
+            self.state.restore(sections)
+            self.snapshots_installed += 1
+            try:
+                self.writer.reset(meta.index + 1, meta.term)
+            except WalWriterError as exc:
+                self._disk_failed(exc)
+            self._compact_storage(meta.index)
+            self.pending = {i: p for i, p in self.pending.items() if i > meta.index}  # (never applied here)
+            waiting = self.reads_waiting
+            while waiting and waiting[0][0] <= meta.index:
+                self._serve_read(heapq.heappop(waiting)[2])
+            log.info("installed the snapshot through %d (term %d, %d bytes) from %s (%d installed)",
+                     meta.index, meta.term, meta.size, raft.leader_id, self.snapshots_installed)
+
+
+class _WalStorage:
+    """The production storage: a WriteAheadLog behind its WalWriter thread, and the snapshot files."""
+
+    def __init__(self, wal: WriteAheadLog, snapshots: SnapshotStore) -> None:
         self.wal = wal
+        self.snapshots = snapshots
         self.writer = WalWriter(wal)
         self.wake_fd = self.writer.wake_fd
         self.submit = self.writer.submit
+        self.reset = self.writer.reset
+        self.compact = self.writer.compact
         self.drain_wake = self.writer.drain_wake
 
     @property
@@ -549,13 +687,40 @@ class _WalStorage:
 
 
 def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL) -> tuple[Recovered, _WalStorage]:
-    wal = WriteAheadLog(data_dir, fsync=fsync, io=io)
+    wal = WriteAheadLog(data_dir, fsync=fsync, io=io)  # takes the directory's lock first
     try:
-        rec = wal.recover()
+        snapshots = SnapshotStore(wal.dir_path, fsync=fsync, io=io)
+        rec = recover_with_snapshots(snapshots, wal.recover)
     except BaseException:
-        wal.close()  # releases the lock; a damaged segment is left as it is
+        wal.close()  # releases the lock; a damaged file is left as it is
         raise
-    return rec, _WalStorage(wal)
+    return rec, _WalStorage(wal, snapshots)
+
+
+def recover_with_snapshots(snapshots: Any, recover_log: Callable[[int, int], Recovered]) -> Recovered:
+    """Recovery: the newest snapshot that loads, then the log after it (`recover_log(index, term)`).
+    A damaged snapshot is passed over only if the log still covers what it held; otherwise
+    DamagedFile (refuse to start: acknowledged writes may be in it and nowhere else). A damaged
+    file is left untouched for whoever looks into it."""
+    snap = sections = damaged = None
+    for index in snapshots.indexes():
+        try:
+            snap, sections = snapshots.load(index)
+            break
+        except DamagedFile as exc:
+            damaged = damaged or exc
+    try:
+        rec = recover_log(snap.index if snap else 0, snap.term if snap else 0)
+    except DamagedFile as exc:
+        if damaged is not None:
+            raise DamagedFile(damaged.path, damaged.offset,
+                              f"{damaged.reason}; and the WAL does not cover it ({exc.reason})") from None
+        raise
+    if damaged is not None:
+        log.warning("passed over the damaged snapshot %s (%s): the WAL covers it (left untouched)",
+                    damaged.path, damaged.reason)
+    rec.snapshot, rec.sections = snap, sections
+    return rec
 
 
 def _open_wal_with_faults(faults: list[DiskFault]) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
@@ -589,9 +754,14 @@ def _encode_raft(m: Message) -> bytes:
     elif type(m) is RequestVote:
         body = {"type": "rv", "term": m.term, "li": m.last_log_index, "lt": m.last_log_term,
                 "pre": m.pre_vote}
-    else:
-        assert type(m) is VoteResponse
+    elif type(m) is VoteResponse:
         body = {"type": "rvr", "term": m.term, "g": m.granted, "pre": m.pre_vote}
+    elif type(m) is InstallSnapshot:  # the file's bytes, as they are on disk, in base64
+        body = {"type": "is", "term": m.term, "li": m.last_index, "lt": m.last_term, "v": list(m.voters),
+                "sz": m.size, "o": m.offset, "d": base64.b64encode(m.data).decode()}
+    else:
+        assert type(m) is SnapshotResponse
+        body = {"type": "isr", "term": m.term, "li": m.last_index, "o": m.next_offset, "done": m.done}
     return encode(m.src, m.dest, body)
 
 
@@ -611,6 +781,10 @@ def _decode_raft(src: str, dest: str, b: Any) -> Message:
         return HeartbeatResponse(src, dest, b.term, b.rs)
     if t is schema.RV:
         return RequestVote(src, dest, b.term, b.li, b.lt, b.pre)
+    if t is schema.IS:
+        return InstallSnapshot(src, dest, b.term, b.li, b.lt, tuple(b.v), b.sz, b.o, b.d)
+    if t is schema.ISR:
+        return SnapshotResponse(src, dest, b.term, b.li, b.o, b.done)
     assert t is schema.RVR
     return VoteResponse(src, dest, b.term, b.g, b.pre)
 
@@ -673,6 +847,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
                         "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
+    p.add_argument("--snapshot-entries", type=int, default=20_000,
+                   help="take a snapshot once this many entries were applied since the last one "
+                        "(default 20000)")
+    p.add_argument("--snapshot-bytes", type=int, default=8 << 20,
+                   help="... or once the commands applied since the last one take this many bytes "
+                        "(default 8 MiB)")
+    p.add_argument("--no-snapshots", action="store_true",
+                   help="never take a snapshot (the log and WAL grow forever; for comparisons)")
     p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
     # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     args = p.parse_args(argv)
@@ -706,7 +888,7 @@ def _flag_problem(args: argparse.Namespace) -> str | None:
     if el <= max(hb, margin):
         return (f"--election-ms {args.election_ms:g} is {el} ticks of {args.tick_ms:g} ms; it must be more "
                 f"than --heartbeat-ms ({hb} ticks) and more than the {margin}-tick lease margin")
-    for name in ("inflight_max", "append_entries_max"):
+    for name in ("inflight_max", "append_entries_max", "snapshot_entries", "snapshot_bytes"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}"
     return None

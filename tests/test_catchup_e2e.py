@@ -82,6 +82,8 @@ class Cluster:
             return
         if body["type"] == "aer" and body["ok"]:
             self.acked_by[src] = max(self.acked_by.get(src, 0), body["m"])
+        elif body["type"] == "isr" and body["done"]:  # caught up by a snapshot (the leader compacted)
+            self.acked_by[src] = max(self.acked_by.get(src, 0), body["li"])
         self.outbuf[dest] += line + b"\n"
 
     def close(self) -> None:

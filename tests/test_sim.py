@@ -141,6 +141,14 @@ PLANTED = [
     # A stale (reordered or duplicated) AppendEntries cuts a follower's log below its commit index.
     (raft.BUG_TRUNCATE_ON_STALE_APPEND, "reorder=0.05", (), 3, 40, 3000,
      {"commit monotonicity", "leader completeness", "state machine safety"}),
+    # A follower installs a snapshot older than its commit index: its commit index goes back and
+    # it forgets committed entries it held.
+    (raft.BUG_INSTALL_STALE_SNAPSHOT, "partition,reorder=0.2,dup=0.1,interval=0.3",
+     ("--snapshot-entries", "8"), 3, 30, 4000, {"commit monotonicity", "core assertion"}),
+    # A node labels its snapshot with its last log index instead of what it applied, and compacts
+    # that far: the snapshot lacks entries it claims, and followers that install it miss them.
+    (raft.BUG_SNAPSHOT_PAST_APPLIED, "crash,partition,drop=0.05,interval=0.2,down=0.5",
+     ("--snapshot-entries", "8"), 3, 30, 4000, {"snapshot safety", "commit monotonicity"}),
 ]
 
 

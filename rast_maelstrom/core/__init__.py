@@ -7,14 +7,18 @@ from .messages import (
     Entry,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     ProtocolError,
     RequestVote,
+    SnapshotMeta,
+    SnapshotResponse,
     VoteResponse,
 )
 from .raft import BUGS, Config, Progress, Raft, Ready, Role
 
 __all__ = [
     "AppendEntries", "AppendResponse", "BUGS", "Config", "Entry", "Heartbeat", "HeartbeatResponse",
-    "Message", "Progress", "ProtocolError", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "VoteResponse",
+    "InstallSnapshot", "Message", "Progress", "ProtocolError", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "SnapshotMeta",
+    "SnapshotResponse", "VoteResponse",
 ]

@@ -90,7 +90,49 @@ class VoteResponse:
     pre_vote: bool = False
 
 
-Message = AppendEntries | AppendResponse | Heartbeat | HeartbeatResponse | RequestVote | VoteResponse
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """A snapshot as the core knows it: its last included entry (`index`, `term`), the configuration
+    it was taken under (`voters`; membership changes will replace this placeholder) and the size in
+    bytes of its opaque body (what the node stores and the leader sends in chunks)."""
+
+    index: int
+    term: int
+    voters: tuple[str, ...]
+    size: int
+
+
+@dataclass(slots=True)
+class InstallSnapshot:
+    """Leader -> follower: bytes `offset .. offset + len(data)` of the snapshot ending at
+    (`last_index`, `last_term`), `size` bytes in all. One chunk in flight per follower."""
+
+    src: str
+    dest: str
+    term: int
+    last_index: int
+    last_term: int
+    voters: tuple[str, ...]
+    size: int
+    offset: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class SnapshotResponse:
+    """Follower -> leader, for the snapshot ending at `last_index`: send from `next_offset` on; with
+    `done`, the follower holds (durably) every entry through `last_index`."""
+
+    src: str
+    dest: str
+    term: int
+    last_index: int
+    next_offset: int
+    done: bool
+
+
+Message = (AppendEntries | AppendResponse | Heartbeat | HeartbeatResponse | RequestVote | VoteResponse
+           | InstallSnapshot | SnapshotResponse)
 
 
 class ProtocolError(Exception):
@@ -165,4 +207,20 @@ def check_message(m: Message) -> str | None:
         return None
     if t is VoteResponse:
         return "a term out of range" if _out_of_range(m.term) else None
+    if t is InstallSnapshot:
+        if _out_of_range(m.term, m.last_index, m.last_term, m.size, m.offset):
+            return "a term, index or offset out of range"
+        if m.term < 1:
+            return "term 0 (no leader has term 0)"
+        if not 1 <= m.last_term <= m.term or m.last_index < 1:
+            return f"snapshot ending at {m.last_index}/{m.last_term} (message term {m.term})"
+        if m.offset + len(m.data) > m.size or (not m.data and m.size):
+            return f"chunk {m.offset}+{len(m.data)} outside a {m.size} byte snapshot"
+        if not m.voters or len(set(m.voters)) != len(m.voters):
+            return "a snapshot without a voter list"
+        return None
+    if t is SnapshotResponse:
+        if _out_of_range(m.term, m.last_index, m.next_offset):
+            return "a term, index or offset out of range"
+        return None
     return f"not a Raft message: {t.__name__}"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .log import RaftLog
 from .messages import (
@@ -38,9 +38,12 @@ from .messages import (
     Entry,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     ProtocolError,
     RequestVote,
+    SnapshotMeta,
+    SnapshotResponse,
     VoteResponse,
     check_message,
 )
@@ -64,13 +67,16 @@ BUG_VOTE_IGNORES_LOG = "vote-ignores-log"
 BUG_TRUNCATE_ON_STALE_APPEND = "truncate-on-stale-append"
 BUG_READ_WITHOUT_QUORUM = "read-without-quorum"  # ReadIndex serves reads with no heartbeat round
 BUG_READ_ONE_ACK = "read-one-ack"  # a read round is confirmed by one follower's answer
+BUG_INSTALL_STALE_SNAPSHOT = "install-stale-snapshot"  # a follower installs one older than its commit
+BUG_SNAPSHOT_PAST_APPLIED = "snapshot-past-applied"  # the node labels a snapshot past what it applied
 STALL_BEATS_MAX = 2
 BEATS_TRACKED_MAX = 4096  # heartbeat send ticks remembered for lease arithmetic
 
 BUGS = frozenset(
     {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND,
-     BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK}
+     BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK, BUG_INSTALL_STALE_SNAPSHOT, BUG_SNAPSHOT_PAST_APPLIED}
 )
+SnapshotReader = Callable[[int, int], bytes]  # (offset, bytes_max) -> the snapshot's bytes there
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class Config:
     # a paused leader can serve stale reads. Off by default.
     lease_reads: bool = False
     lease_margin_ticks: int = 3
+    snapshot_chunk_bytes_max: int = 256 << 10  # bytes of snapshot per InstallSnapshot
     bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -109,6 +116,10 @@ class Ready:
     committed: list[tuple[int, int, Any]]  # (index, term, data), in index order
     read_states: list[tuple[Any, int]]  # (ctx, read index): serve once applied >= index
     dropped_reads: list[Any]  # ctxs whose leadership confirmation can no longer happen
+    # Snapshot chunks received, in order: (meta, offset, data). Offset 0 starts a new snapshot. The
+    # caller writes each; when one completes the snapshot (offset + len == meta.size) it checks and
+    # makes it durable, then calls `install_snapshot(meta)` (or `snapshot_refused()`).
+    snapshot_chunks: list[tuple[SnapshotMeta, int, bytes]] = field(default_factory=list)
 
     def needs_persist(self) -> bool:
         return self.hard_state is not None or bool(self.entries)
@@ -119,6 +130,7 @@ class Progress:
 
     __slots__ = (
         "match", "next", "probing", "probe_sent", "probe_tick", "inflight", "match_at_beat", "stalled_beats",
+        "snap_index", "snap_offset", "snap_sent",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -130,9 +142,13 @@ class Progress:
         self.probe_sent = False
         self.probe_tick = 0  # when the outstanding probe left (a reachable follower gets a new one after a beat)
         self.inflight: deque[int] = deque()  # last index of each AppendEntries in flight
+        self.snap_index = 0  # while sending a snapshot: its last index (0: not sending one)
+        self.snap_offset = 0  # ... the next byte to send
+        self.snap_sent = False  # ... a chunk is in flight (sent at probe_tick)
 
     def __repr__(self) -> str:
-        state = "probe" if self.probing else "replicate"
+        state = f"snapshot {self.snap_index}@{self.snap_offset}" if self.snap_index else (
+            "probe" if self.probing else "replicate")
         return f"Progress(match={self.match}, next={self.next}, {state}, inflight={len(self.inflight)})"
 
 
@@ -156,7 +172,11 @@ class Raft:
         first_index: int = 1,
         entries: list[Entry] | None = None,
         noop: Any = None,
+        snapshot: SnapshotMeta | None = None,
+        snapshot_reader: SnapshotReader | None = None,
     ) -> None:
+        """With `snapshot`, the log starts after it (`first_index` is then snapshot.index + 1) and
+        `snapshot_reader` reads its bytes (for InstallSnapshot)."""
         assert node_id in node_ids and len(set(node_ids)) == len(node_ids)
         self.id = node_id
         self.peers = [n for n in node_ids if n != node_id]
@@ -167,7 +187,15 @@ class Raft:
 
         self.current_term = current_term
         self.voted_for = voted_for
-        self.log = RaftLog(first_index, entries)
+        if snapshot is not None:
+            assert first_index in (1, snapshot.index + 1) and snapshot_reader is not None
+            first_index = snapshot.index + 1
+        self.snapshot = snapshot
+        self._snapshot_reader = snapshot_reader
+        # The snapshot being received: (meta, bytes so far, (sender, term)).
+        self._incoming: tuple[SnapshotMeta, int, tuple[str, int]] | None = None
+        self._chunks: list[tuple[SnapshotMeta, int, bytes]] = []
+        self.log = RaftLog(first_index, entries, snapshot.term if snapshot else 0)
         self.commit_index = first_index - 1
         self.applied_index = first_index - 1  # last index handed out in Ready.committed
         self.persisted_index = self.log.last_index()  # everything recovered is durable
@@ -270,10 +298,10 @@ class Raft:
                 return
             if not (isinstance(m, VoteResponse) and m.pre_vote and m.granted):
                 # (a granted pre-vote carries the term we would campaign in: no change)
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
                 self._become_follower(m.term, leader)
         elif m.term < self.current_term:
-            if isinstance(m, (AppendEntries, Heartbeat)):
+            if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
                 # A stale leader: tell it about the newer term so it steps down.
                 self._msgs.append(HeartbeatResponse(self.id, m.src, self.current_term, 0))
             elif isinstance(m, RequestVote) and m.pre_vote:
@@ -286,6 +314,9 @@ class Raft:
         elif isinstance(m, Heartbeat):
             self._accept_leader(m.src)
             self._handle_heartbeat(m)
+        elif isinstance(m, InstallSnapshot):
+            self._accept_leader(m.src)
+            self._handle_install_snapshot(m)
         elif isinstance(m, RequestVote):
             self._handle_vote_request(m)
         elif isinstance(m, VoteResponse):
@@ -295,6 +326,8 @@ class Raft:
                 self._handle_append_response(m)
             elif isinstance(m, HeartbeatResponse):
                 self._handle_heartbeat_response(m)
+            elif isinstance(m, SnapshotResponse):
+                self._handle_snapshot_response(m)
 
     def _check_against_state(self, m: Message) -> str | None:
         """Rules a message of our term or a newer one breaks only in the light of our own state:
@@ -303,7 +336,7 @@ class Raft:
         acknowledgement of entries or heartbeats we never sent."""
         t = type(m)
         same = m.term == self.current_term
-        if t is AppendEntries or t is Heartbeat:
+        if t is AppendEntries or t is Heartbeat or t is InstallSnapshot:
             if same and (self.role is Role.LEADER or self.leader_id not in (None, m.src)):
                 return f"a second leader in term {m.term} (we know {self.leader_id})"
             if t is AppendEntries:
@@ -324,6 +357,8 @@ class Raft:
                     return f"reject_index {m.reject_index} beyond our last index {last}"
             elif t is HeartbeatResponse and m.read_seq > self.read_seq:
                 return f"read_seq {m.read_seq} acknowledged, but our last is {self.read_seq}"
+            elif t is SnapshotResponse and m.last_index > last:
+                return f"snapshot through {m.last_index} acknowledged, beyond our last index {last}"
         return None
 
     # ------------------------------------------------------------------ output
@@ -354,6 +389,8 @@ class Raft:
             self._read_states,
             self._dropped_reads,
         )
+        if self._chunks:
+            rd.snapshot_chunks, self._chunks = self._chunks, []
         self._msgs, self._msgs_after = [], []
         self._read_states, self._dropped_reads = [], []
         return rd
@@ -484,6 +521,15 @@ class Raft:
 
     def _handle_append(self, m: AppendEntries) -> None:
         log = self.log
+        base = log.first_index - 1
+        if m.prev_index < base:
+            # Entries through `base` are in our snapshot (committed, so the leader's too): skip them.
+            k = base - m.prev_index
+            if k >= len(m.entries):
+                self._msgs_after.append(AppendResponse(self.id, m.src, self.current_term, True,
+                                                       match_index=m.prev_index + len(m.entries)))
+                return
+            m = AppendEntries(m.src, m.dest, m.term, base, m.entries[k - 1][0], m.entries[k:], m.commit_index)
         mine = log.term_at(m.prev_index)
         after = self._msgs if BUG_ACK_BEFORE_PERSIST in self.config.bugs else self._msgs_after
         if mine is None:
@@ -545,6 +591,9 @@ class Raft:
         log = self.log
         last = log.last_index()
         cfg = self.config
+        if pr.snap_index or pr.next < log.first_index:
+            self._send_snapshot(peer, pr)
+            return
         while pr.next <= last:
             if pr.probing:
                 if pr.probe_sent:
@@ -571,6 +620,12 @@ class Raft:
     def _handle_append_response(self, m: AppendResponse) -> None:
         pr = self.progress[m.src]
         self.recent_active.add(m.src)
+        if pr.snap_index:
+            if m.success and m.match_index >= self.log.first_index - 1:
+                pr.snap_index = 0  # it caught up from entries after all
+                pr.probing, pr.probe_sent = True, False
+            else:
+                return  # (answers to what we sent before switching to the snapshot)
         if m.success:
             if m.match_index > pr.match:
                 pr.match = m.match_index
@@ -604,8 +659,9 @@ class Raft:
     def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
         pr = self.progress[m.src]
         self.recent_active.add(m.src)
-        if pr.probing:
+        if pr.snap_index or pr.probing:
             if self.ticks - pr.probe_tick >= self.config.heartbeat_ticks:
+                pr.snap_sent = False  # (a lost chunk is sent again from the same offset)
                 pr.probe_sent = False  # reachable, but our probe got no answer for a beat: resend
         elif pr.inflight and len(pr.inflight) >= self.config.inflight_max:
             pr.inflight.popleft()  # a full window of lost messages must not wedge replication
@@ -621,7 +677,7 @@ class Raft:
         lost AppendEntries (a partition drops them silently): resend from its match point."""
         last = self.log.last_index()
         for pr in self.progress.values():
-            if pr.match < last and pr.match == pr.match_at_beat and not pr.probing:
+            if pr.match < last and pr.match == pr.match_at_beat and not pr.probing and not pr.snap_index:
                 pr.stalled_beats += 1
                 if pr.stalled_beats >= STALL_BEATS_MAX:
                     pr.probing = True
@@ -654,6 +710,110 @@ class Raft:
         if n > self.commit_index:
             if self.log.term_at(n) == self.current_term or BUG_COMMIT_OLD_TERM in self.config.bugs:
                 self.commit_index = n
+
+    # ------------------------------------------------------------------ snapshots
+
+    def compact(self, meta: SnapshotMeta, reader: SnapshotReader) -> bool:
+        """The caller durably stored a snapshot of its state machine at `meta.index` (<= what it
+        applied): drop the log entries it covers, and send it to followers that need them. `reader`
+        reads its bytes. False (nothing changes) if it is not newer than the snapshot we have."""
+        if self.snapshot is not None and meta.index <= self.snapshot.index:
+            return False
+        if meta.index < self.log.first_index:
+            return False  # an installed snapshot overtook it
+        assert meta.index <= self.applied_index or BUG_SNAPSHOT_PAST_APPLIED in self.config.bugs, (
+            f"snapshot at {meta.index} past the applied index {self.applied_index}")
+        assert self.log.term_at(meta.index) == meta.term, (meta, self.log.term_at(meta.index))
+        self.log.compact(meta.index)
+        self.snapshot = meta
+        self._snapshot_reader = reader
+        return True
+
+    def _send_snapshot(self, peer: str, pr: Progress) -> None:
+        snap = self.snapshot
+        assert snap is not None and self._snapshot_reader is not None, "entries compacted without a snapshot"
+        if pr.snap_index != snap.index:  # start (or restart with a newer snapshot) from its first byte
+            pr.snap_index, pr.snap_offset, pr.snap_sent = snap.index, 0, False
+        if pr.snap_sent:
+            return
+        data = self._snapshot_reader(pr.snap_offset, self.config.snapshot_chunk_bytes_max)
+        assert data or not snap.size, "the snapshot reader returned nothing"
+        self._msgs.append(InstallSnapshot(self.id, peer, self.current_term, snap.index, snap.term,
+                                          snap.voters, snap.size, pr.snap_offset, data))
+        pr.snap_sent = True
+        pr.probe_tick = self.ticks
+
+    def _handle_snapshot_response(self, m: SnapshotResponse) -> None:
+        pr = self.progress[m.src]
+        self.recent_active.add(m.src)
+        if m.done:
+            if m.last_index > pr.match:
+                pr.match = m.last_index
+                self._maybe_commit()
+            if pr.snap_index and m.last_index >= pr.snap_index:
+                pr.snap_index = 0
+                pr.next = pr.match + 1
+                pr.probing, pr.probe_sent = True, False
+                pr.inflight.clear()
+            return
+        if m.last_index != pr.snap_index or not pr.snap_sent:
+            return  # about another snapshot, or a duplicate of an answer already acted on
+        pr.snap_offset = min(m.next_offset, self.snapshot.size)
+        pr.snap_sent = False
+
+    def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
+        meta = SnapshotMeta(m.last_index, m.last_term, tuple(m.voters), m.size)
+        bug = BUG_INSTALL_STALE_SNAPSHOT in self.config.bugs
+        if m.last_index <= self.commit_index and not bug:
+            # We hold every entry it covers already (committed entries are the leader's).
+            self._incoming = None
+            self._msgs_after.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index,
+                                                     m.size, True))
+            return
+        inc = self._incoming
+        if inc is None or inc[0] != meta or inc[2] != (m.src, m.term):  # (another sender's bytes may differ)
+            if m.offset != 0:
+                self._msgs.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index, 0, False))
+                return
+            inc = (meta, 0, (m.src, m.term))
+        if m.offset != inc[1]:  # a lost, duplicated or reordered chunk: say where we are
+            self._msgs_after.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index,
+                                                     inc[1], False))
+            return
+        received = inc[1] + len(m.data)
+        self._incoming = (meta, received, inc[2])
+        self._chunks.append((meta, m.offset, m.data))
+        if received < m.size:
+            self._msgs_after.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index,
+                                                     received, False))
+        # else: complete; the caller checks it, makes it durable and calls install_snapshot.
+
+    def install_snapshot(self, meta: SnapshotMeta, reader: SnapshotReader) -> bool:
+        """The caller holds the complete snapshot `meta` durably (checked). Install it unless it is
+        no newer than our commit index: the log restarts after it, commit and applied jump to it.
+        True if installed (the caller then restores its state machine from it)."""
+        assert self._incoming is not None and self._incoming[0] == meta and self._incoming[1] == meta.size
+        self._incoming = None
+        leader = self.leader_id
+        installed = meta.index > self.commit_index or BUG_INSTALL_STALE_SNAPSHOT in self.config.bugs
+        if installed:
+            self.log.restore(meta.index, meta.term)
+            self.commit_index = self.applied_index = meta.index
+            self.persisted_index = meta.index  # what the log kept after it is handed out again
+            self.snapshot = meta
+            self._snapshot_reader = reader
+        if leader is not None and self.role is Role.FOLLOWER:
+            self._msgs_after.append(SnapshotResponse(self.id, leader, self.current_term, meta.index,
+                                                     meta.size, True))
+        return installed
+
+    def snapshot_refused(self) -> None:
+        """The complete snapshot failed the caller's checks: receive it again from the start."""
+        assert self._incoming is not None
+        meta = self._incoming[0]
+        self._incoming = None
+        if self.leader_id is not None and self.role is Role.FOLLOWER:
+            self._msgs.append(SnapshotResponse(self.id, self.leader_id, self.current_term, meta.index, 0, False))
 
     # ------------------------------------------------------------------ reads
 

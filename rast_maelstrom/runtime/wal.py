@@ -2,8 +2,11 @@
 
 What it owns
     The files in one data directory: ``LOCK`` (an exclusive ``flock``, held while open) and the
-    segment file ``wal-<first_index, 20 digits>.log``. Only one segment exists today; the name
-    carries the index of its first entry so that snapshots can later start a new segment.
+    segment files ``wal-<first_index, 20 digits>.log``. Appends go to the newest segment; when it
+    passes ``segment_bytes_max`` the next batch starts a new one (header, then a copy of the hard
+    state), whose name is the index of the first entry it can hold. `compact(index)` deletes the
+    segments a durable snapshot through ``index`` wholly covers; `reset(index, term)` records that
+    an installed snapshot replaced the whole log (a reset record: the log restarts after it).
     `WalWriter` owns one background thread that does the writes and fsyncs off the event loop
     (group commit) and wakes the loop through a non-blocking pipe.
 
@@ -27,6 +30,9 @@ On-disk format (little-endian)
                         u64 first_index. Always the first record of a segment.
     1     hard state    u64 current_term, then voted_for as utf-8 (empty = None)
     2     entry         u64 index, u64 term, then the entry's data bytes
+    3     reset         u64 first_index, u64 term of the entry before it: an
+                        installed snapshot replaced every entry; the log restarts
+                        at first_index
     ====  ============  =========================================================
 
     One `append` call writes its hard state record (if any) before its entry records, so a
@@ -36,6 +42,12 @@ On-disk format (little-endian)
     is a gap, i.e. corruption.
 
 Recovery
+    ``recover(snapshot_index, snapshot_term)`` replays every segment in order, on top of the snapshot
+    the caller loaded: entries it covers are skipped, and if the WAL's entry at the snapshot's index
+    has another term, the entries after it are not the snapshot's future and are dropped (Raft §7;
+    a crash between installing a snapshot and writing the reset record leaves that). A log that does
+    not reach back to the snapshot (its first segment starts later, or a reset to a later index)
+    is a gap that no file covers: `DamagedFile`. Only the newest segment may have a torn tail.
     Records are read in order by `records.RecordReader`, which applies the node's one damage rule
     (see runtime/records.py): only an incomplete final record, as a crash in the middle of a write
     leaves it, is a torn tail; the file is truncated to the end of the last good record, the
@@ -86,7 +98,7 @@ import struct
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from .fileio import REAL, FileIO
 from .records import RECORD_BYTES_MAX, REC, DamagedFile, RecordReader, frame
@@ -108,6 +120,9 @@ log = logging.getLogger(__name__)
 record_bytes_max = RECORD_BYTES_MAX  # largest payload accepted; anything larger is damage
 write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyond this
 compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
+# A segment past this size is closed and the next batch starts one: recovery replays at most this
+# much beyond what the newest snapshot covers, plus the snapshot threshold.
+segment_bytes_max = 1024 * 1024
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
 
 MAGIC = b"RASTWAL\0"
@@ -117,11 +132,13 @@ LOCK_NAME = "LOCK"
 TYPE_HEADER = 0
 TYPE_HARD_STATE = 1
 TYPE_ENTRY = 2
+TYPE_RESET = 3
 
 _REC = REC  # payload_length, crc32(payload)
 _HEADER = struct.Struct("<B8sIQ")  # type, magic, version, first_index
 _HARD_STATE = struct.Struct("<BQ")  # type, current_term (+ vote utf-8)
 _ENTRY = struct.Struct("<BQQ")  # type, index, term (+ data)
+_RESET = struct.Struct("<BQQ")  # type, first_index, term before it
 _PAYLOAD_BYTES_MIN = _HARD_STATE.size
 _SEGMENT_RE = re.compile(r"^wal-(\d{20})\.log$")
 
@@ -151,6 +168,44 @@ class Recovered:
     first_index: int  # index of entries[0]; 1 on a fresh directory
     entries: list[tuple[int, bytes]]  # (term, data) in index order, data exactly as appended
     truncated_bytes: int  # bytes of torn/corrupt tail cut off during recovery (0 normally)
+    snapshot: Any = None  # the snapshot the entries follow (set by the node's storage opener)
+    sections: dict[str, bytes] | None = None  # ... and its state sections
+
+
+class _ReplayContext:
+    """What recovery knows across segments: the snapshot underneath, and whether the WAL's entry
+    at its index agrees with it (None: not seen)."""
+
+    __slots__ = ("snap_index", "snap_term", "matches")
+
+    def __init__(self, snap_index: int, snap_term: int) -> None:
+        self.snap_index = snap_index
+        self.snap_term = snap_term
+        self.matches: bool | None = None
+
+
+class _Roll:
+    """In a batch's records: close the newest segment and start `first_index`'s with `blob`."""
+
+    __slots__ = ("first_index", "blob")
+
+    def __init__(self, first_index: int, blob: bytes) -> None:
+        self.first_index, self.blob = first_index, blob
+
+    def run(self, wal: "WriteAheadLog") -> None:
+        wal._roll(self.first_index, self.blob)
+
+
+class _Prune:
+    """In a batch's records: delete the segments a durable snapshot through `index` covers."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def run(self, wal: "WriteAheadLog") -> None:
+        wal._prune(self.index)
 
 
 def _record(payload_parts: Sequence[bytes], out: list[bytes]) -> int:
@@ -172,14 +227,20 @@ class LogicalLog:
     append starts within [first_index, last + 1]; entry terms never decrease and never exceed
     current_term (after this append's hard state)."""
 
-    __slots__ = ("current_term", "voted_for", "first_index", "terms")
+    __slots__ = ("current_term", "voted_for", "first_index", "terms", "base_term")
 
     def __init__(self, current_term: int = 0, voted_for: str | None = None, first_index: int = 1,
-                 terms: list[int] | None = None) -> None:
+                 terms: list[int] | None = None, base_term: int = 0) -> None:
         self.current_term = current_term
         self.voted_for = voted_for
         self.first_index = first_index
         self.terms: list[int] = terms if terms is not None else []  # term of index first_index + i
+        self.base_term = base_term  # term of entry first_index - 1 (a snapshot's last), 0 if none
+
+    def reset(self, first_index: int, base_term: int) -> None:
+        """An installed snapshot through first_index - 1 replaced every entry."""
+        assert first_index >= 1 and base_term <= self.current_term
+        self.first_index, self.base_term, self.terms = first_index, base_term, []
 
     def apply_hard_state(self, term: int, vote: str | None) -> None:
         assert isinstance(term, int) and term >= self.current_term, (
@@ -198,7 +259,7 @@ class LogicalLog:
             f"start_index {start_index} outside [{self.first_index}, {last + 1}]"
         )
         k = start_index - self.first_index
-        prev_term = terms[k - 1] if k > 0 else 0
+        prev_term = terms[k - 1] if k > 0 else self.base_term
         del terms[k:]
         current_term = self.current_term
         index = start_index
@@ -232,8 +293,11 @@ class WriteAheadLog:
         if created_dirs and fsync:
             for d in created_dirs:
                 io.fsync_dir(os.path.dirname(d))
-        self._fd: int | None = None  # segment file, opened by recover()
+        self._fd: int | None = None  # newest segment file, opened by recover()
         self._segment_path: str | None = None
+        self._segments: list[tuple[int, str]] = []  # (first index, path), oldest first; writer's
+        self._segment_bytes_est = 0  # caller's estimate of the newest segment's size (when to roll)
+        self._segment_firsts: set[int] = set()  # caller's: names of segments started (never reused)
         self._recovered = False
         self._writer: WalWriter | None = None  # set while a WalWriter owns the writes
         self._failed = False
@@ -291,8 +355,9 @@ class WriteAheadLog:
 
     # -- recovery ------------------------------------------------------------------------------
 
-    def recover(self) -> Recovered:
-        """Read the segment, cut a torn tail, and return the durable state. Call once.
+    def recover(self, snapshot_index: int = 0, snapshot_term: int = 0) -> Recovered:
+        """Read the segments after the snapshot through (snapshot_index, snapshot_term) that the
+        caller loaded (0, 0: none), cut a torn tail, and return the durable state. Call once.
 
         Raises `DamagedFile` (file untouched) if the segment is damaged rather than torn; after any
         exception the log is poisoned (close() then only releases the lock)."""
@@ -300,32 +365,47 @@ class WriteAheadLog:
         assert not self._closed
         self._recovered = True
         try:
-            return self._recover()
+            return self._recover(snapshot_index, snapshot_term)
         except BaseException:
             self._failed = True
             raise
 
-    def _recover(self) -> Recovered:
+    def _recover(self, snap_index: int, snap_term: int) -> Recovered:
         segments = []
         for name in sorted(os.listdir(self.dir_path)):
-            if _SEGMENT_RE.match(name):
-                segments.append(name)
+            m = _SEGMENT_RE.match(name)
+            if m:
+                segments.append((int(m.group(1)), os.path.join(self.dir_path, name)))
             elif name.endswith(".log.tmp"):
                 log.info("removing leftover %s from an interrupted rewrite", name)
                 self.io.unlink(os.path.join(self.dir_path, name))
-        if len(segments) > 1:
-            raise WalError(f"{self.dir_path}: {len(segments)} segments; only one is supported")
-
+        state = self._state
+        state.first_index, state.base_term = snap_index + 1, snap_term
+        self._recovered_entries = []
         if not segments:
-            self._segment_path = os.path.join(self.dir_path, segment_name(1))
-            self._create_segment(1)
+            self._segment_path = os.path.join(self.dir_path, segment_name(snap_index + 1))
+            self._create_segment(snap_index + 1)
+            self._segments = [(snap_index + 1, self._segment_path)]
+            self._segment_firsts = {snap_index + 1}
             return self._recovered_state(0)
-
-        self._segment_path = os.path.join(self.dir_path, segments[0])
-        name_first_index = int(_SEGMENT_RE.match(segments[0]).group(1))  # type: ignore[union-attr]
+        if segments[0][0] > snap_index + 1:
+            raise DamagedFile(segments[0][1], 0, f"the WAL starts at entry {segments[0][0]}, but no snapshot "
+                              f"covers the entries before it (newest usable snapshot: through {snap_index}); "
+                              "acknowledged writes may be missing")
+        self._segments = segments
+        ctx = _ReplayContext(snap_index, snap_term)
+        for k, (first, path) in enumerate(segments[:-1]):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._replay(fd, path, os.fstat(fd).st_size, first, ctx, torn_ok=False)
+            finally:
+                os.close(fd)
+        name_first_index, self._segment_path = segments[-1]
         self._fd = self.io.open(self._segment_path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(self._fd).st_size
-        good_bytes, reason = self._replay(size, name_first_index)
+        good_bytes, reason = self._replay(self._fd, self._segment_path, size, name_first_index, ctx,
+                                          torn_ok=True)
+        state.terms = [t for t, _ in self._recovered_entries]
         truncated = size - good_bytes
         if truncated:
             log.warning(
@@ -342,8 +422,10 @@ class WriteAheadLog:
             os.close(self._fd)
             self._fd = None
             self._create_segment(name_first_index)
-        else:
-            self._maybe_compact()
+        elif len(segments) == 1:
+            self._maybe_compact(name_first_index)
+        self._segment_bytes_est = self._file_bytes
+        self._segment_firsts = {f for f, _ in segments}
         return self._recovered_state(truncated)
 
     def _recovered_state(self, truncated: int) -> Recovered:
@@ -377,24 +459,22 @@ class WriteAheadLog:
             self._datasync()
             self.io.fsync_dir(self.dir_path)
 
-    def _replay(self, size: int, name_first_index: int) -> tuple[int, str]:
-        """Apply the segment's records to the logical state.
+    def _replay(self, fd: int, path: str, size: int, name_first_index: int, ctx: "_ReplayContext",
+                *, torn_ok: bool) -> tuple[int, str]:
+        """Apply one segment's records to the logical state and self._recovered_entries.
 
-        Returns (bytes of good records, what was torn after them or "") and leaves the entries
-        in self._recovered_entries. Raises DamagedFile if the segment is damaged (not torn).
-        """
-        assert self._fd is not None
-        entries: list[tuple[int, bytes]] = []
-        self._recovered_entries = entries
+        Returns (bytes of good records, what was torn after them or ""). Raises DamagedFile if the
+        segment is damaged (not torn)."""
         if size == 0:
+            if not torn_ok:
+                raise DamagedFile(path, 0, "an empty segment before the newest one")
             return 0, ""
-        path = self._segment_path
-        assert path is not None
+        entries = self._recovered_entries
         state = self._state
-        with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as mm:
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm:
             buf = memoryview(mm)
             reader = RecordReader(buf, path, payload_bytes_min=_PAYLOAD_BYTES_MIN,
-                                  payload_bytes_max=record_bytes_max)
+                                  payload_bytes_max=record_bytes_max, torn_tail_ok=torn_ok)
             records = iter(reader)
             payload = None
             damage: DamagedFile | None = None
@@ -415,7 +495,10 @@ class WriteAheadLog:
                         if first_index != name_first_index:
                             raise WalError(f"{path}: header first_index {first_index} "
                                            "does not match the file name")
-                        state.first_index = first_index
+                        last = state.first_index + len(entries) - 1
+                        if first_index > last + 1 and first_index - 1 > ctx.snap_index:
+                            raise reader.damaged(off, f"segment starts at {first_index}, after the log's "
+                                                      f"last entry {last}: a gap")
                     elif rtype == TYPE_HARD_STATE:
                         (_, term) = _HARD_STATE.unpack_from(payload)
                         try:
@@ -432,16 +515,33 @@ class WriteAheadLog:
                         state.current_term, state.voted_for = term, vote
                     elif rtype == TYPE_ENTRY and length >= _ENTRY.size:
                         _, index, term = _ENTRY.unpack_from(payload)
-                        last = first_index + len(entries) - 1
-                        if not first_index <= index <= last + 1:
-                            raise reader.damaged(off, f"entry index {index} outside [{first_index}, {last + 1}]")
-                        k = index - first_index
-                        prev_term = entries[k - 1][0] if k > 0 else 0
+                        if index <= ctx.snap_index:
+                            if index == ctx.snap_index:
+                                ctx.matches = term == ctx.snap_term
+                            continue  # covered by the snapshot
+                        if ctx.matches is False:
+                            continue  # follows an entry the installed snapshot replaced
+                        first = state.first_index
+                        last = first + len(entries) - 1
+                        if not first <= index <= last + 1:
+                            raise reader.damaged(off, f"entry index {index} outside [{first}, {last + 1}]")
+                        k = index - first
+                        prev_term = entries[k - 1][0] if k > 0 else state.base_term
                         if term < prev_term or term > state.current_term:
                             raise reader.damaged(off, f"entry {index} with term {term} out of order (previous "
                                                       f"{prev_term}, current_term {state.current_term})")
                         del entries[k:]
                         entries.append((term, bytes(payload[_ENTRY.size:])))
+                    elif rtype == TYPE_RESET and length == _RESET.size:
+                        _, first, term = _RESET.unpack_from(payload)
+                        if first - 1 > ctx.snap_index:
+                            raise reader.damaged(off, f"the log was reset to start at {first} by a snapshot "
+                                                      f"through {first - 1}, but the newest usable snapshot "
+                                                      f"ends at {ctx.snap_index}")
+                        del entries[:]
+                        ctx.matches = None  # entries after the reset are the new log's
+                        if first - 1 == ctx.snap_index:
+                            state.first_index, state.base_term = first, term
                     else:
                         raise reader.damaged(off, f"unknown record type {rtype}")
             except DamagedFile as e:
@@ -453,16 +553,15 @@ class WriteAheadLog:
                 buf.release()
         if damage is not None:
             raise damage
-        state.terms = [t for t, _ in entries]
         return reader.good_bytes, reader.torn_reason
 
-    def _maybe_compact(self) -> None:
+    def _maybe_compact(self, header_first_index: int) -> None:
         """Rewrite the segment compactly if most of it is superseded (atomic: tmp, rename).
 
         A failure before the rename (no space for the copy, an I/O error on the copy) leaves the
         segment as it was and the node carries on; a failure after it is a disk failure (raised):
         which of the two files the directory holds after a crash is then unknown."""
-        header_bytes = len(_encode_header(self._state.first_index))
+        header_bytes = len(_encode_header(header_first_index))
         # Sizes of live records: the header, the last hard state, each live entry.
         live = header_bytes
         if self._state.current_term or self._state.voted_for is not None:
@@ -477,7 +576,7 @@ class WriteAheadLog:
         assert self._segment_path is not None and self._fd is not None
         io = self.io
         tmp_path = self._segment_path + ".tmp"
-        out: list[bytes] = [_encode_header(self._state.first_index)]
+        out: list[bytes] = [_encode_header(header_first_index)]
         if self._state.current_term or self._state.voted_for is not None:
             self._encode_hard_state(self._state.current_term, self._state.voted_for, out)
         for i, (term, data) in enumerate(entries):
@@ -537,7 +636,9 @@ class WriteAheadLog:
         assert not self._closed
         if self._failed:
             raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
-        out: list[bytes] = []
+        out: list[Any] = []
+        if self._segment_bytes_est > segment_bytes_max:
+            self._plan_roll(out)
         self._state.apply(hard_state, start_index, entries)  # asserts the append rules first
         if hard_state is not None:
             self._encode_hard_state(hard_state[0], hard_state[1], out)
@@ -545,9 +646,76 @@ class WriteAheadLog:
             pack = _ENTRY.pack
             index = start_index
             for term, data in entries:
-                _record([pack(TYPE_ENTRY, index, term), data], out)
+                self._segment_bytes_est += _record([pack(TYPE_ENTRY, index, term), data], out)
                 index += 1
         return out
+
+    def _plan_roll(self, out: list[Any]) -> None:
+        """The newest segment is full: the batch being encoded starts a new one (unless a segment
+        of that name exists already: a log cut back below it and grown again; roll later)."""
+        state = self._state
+        first = state.first_index + len(state.terms)
+        if first in self._segment_firsts:
+            return
+        self._segment_firsts.add(first)
+        parts = [_encode_header(first)]
+        if state.current_term or state.voted_for is not None:
+            self._encode_hard_state(state.current_term, state.voted_for, parts)
+        out.append(_Roll(first, b"".join(parts)))
+        self._segment_bytes_est = sum(map(len, parts))
+
+    def encode_reset(self, first_index: int, base_term: int) -> list[Any]:
+        """An installed snapshot through first_index - 1 replaced the log: the reset record."""
+        assert self._recovered and not self._closed
+        if self._failed:
+            raise WalError(f"WAL {self._segment_path} failed earlier; restart and recover")
+        self._state.reset(first_index, base_term)
+        out: list[Any] = []
+        self._segment_bytes_est += _record([_RESET.pack(TYPE_RESET, first_index, base_term)], out)
+        return out
+
+    def reset(self, first_index: int, base_term: int) -> None:
+        """Direct mode (no WalWriter): buffer a reset record (durable at the next `sync`)."""
+        assert self._writer is None, "a WalWriter owns this log: use WalWriter.reset"
+        self._pending.extend(self.encode_reset(first_index, base_term))
+
+    def compact(self, index: int) -> None:
+        """Direct mode: delete the segments a durable snapshot through `index` covers (after what is
+        buffered is written)."""
+        assert self._writer is None, "a WalWriter owns this log: use WalWriter.compact"
+        self._flush()
+        self._prune(index)
+
+    def _roll(self, first_index: int, blob: bytes) -> None:
+        """Writer side: make the newest segment durable, then start the next one with `blob`."""
+        if self.fsync:
+            self._datasync()  # a segment is complete before a newer one exists
+        path = os.path.join(self.dir_path, segment_name(first_index))
+        try:
+            fd = self.io.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except BaseException:
+            self._failed = True
+            raise
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd, self._segment_path, self._file_bytes = fd, path, 0
+        self._write_all([blob])
+        if self.fsync:
+            self._datasync()
+            self.io.fsync_dir(self.dir_path)
+        self._segments.append((first_index, path))
+
+    def _prune(self, index: int) -> None:
+        """Writer side: delete every segment (never the newest) whose entries all lie at or below
+        `index`, i.e. whose successor starts at index + 1 or before."""
+        segs = self._segments
+        while len(segs) > 1 and segs[1][0] - 1 <= index:
+            _, path = segs.pop(0)
+            self.io.unlink(path)
+            log.info("WAL: deleted %s (covered by the snapshot through %d)", path, index)
+
+    def segment_count(self) -> int:
+        return len(self._segments)
 
     def append(
         self,
@@ -563,14 +731,26 @@ class WriteAheadLog:
         assert self._writer is None, "a WalWriter owns this log: use WalWriter.submit"
         records = self._encode(hard_state, start_index, entries)
         self._pending.extend(records)
-        self._pending_bytes += sum(map(len, records))
+        self._pending_bytes += sum(len(r) for r in records if type(r) is bytes)
         if self._pending_bytes > write_buffer_bytes_max:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             pending, self._pending, self._pending_bytes = self._pending, [], 0
-            self._write_all(pending)
+            self._write_records(pending)
+
+    def _write_records(self, parts: list[Any]) -> None:
+        """Write encoded records in order; a `_Roll` or `_Prune` among them runs where it stands."""
+        start = 0
+        for i, p in enumerate(parts):
+            if type(p) is not bytes:
+                if i > start:
+                    self._write_all(parts[start:i])
+                p.run(self)
+                start = i + 1
+        if start < len(parts):
+            self._write_all(parts[start:] if start else parts)
 
     def _write_all(self, parts: list[bytes]) -> None:
         """Write `parts` at the end of the segment with one pwrite (more only on short writes)."""
@@ -699,7 +879,23 @@ class WalWriter:
         assert not self._closing, "submit after close"
         if self._error is not None:
             raise WalWriterError("WAL writer failed; the node must stop") from self._error
-        records = self._wal._encode(hard_state, start_index, entries)
+        return self._enqueue(self._wal._encode(hard_state, start_index, entries))
+
+    def reset(self, first_index: int, base_term: int) -> int:
+        """Queue a reset record (see WriteAheadLog.encode_reset); returns its batch id."""
+        assert not self._closing, "reset after close"
+        if self._error is not None:
+            raise WalWriterError("WAL writer failed; the node must stop") from self._error
+        return self._enqueue(self._wal.encode_reset(first_index, base_term))
+
+    def compact(self, index: int) -> int:
+        """Queue the deletion of the segments a durable snapshot through `index` covers."""
+        assert not self._closing, "compact after close"
+        if self._error is not None:
+            raise WalWriterError("WAL writer failed; the node must stop") from self._error
+        return self._enqueue([_Prune(index)])
+
+    def _enqueue(self, records: list[Any]) -> int:
         with self._cond:
             while (
                 self._next_id - 1 - self._durable_id >= self.pending_batches_max
@@ -746,7 +942,7 @@ class WalWriter:
             parts = [p for _, records in batch for p in records]
             try:
                 if parts:
-                    wal._write_all(parts)
+                    wal._write_records(parts)
                 if wal.fsync:
                     wal._datasync()
                     self.fsync_count += 1

@@ -15,6 +15,10 @@ The invariants (Raft paper §5.2-§5.4, Figure 3):
   holds the entry at its commit index (a committed entry is never cut from a log);
 - no acknowledged write lost: an entry a client was answered for stays decided at its index, and in
   the end every node that committed past it holds it.
+- snapshot safety: a snapshot labelled with index i (taken, installed or loaded at a restart) holds
+  exactly the state of applying the decided entries 1..i; across a snapshot boundary the checks
+  above look only at what a compacted log still holds (its boundary term must agree with the
+  decided entry there).
 
 May not touch: nodes' state (read only), the network, the clock.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import kv
 from ..core import Role
 
 
@@ -44,6 +49,12 @@ class Invariants:
         self._lc_version = 0
         self.acked: dict[int, tuple[int, str]] = {}  # index -> (term, node that answered)
         self.checks = 0
+        self._ref = kv.KVStore()  # the decided entries 1.._ref_index applied (snapshot safety)
+        self._ref_index = 0
+        self._ref_states: dict[int, dict] = {0: {}}  # index -> the state after applying through it
+        self._snap_checks: list[tuple[str, int, dict]] = []  # (who, index, state) not yet decidable
+        self.snapshots_checked = 0
+        self.installs = 0  # snapshots installed from a leader (counted by the simulator's node)
 
     # ------------------------------------------------------------------ hooks from the node
 
@@ -86,10 +97,39 @@ class Invariants:
 
     # ------------------------------------------------------------------ per step
 
+    def check_snapshot(self, who: str, index: int, state: dict) -> None:
+        """A snapshot labelled `index` holds `state` (the kv map)."""
+        self._snap_checks.append((who, index, state))
+        self._advance_ref()
+
+    def _advance_ref(self) -> None:
+        decided = self.decided
+        while self._ref_index + 1 in decided:
+            self._ref_index += 1
+            self._ref.apply(decided[self._ref_index][1])
+            self._ref_states[self._ref_index] = dict(self._ref.data)
+        if not self._snap_checks:
+            return
+        rest = []
+        for who, index, state in self._snap_checks:
+            if index > self._ref_index:
+                rest.append((who, index, state))
+                continue
+            self.snapshots_checked += 1
+            want = self._ref_states[index]
+            if state != want:
+                diff = sorted({repr(k) for k in want.keys() | state.keys() if want.get(k) != state.get(k)})
+                raise Violation("snapshot safety", f"{who}: the snapshot through {index} differs from the "
+                                f"decided entries 1..{index} at keys {', '.join(diff[:5])}: "
+                                f"{ {k: state.get(k) for k in list(want)[:3]} } vs {want}")
+        self._snap_checks = rest
+
     def note_committed(self, nid: str, index: int, term: int, data: Any, current_term: int) -> None:
         d = self.decided.get(index)
         if d is None:
             self.decided[index] = (term, data, nid)
+            if index == self._ref_index + 1:
+                self._advance_ref()
             if index > self.decided_max:
                 self.decided_max = index
             m = self.commit_term_max_index.get(current_term, 0)
@@ -115,7 +155,7 @@ class Invariants:
             if other != nid:
                 raise Violation("election safety", f"{nid} and {other} both led term {term}")
             idx = self._required_index(term)
-            if idx:
+            if idx and idx >= log.first_index - 1:  # (what a snapshot covers is checked apart)
                 want = self.decided[idx][0]
                 have = log.term_at(idx)
                 if have != want:
@@ -129,15 +169,22 @@ class Invariants:
         if c != commit_seen:
             if c < commit_seen:
                 raise Violation("commit monotonicity", f"{nid} commit index went from {commit_seen} to {c}")
-            for i in range(commit_seen + 1, c + 1):
+            base = log.first_index - 1
+            for i in range(max(commit_seen + 1, base), c + 1):
                 t = log.term_at(i)
+                if i == base:  # the snapshot's last entry: only its term is left to compare
+                    d = self.decided.get(i)
+                    if d is not None and d[0] != t:
+                        raise Violation("state machine safety", f"{nid} holds a snapshot through {i} of term "
+                                        f"{t}, but entry {i} was decided with term {d[0]}")
+                    continue
                 if t is None:
                     raise Violation(
                         "commit monotonicity",
                         f"{nid} commit index {c} is beyond its log (last index {log.last_index()})",
                     )
                 self.note_committed(nid, i, t, log.data_at(i), term)
-        elif c:
+        elif c and c in self.decided:
             t = log.term_at(c)
             want = self.decided[c][0]
             if t != want:
@@ -166,6 +213,8 @@ class Invariants:
         """Every answered entry is held by every node that committed past it."""
         for index, (term, who) in sorted(self.acked.items()):
             for nid, raft in rafts.items():
+                if index < raft.log.first_index - 1:
+                    continue  # in its snapshot (snapshot safety checked what that holds)
                 if raft.commit_index >= index and raft.log.term_at(index) != term:
                     raise Violation(
                         "no acknowledged write lost",

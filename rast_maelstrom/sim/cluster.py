@@ -66,8 +66,8 @@ RESTART_DELAY_MIN_S = 0.02
 LEADER_HIT_DELAY_MAX_S = 0.05  # a targeted hit lands this soon after the election, at most
 CLOCK_ROUNDING_STEPS_MAX = 8  # ulps a slowed clock's timer deadline may be nudged by
 
-K_TIMER, K_DURABLE, K_MSG, K_CALL = 0, 1, 2, 3
-_KIND_NAMES = ("timer", "durable", "msg", "call")
+K_TIMER, K_DURABLE, K_MSG, K_CALL, K_SNAP = 0, 1, 2, 3, 4
+_KIND_NAMES = ("timer", "durable", "msg", "call", "snapshot")
 _PACK = struct.Struct("<BbId")
 
 FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale")
@@ -75,7 +75,12 @@ FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale")
 # a class): the CI sweep requires each of them to happen. "stale" is not among them: it is a
 # scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
 FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
-                  "leader-hit")
+                  "leader-hit", "snapshot", "install", "snapcorrupt")
+# Snapshots are on in every run, with thresholds this small (entries), so compaction and
+# InstallSnapshot happen in most seeds.
+SNAPSHOT_ENTRIES_CHOICES = (8, 16, 32, 64)
+SNAPSHOT_WRITE_S = (0.001, 0.05)  # how long a simulated snapshot child takes to write its file
+SNAPSHOT_DAMAGE_P = 0.2  # with torn tails on: chance a crash also damages the newest snapshot file
 # Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
 # code paths and interleavings the defaults rarely do).
 NODE_PROFILES: tuple[tuple[str, ...], ...] = (
@@ -257,8 +262,9 @@ class NodeLoop:
 
 
 class SimNode(node_mod.Node):
-    """The real Node, with two read-only taps for the invariants: entries handed to storage (log
-    matching) and entries applied (state machine safety, acknowledgements)."""
+    """The real Node, with read-only taps for the invariants: entries handed to storage (log
+    matching), entries applied (state machine safety, acknowledgements) and snapshots taken,
+    installed or loaded (snapshot safety)."""
 
     def __init__(self, *a: Any, invariants: Invariants, **kw: Any) -> None:
         super().__init__(*a, **kw)
@@ -268,6 +274,10 @@ class SimNode(node_mod.Node):
     def _open_storage(self) -> None:
         super()._open_storage()
         raft = self.raft
+        self._applied_seen = raft.applied_index
+        if raft.snapshot is not None:
+            self._inv.check_snapshot(f"{self.node_id} (loaded at restart)", raft.snapshot.index,
+                                     dict(self.kv.data))
         ready = raft.ready
         inv = self._inv
         nid = self.node_id
@@ -283,6 +293,22 @@ class SimNode(node_mod.Node):
     def _apply(self, committed: list) -> None:
         self._applied_seen = self._inv.on_apply(self, committed, self._applied_seen)
         super()._apply(committed)
+
+    def _maybe_snapshot(self) -> None:
+        before = self.snapshots.child
+        super()._maybe_snapshot()
+        child = self.snapshots.child
+        if child is not None and child is not before:
+            self._inv.check_snapshot(f"{self.node_id} (taken)", child[0], dict(self.kv.data))
+
+    def _on_snapshot_chunks(self, chunks: list) -> None:
+        installed = self.snapshots_installed
+        super()._on_snapshot_chunks(chunks)
+        if self.snapshots_installed != installed:
+            self._inv.installs += 1
+            raft = self.raft
+            self._applied_seen = raft.applied_index
+            self._inv.check_snapshot(f"{self.node_id} (installed)", raft.snapshot.index, dict(self.kv.data))
 
 
 class _Slot:
@@ -352,6 +378,10 @@ class Simulation:
         node_argv = cfg.node_argv
         if cfg.faults is None and not node_argv:
             node_argv = rng.choice(NODE_PROFILES)
+        if "--snapshot-entries" not in node_argv and "--no-snapshots" not in node_argv:
+            # (drawn apart, so the seed's main random stream, and its faults, stay as they were)
+            pick = random.Random(f"snapshot-entries/{cfg.seed}").choice(SNAPSHOT_ENTRIES_CHOICES)
+            node_argv = (*node_argv, "--snapshot-entries", str(pick))
         self.node_argv = node_argv
         self.now = 0.0
         self.heap: list[tuple] = []
@@ -428,6 +458,15 @@ class Simulation:
                 return False
             self._hash.update(_PACK.pack(kind, slot, s.inc, t))
             cb()  # ticks stay out of the trace tail: too many, too little to say
+        elif kind == K_SNAP:
+            snaps = arg
+            self._hash.update(_PACK.pack(kind, slot, s.inc, t))
+            if snaps.child is None:
+                return False
+            snaps.complete_take()
+            self.faults["snapshot"] += 1
+            self.trace.append((self.step, t, kind, s.id, None, snaps.child[0]))
+            s.loop.readers[snaps.fd]()
         else:
             writer = arg
             self._hash.update(_PACK.pack(kind, slot, s.inc, t))
@@ -494,7 +533,10 @@ class Simulation:
         def start_fsync(w: SimWriter) -> None:
             self._push(self.now + self._fsync_delay(s), K_DURABLE, slot, inc, w)
 
-        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes)
+        def start_take(snaps: Any, _fd: int) -> None:
+            self._push(self.now + self.rng.uniform(*SNAPSHOT_WRITE_S), K_SNAP, slot, inc, snaps)
+
+        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes, start_take)
 
         def write_out(data: bytes) -> None:
             self._route(data)
@@ -503,7 +545,11 @@ class Simulation:
         s.node, s.loop, s.commit_seen = node, loop, 0
         init = {"src": "cinit", "dest": s.id,
                 "body": {"type": "init", "msg_id": 1, "node_id": s.id, "node_ids": self.node_ids}}
-        node.on_line(orjson.dumps(init))
+        try:
+            node.on_line(orjson.dumps(init))
+        except SystemExit as e:  # it refused to start
+            self._refused(s, e)
+            return
         s.writer = node.writer
         node.flush()
         s.commit_seen = self.inv.after_step(s.id, node.raft, 0)
@@ -523,6 +569,8 @@ class Simulation:
         truncated = s.writer.crash(self.rng, keep, tear)
         if truncated:
             self.faults["torn"] += 1
+        if mix.torn and s.disk.snapshots and self.rng.random() < SNAPSHOT_DAMAGE_P:
+            self._damage_snapshot(s)
         s.node = None
         s.loop = None
         s.writer = None
@@ -538,6 +586,31 @@ class Simulation:
         else:
             down = 0.0
         self._after(down, self._boot_call, (s.index, s.down_gen, truncated))
+
+    def _refused(self, s: _Slot, e: SystemExit) -> None:
+        """A node refused to start: legal only with exit 65 over a snapshot file the simulator
+        damaged whose loss the WAL cannot make up. The operator restores the file; it restarts."""
+        if e.code != node_mod.EXIT_DAMAGED or not s.disk.damaged:
+            raise Violation("clean exit", f"{s.id} refused to start with status {e.code!r} "
+                            "without a damaged file")
+        self.faults["refused"] += 1
+        s.disk.snapshots.update(s.disk.damaged)
+        s.disk.damaged.clear()
+        s.node = s.loop = s.writer = None
+        s.down_gen += 1
+        self.fault_log.append(f"{self.now:.4f} {s.id} refused to start (exit 65); its snapshot restored")
+        self._after(RESTART_DELAY_MIN_S, self._boot_call, (s.index, s.down_gen, 0))
+
+    def _damage_snapshot(self, s: _Slot) -> None:
+        """Flip one byte of the newest snapshot file (kept whole in `damaged` for the repair)."""
+        disk = s.disk
+        index = disk.snapshot_index()
+        blob = disk.snapshots[index]
+        disk.damaged.setdefault(index, blob)
+        pos = self.rng.randrange(len(blob))
+        disk.snapshots[index] = blob[:pos] + bytes([blob[pos] ^ 0x10]) + blob[pos + 1:]
+        self.faults["snapcorrupt"] += 1
+        self.fault_log.append(f"{self.now:.4f} snapshot {index} of {s.id} damaged at byte {pos}")
 
     def _node_exited(self, slot: int, e: SystemExit) -> bool:
         """A node raised SystemExit: legal only as exit 70 after its disk failed."""
@@ -805,13 +878,17 @@ class Simulation:
             import traceback
             tb = "".join(traceback.format_exception(e)[-6:])
             raise SimFailure(name, self._report(name, f"{e!r}\n{tb}"), cfg.replay_command()) from None
+        if self.inv.installs:
+            self.faults["install"] = self.inv.installs
         return RunResult(
             seed=cfg.seed, steps=self.step, sim_s=self.now, faults=dict(self.faults),
             ops=dict(self.workload.counts), lin=lin, trace_hash=self._hash.hexdigest(),
             max_term=max(self.inv.leaders, default=0), committed=self.inv.decided_max,
             wall_s=time.monotonic() - wall0, heal_s=heal_s,
             mix=self.mix.describe() + (f" [{' '.join(self.node_argv)}]" if self.node_argv else ""),
-            extra={"acked": len(self.inv.acked), "leader_terms": len(self.inv.leaders)},
+            extra={"acked": len(self.inv.acked), "leader_terms": len(self.inv.leaders),
+                   "snapshots_checked": self.inv.snapshots_checked,
+                   "installed": sum(s.node.snapshots_installed for s in self.slots if s.node is not None)},
         )
 
     # ------------------------------------------------------------------ reporting
@@ -854,6 +931,8 @@ class Simulation:
                 lines.append(f"  #{step} {t:.4f} {who} <- {bytes(b[:200]).decode(errors='replace').rstrip()}")
             elif kind == K_TIMER:
                 lines.append(f"  #{step} {t:.4f} {who} tick")
+            elif kind == K_SNAP:
+                lines.append(f"  #{step} {t:.4f} {who} snapshot through {b} durable")
             elif kind == K_DURABLE:
                 lines.append(f"  #{step} {t:.4f} {who} fsync failed: {b}" if isinstance(b, OSError) else
                              f"  #{step} {t:.4f} {who} fsync done (durable through batch {b})")

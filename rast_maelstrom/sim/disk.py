@@ -23,6 +23,16 @@ Semantics mirrored from runtime/wal.py:
   sees it: at its wake, or at its next submit, which raises `WalWriterError` as the real one does)
   and the simulator then ends the incarnation as a crash that keeps a prefix of what was in flight.
 
+Snapshots (`SimSnapshots`, the node's SnapshotStore stand-in): taking one serializes the state at
+once (the fork's copy-on-write image) and the file becomes durable when the simulator completes it
+(a crash before then loses it, as a killed child's temp file is swept). Received chunks go to a
+partial buffer the incarnation loses on a crash; a complete, checked one is durable at once (the
+node fsyncs it in its loop). The bytes are the real file format (runtime/snapshot.py), so damage is
+judged by the real reader. `compact(index)` deletes durable entries through `index` and asserts a
+durable snapshot covers them (a WAL must never forget what no file holds); `reset` is the reset
+record (an installed snapshot replaced the log). Recovery skips what the snapshot covers and drops
+what follows an entry at its index with another term, as the real WAL does.
+
 Invariant: `durable_id` only grows and never passes the last submitted id.
 May not touch: the node, the clock, the network. The simulator decides when an fsync completes.
 """
@@ -34,6 +44,8 @@ import os
 import random
 from typing import Any, Callable, Sequence
 
+from ..runtime.records import DamagedFile
+from ..runtime.snapshot import SNAPSHOTS_KEPT_MAX, SnapshotFile, decode_snapshot, encode_snapshot
 from ..runtime.wal import LogicalLog, Recovered, WalWriterError
 
 PENDING_BATCHES_MAX = 4096  # same bound as WalWriter: more would block the real node's loop
@@ -46,27 +58,60 @@ Record = tuple
 class SimDisk:
     """The durable contents of one node's data directory (survives crashes)."""
 
-    __slots__ = ("current_term", "voted_for", "entries", "opens")
+    __slots__ = ("current_term", "voted_for", "entries", "first_index", "opens", "snapshots", "damaged")
 
     def __init__(self) -> None:
         self.current_term = 0
         self.voted_for: str | None = None
-        self.entries: list[tuple[int, bytes]] = []  # index i is entries[i - 1]
+        self.first_index = 1  # index of entries[0] (after compaction or a reset)
+        self.entries: list[tuple[int, bytes]] = []
         self.opens = 0
+        self.snapshots: dict[int, bytes] = {}  # durable snapshot files: last index -> file bytes
+        self.damaged: dict[int, bytes] = {}  # the sim damaged these files: index -> original bytes
+
+    def snapshot_index(self) -> int:
+        return max(self.snapshots, default=0)
 
     def apply(self, rec: Record) -> None:
-        if rec[0] == "h":
+        kind = rec[0]
+        if kind == "h":
             _, term, vote = rec
             assert term >= self.current_term, "durable term going backwards"
             self.current_term, self.voted_for = term, vote
-        else:
+        elif kind == "e":
             _, index, term, data = rec
-            assert 1 <= index <= len(self.entries) + 1, f"gap in the durable log at {index}"
-            del self.entries[index - 1:]
+            if index < self.first_index:
+                return  # compacted already: a durable snapshot holds it
+            k = index - self.first_index
+            if k > len(self.entries):  # after a restart on a snapshot the log never reached
+                assert index - 1 <= self.snapshot_index(), f"gap in the durable log at {index}"
+                self.entries, self.first_index, k = [], index, 0
+            del self.entries[k:]
             self.entries.append((term, data))
+        elif kind == "r":  # reset: the log restarts at `first` (an installed snapshot before it)
+            _, first, _term = rec
+            assert first - 1 <= self.snapshot_index(), "a reset past every durable snapshot"
+            self.entries, self.first_index = [], first
+        else:  # "p": compaction through `index`
+            _, index = rec
+            assert index <= self.snapshot_index(), (
+                f"the WAL drops entries through {index}, but the newest durable snapshot ends at "
+                f"{self.snapshot_index()}: acknowledged writes would be in no file")
+            k = index + 1 - self.first_index
+            if k > 0:
+                del self.entries[:k]
+                self.first_index = index + 1
 
-    def recover(self, truncated_bytes: int) -> Recovered:
-        return Recovered(self.current_term, self.voted_for, 1, list(self.entries), truncated_bytes)
+    def recover(self, truncated_bytes: int, snap_index: int = 0, snap_term: int = 0) -> Recovered:
+        """What the real WAL's recover(snap_index, snap_term) returns; DamagedFile for a gap."""
+        if self.first_index > snap_index + 1:
+            raise DamagedFile("sim-wal", 0, f"the WAL starts at {self.first_index}, no snapshot covers "
+                              f"before it (newest usable: through {snap_index})")
+        k = snap_index + 1 - self.first_index
+        ents = self.entries[k:]
+        if k > 0 and len(self.entries) >= k and self.entries[k - 1][0] != snap_term:
+            ents = []  # after an entry the installed snapshot replaced
+        return Recovered(self.current_term, self.voted_for, snap_index + 1, list(ents), truncated_bytes)
 
 
 class SimWriter:
@@ -83,7 +128,8 @@ class SimWriter:
         self._queued: list[tuple[int, list[Record]]] = []
         self._syncing: list[tuple[int, list[Record]]] | None = None
         # Logical mirror of what has been submitted (validation, as WriteAheadLog._encode).
-        self._state = LogicalLog(disk.current_term, disk.voted_for, 1, [t for t, _ in disk.entries])
+        self._state = LogicalLog(disk.current_term, disk.voted_for)
+        self.snapshots: SimSnapshots | None = None  # set by open_storage_factory
         self.fsync_count = 0
         self.closed = False
 
@@ -107,6 +153,24 @@ class SimWriter:
         bid = self._next_id
         self._next_id += 1
         assert bid - 1 - self.durable_id <= PENDING_BATCHES_MAX, "WAL back-pressure would block the node"
+        self._queued.append((bid, recs))
+        if self._syncing is None:
+            self._begin()
+        return bid
+
+    def reset(self, first_index: int, base_term: int) -> int:
+        self._state.reset(first_index, base_term)
+        return self._submit_records([("r", first_index, base_term)])
+
+    def compact(self, index: int) -> int:
+        return self._submit_records([("p", index)])
+
+    def _submit_records(self, recs: list[Record]) -> int:
+        assert not self.closed
+        if self.error is not None:
+            raise WalWriterError("WAL writer failed; the node must stop") from self.error
+        bid = self._next_id
+        self._next_id += 1
         self._queued.append((bid, recs))
         if self._syncing is None:
             self._begin()
@@ -166,14 +230,95 @@ class SimWriter:
         return truncated
 
 
+class SimSnapshots:
+    """SnapshotStore stand-in over a SimDisk (see the module docstring)."""
+
+    def __init__(self, disk: SimDisk, start_take: Callable[["SimSnapshots", int], None]) -> None:
+        self.disk = disk
+        self._start_take = start_take  # the simulator completes the take later (complete_take)
+        self.child: tuple[int, int, tuple[str, ...], bytes] | None = None
+        self._done: SnapshotFile | None = None
+        self.partial = bytearray()
+        self.fd = 0
+
+    def path(self, index: int) -> str:
+        return f"sim-snap-{index}"
+
+    def indexes(self) -> list[int]:
+        return sorted(self.disk.snapshots, reverse=True)
+
+    def load(self, index: int) -> tuple[SnapshotFile, dict[str, bytes]]:
+        blob = self.disk.snapshots[index]
+        i, term, voters, sections = decode_snapshot(blob, self.path(index))
+        return SnapshotFile(index, term, voters, len(blob), self.path(index)), sections
+
+    def reader(self, snap: SnapshotFile) -> Callable[[int, int], bytes]:
+        blob = self.disk.snapshots.get(snap.index) or self.disk.damaged[snap.index]
+        return lambda offset, n: blob[offset:offset + n]
+
+    def take(self, index: int, term: int, voters: tuple[str, ...], produce: Callable[[], Any]) -> int:
+        assert self.child is None
+        out: list[bytes] = []
+        encode_snapshot(index, term, voters, produce(), out.extend)  # the state as of now
+        self.child = (index, term, voters, b"".join(out))
+        self._start_take(self, self.fd)
+        return self.fd
+
+    def complete_take(self) -> None:
+        """The simulated child finished: its file is durable."""
+        index, term, voters, blob = self.child  # type: ignore[misc]
+        self.disk.snapshots[index] = blob
+        self._done = SnapshotFile(index, term, voters, len(blob), self.path(index))
+
+    def taken(self) -> SnapshotFile:
+        done, self._done, self.child = self._done, None, None
+        assert done is not None
+        return done
+
+    def receive(self, offset: int, data: bytes) -> None:
+        if offset == 0:
+            self.partial = bytearray()
+        assert len(self.partial) == offset, "a chunk written out of order"
+        self.partial += data
+
+    def finish_receive(self, index: int, term: int) -> tuple[SnapshotFile, dict[str, bytes]] | None:
+        blob, self.partial = bytes(self.partial), bytearray()
+        try:
+            i, t, voters, sections = decode_snapshot(blob, self.path(index))
+        except DamagedFile:
+            return None
+        if (i, t) != (index, term):
+            return None
+        self.disk.snapshots[index] = blob
+        return SnapshotFile(index, term, voters, len(blob), self.path(index)), sections
+
+    def prune(self, newest: int) -> None:
+        older = sorted((i for i in self.disk.snapshots if i < newest), reverse=True)
+        for i in older[SNAPSHOTS_KEPT_MAX - 1:]:
+            del self.disk.snapshots[i]
+
+    def close(self) -> None:
+        self.child = None
+
+
 def open_storage_factory(
-    disk: SimDisk, wake_fd: int, start_fsync: Callable[[SimWriter], None], truncated_bytes: int
+    disk: SimDisk, wake_fd: int, start_fsync: Callable[[SimWriter], None], truncated_bytes: int,
+    start_take: Callable[[SimSnapshots, int], None] = lambda s, fd: None,
 ) -> Callable[[str, bool], tuple[Recovered, Any]]:
-    """The `open_storage(dir, fsync)` a Node incarnation gets: recovers from `disk`."""
+    """The `open_storage(dir, fsync)` a Node incarnation gets: recovers from `disk` (the newest
+    snapshot that loads, then the log after it, by the node's own rules)."""
+    from ..node import recover_with_snapshots
 
     def open_storage(_dir: str, _fsync: bool) -> tuple[Recovered, SimWriter]:
         disk.opens += 1
-        rec = disk.recover(truncated_bytes)
-        return rec, SimWriter(disk, wake_fd, start_fsync)
+        snapshots = SimSnapshots(disk, start_take)
+        snapshots.fd = wake_fd + 100
+        rec = recover_with_snapshots(snapshots, lambda i, t: disk.recover(truncated_bytes, i, t))
+        writer = SimWriter(disk, wake_fd, start_fsync)
+        writer._state = LogicalLog(rec.current_term, rec.voted_for, rec.first_index,
+                                   [t for t, _ in rec.entries],
+                                   rec.snapshot.term if rec.snapshot is not None else 0)
+        writer.snapshots = snapshots
+        return rec, writer
 
     return open_storage

@@ -108,10 +108,31 @@ class RVR(msgspec.Struct, tag="rvr", tag_field="type"):
     pre: bool
 
 
-Body = Union[Read, Write, Cas, AE, AER, HB, HBR, RV, RVR, Init]
+class IS(msgspec.Struct, tag="is", tag_field="type"):
+    """InstallSnapshot: the snapshot's last index/term, voters and size; one chunk (base64) at `o`."""
+
+    term: U63
+    li: U63
+    lt: U63
+    v: list[str]
+    sz: U63
+    o: U63
+    d: bytes
+
+
+class ISR(msgspec.Struct, tag="isr", tag_field="type"):
+    """InstallSnapshot response: send from `o` on; `done`: the follower holds through `li`."""
+
+    term: U63
+    li: U63
+    o: U63
+    done: bool
+
+
+Body = Union[Read, Write, Cas, AE, AER, HB, HBR, RV, RVR, IS, ISR, Init]
 CLIENT_BODIES = (Read, Write, Cas)
-RAFT_BODIES = (AE, AER, HB, HBR, RV, RVR)
-TYPE_NAMES = frozenset(("read", "write", "cas", "ae", "aer", "hb", "hbr", "rv", "rvr", "init"))
+RAFT_BODIES = (AE, AER, HB, HBR, RV, RVR, IS, ISR)
+TYPE_NAMES = frozenset(("read", "write", "cas", "ae", "aer", "hb", "hbr", "rv", "rvr", "is", "isr", "init"))
 
 
 class Envelope(msgspec.Struct):

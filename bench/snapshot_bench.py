@@ -1,0 +1,108 @@
+"""How long does taking a snapshot stall the node's loop? (A program that prints figures.)
+
+With N keys in the store (default 1,000,000), compares:
+  in-loop      serialize the sections in the loop and write the file (what we must not do)
+  thread       a writer thread serializing a shallow copy of the map (the copy is in the loop)
+  fork         the node's way: os.fork, the child serializes its copy-on-write image and writes
+
+For each, the loop's worst pass while the snapshot is being taken: the loop keeps applying writes
+to the store (touching pages the child shares, so copy-on-write faults are paid) in passes of
+--batch writes, and the longest pass (including the call that starts the snapshot) is reported.
+
+    .venv/bin/python bench/snapshot_bench.py [--keys 1000000] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from rast_maelstrom import kv  # noqa: E402
+from rast_maelstrom.runtime.snapshot import SnapshotStore  # noqa: E402
+from rast_maelstrom.state import StateMachine  # noqa: E402
+
+PASSES_MAX = 1_000_000  # bound on loop passes per measurement
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _loop_until(done, store: kv.KVStore, batch: int, keys: int) -> tuple[float, int]:
+    """Run 'passes' of `batch` writes until done(); return (worst pass s, passes)."""
+    worst = 0.0
+    n = 0
+    k = 0
+    data = store.data
+    while n < PASSES_MAX:
+        t0 = time.perf_counter()
+        for _ in range(batch):
+            data[k % keys] = b'"v%d"' % k
+            k += 7919
+        fin = done()
+        dt = time.perf_counter() - t0
+        worst = max(worst, dt)
+        n += 1
+        if fin:
+            break
+        time.sleep(0.0005)
+    return worst, n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--keys", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=100, help="writes applied per loop pass")
+    p.add_argument("--methods", default="fork,thread,in-loop",
+                   help="which to run, in this order (fork first: the others grow the heap it copies)")
+    a = p.parse_args()
+    store = kv.KVStore()
+    store.data = {i: b'{"value":%d,"pad":"xxxxxxxxxxxxxxxx"}' % i for i in range(a.keys)}
+    sm = StateMachine(store)
+    print(f"{a.keys} keys, RSS {_rss_mb():.0f} MB")
+    with tempfile.TemporaryDirectory() as d:
+        ss = SnapshotStore(d)
+        results = {}
+        for method in a.methods.split(","):
+            if method == "in-loop":
+                t0 = time.perf_counter()
+                ss._write_file(1, 1, ("n1",), sm.sections())
+                results["in-loop"] = (time.perf_counter() - t0, 1, time.perf_counter() - t0)
+            elif method == "thread":  # over a shallow copy (the copy itself is a pass in the loop)
+                t0 = time.perf_counter()
+                frozen = kv.KVStore()
+                frozen.data = dict(store.data)
+                copy_s = time.perf_counter() - t0
+                th = threading.Thread(target=ss._write_file,
+                                      args=(2, 1, ("n1",), StateMachine(frozen).sections()))
+                t1 = time.perf_counter()
+                th.start()
+                worst, n = _loop_until(lambda: not th.is_alive(), store, a.batch, a.keys)
+                results["thread"] = (max(worst, copy_s), n, time.perf_counter() - t1 + copy_s)
+            else:
+                for k in range(3):
+                    t0 = time.perf_counter()
+                    fd = ss.take(3, 1, ("n1",), sm.sections)
+                    fork_s = time.perf_counter() - t0
+                    worst, n = _loop_until(lambda: bool(select.select([fd], [], [], 0)[0]), store,
+                                           a.batch, a.keys)
+                    snap = ss.taken()
+                    results[f"fork #{k + 1}"] = (max(worst, fork_s), n, time.perf_counter() - t0)
+                    print(f"fork #{k + 1}: the fork() call {fork_s * 1000:.1f} ms, worst other pass "
+                          f"{worst * 1000:.1f} ms; file {snap.size / 1e6:.1f} MB; RSS {_rss_mb():.0f} MB")
+    print(f"{'method':<10} {'worst pass ms':>14} {'passes':>8} {'snapshot s':>11}")
+    for k, (worst, n, total) in results.items():
+        print(f"{k:<10} {worst * 1000:>14.1f} {n:>8} {total:>11.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""Snapshot files: the replicated state at one applied index, in a file of its own.
+
+What it owns
+    In the node's data directory: ``snap-<last index, 20 digits>.snap`` (complete snapshots),
+    ``snap-<index>.snap.tmp`` (one being written by a forked child) and ``incoming.snap.tmp``
+    (one being received from a leader, chunk by chunk). `SnapshotStore` lists, loads, writes,
+    receives and prunes them; `take` runs the serialization in a forked child process.
+
+What it may not touch
+    Raft (it knows an index, a term and a voter list, never roles or messages), the WAL, the
+    meaning of the sections (the state machine produces and consumes them as bytes).
+
+File format: records framed and checked by runtime/records.py (the node's one damage rule); the
+file is written whole and renamed into place, so it is read with ``torn_tail_ok=False``: an
+incomplete record anywhere is damage::
+
+    header   b"H" | magic b"RASTSNP\\0" | u32 version | u64 index | u64 term | voters (JSON list)
+    section  b"S" | u8 name length | name (utf-8) | body bytes         (a section may span records)
+    footer   b"F" | u64 number of section records
+
+The footer makes a file cut at a record boundary detectably incomplete. The bytes of the file are
+the bytes InstallSnapshot carries: a follower writes each chunk at its offset in
+``incoming.snap.tmp`` as it arrives and checks the whole file when the last one is in.
+
+Durability: temp name, write, fsync, rename, directory fsync (`FileIO`, so tests inject faults).
+
+Taking a snapshot without stalling the loop: `take` forks. The child owns a copy-on-write image of
+the parent's memory at the fork, so it serializes the state exactly as it was at that applied
+index while the parent's loop carries on. The child touches only the state (through the
+`produce` callable), its own file descriptors and `os._exit`: no logging, no locks (the WAL writer
+thread does not exist in the child; a lock it held at the fork stays held there forever, so the
+child must not take any). It reports through a pipe whose read end the loop watches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import orjson
+
+from .fileio import REAL, FileIO
+from .records import RECORD_BYTES_MAX, DamagedFile, RecordReader, frame
+
+MAGIC = b"RASTSNP\0"
+FORMAT_VERSION = 1
+SECTION_RECORD_BYTES_MAX = 1 << 20  # a section's body is cut into records of at most this much
+SNAPSHOTS_KEPT_MAX = 1  # complete snapshots kept after a newer one is durable
+INCOMING_NAME = "incoming.snap.tmp"
+_HEADER = struct.Struct("<c8sIQQ")
+_FOOTER = struct.Struct("<cQ")
+_NAME_RE = re.compile(r"^snap-(\d{20})\.snap$")
+_FDS_MAX = 1 << 16  # the forked child closes every fd below this but its pipe
+
+Sections = dict[str, bytes]  # section name -> body
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    index: int
+    term: int
+    voters: tuple[str, ...]
+    size: int
+    path: str
+
+
+def snapshot_name(index: int) -> str:
+    return f"snap-{index:020d}.snap"
+
+
+def encode_snapshot(index: int, term: int, voters: Iterable[str], sections: Iterable[tuple[str, bytes]],
+                    write: Callable[[list[bytes]], None]) -> None:
+    """Frame a snapshot as records, handing them to `write` a few at a time."""
+    out: list[bytes] = []
+    frame([_HEADER.pack(b"H", MAGIC, FORMAT_VERSION, index, term), orjson.dumps(list(voters))], out)
+    count = 0
+    for name, body in sections:
+        tag = b"S" + bytes([len(name.encode())]) + name.encode()
+        view = memoryview(body)
+        for lo in range(0, max(1, len(body)), SECTION_RECORD_BYTES_MAX):
+            frame([tag, view[lo:lo + SECTION_RECORD_BYTES_MAX]], out)
+            count += 1
+            if len(out) >= 64:
+                write(out)
+                out = []
+    frame([_FOOTER.pack(b"F", count)], out)
+    write(out)
+
+
+def decode_snapshot(buf: memoryview | bytes, path: str) -> tuple[int, int, tuple[str, ...], Sections]:
+    """Check and parse a whole snapshot file. Raises DamagedFile for anything wrong."""
+    reader = RecordReader(memoryview(buf), path, payload_bytes_max=RECORD_BYTES_MAX, torn_tail_ok=False)
+    header = None
+    parts: dict[str, list[bytes]] = {}
+    count = 0
+    footer = False
+    for off, payload in reader:
+        kind = bytes(payload[:1])
+        if footer:
+            raise reader.damaged(off, "a record after the footer")
+        if header is None:
+            if kind != b"H" or len(payload) < _HEADER.size:
+                raise reader.damaged(off, "no snapshot header")
+            _, magic, version, index, term = _HEADER.unpack_from(payload)
+            if magic != MAGIC or version != FORMAT_VERSION:
+                raise reader.damaged(off, f"not a Rast snapshot of format {FORMAT_VERSION}")
+            try:
+                voters = orjson.loads(bytes(payload[_HEADER.size:]))
+            except orjson.JSONDecodeError:
+                raise reader.damaged(off, "voter list is not JSON") from None
+            header = (index, term, tuple(voters))
+        elif kind == b"S" and len(payload) >= 2:
+            n = payload[1]
+            name = bytes(payload[2:2 + n]).decode(errors="replace")
+            parts.setdefault(name, []).append(bytes(payload[2 + n:]))
+            count += 1
+        elif kind == b"F" and len(payload) == _FOOTER.size:
+            if _FOOTER.unpack_from(payload)[1] != count:
+                raise reader.damaged(off, f"footer counts {_FOOTER.unpack_from(payload)[1]} sections, "
+                                          f"the file has {count}")
+            footer = True
+        else:
+            raise reader.damaged(off, f"unknown snapshot record {kind!r}")
+    if header is None or not footer:
+        raise DamagedFile(path, reader.good_bytes, "snapshot without its footer (incomplete)")
+    return (*header, {k: b"".join(v) for k, v in parts.items()})
+
+
+class SnapshotStore:
+    """The snapshot files of one data directory (see the module docstring)."""
+
+    def __init__(self, dir_path: str, *, fsync: bool = True, io: FileIO = REAL) -> None:
+        self.dir = dir_path
+        self.fsync = fsync
+        self.io = io
+        self.child: tuple[int, int, int, int, tuple[str, ...]] | None = None  # pid, fd, index, term
+        self._incoming_fd = -1
+        self._read_fd = -1
+        self._read_path = ""
+
+    # -- listing and loading --------------------------------------------------------------------
+
+    def indexes(self) -> list[int]:
+        """Indexes of the complete snapshot files, newest first; removes leftover temp files."""
+        found = []
+        for name in os.listdir(self.dir):
+            m = _NAME_RE.match(name)
+            if m:
+                found.append(int(m.group(1)))
+            elif name.startswith("snap-") and name.endswith(".snap.tmp") or name == INCOMING_NAME:
+                self.io.unlink(os.path.join(self.dir, name))  # an interrupted write or transfer
+        return sorted(found, reverse=True)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.dir, snapshot_name(index))
+
+    def load(self, index: int) -> tuple[SnapshotFile, Sections]:
+        path = self.path(index)
+        with open(path, "rb") as f:
+            buf = f.read()
+        i, term, voters, sections = decode_snapshot(buf, path)
+        if i != index:
+            raise DamagedFile(path, 0, f"header says index {i}, the name {index}")
+        return SnapshotFile(index, term, voters, len(buf), path), sections
+
+    def reader(self, snap: SnapshotFile) -> Callable[[int, int], bytes]:
+        """Reads the bytes of `snap` (the leader's InstallSnapshot chunks); one file open at a time."""
+        if self._read_path != snap.path:
+            if self._read_fd >= 0:
+                os.close(self._read_fd)
+            self._read_fd = os.open(snap.path, os.O_RDONLY | os.O_CLOEXEC)  # kept open: pruning is safe
+            self._read_path = snap.path
+        fd = self._read_fd
+        return lambda offset, n: os.pread(fd, min(n, snap.size - offset), offset)
+
+    # -- taking (forked child) ------------------------------------------------------------------
+
+    def take(self, index: int, term: int, voters: tuple[str, ...],
+             produce: Callable[[], Iterator[tuple[str, bytes]]]) -> int:
+        """Fork a child that writes the snapshot; returns the fd the loop watches (readable when the
+        child is done; then call `taken()`)."""
+        assert self.child is None, "one snapshot at a time"
+        r, w = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (fork with a thread running)
+            pid = os.fork()
+        if pid == 0:  # the child: state, its own fds, _exit; nothing else
+            status = 1
+            try:
+                # Only the pipe stays open: the data directory's lock must die with the parent (a
+                # restarted node must not find it held by this child), stdout must reach EOF when
+                # the parent dies, and the WAL's files are not ours to touch.
+                os.closerange(0, w)
+                os.closerange(w + 1, _FDS_MAX)
+                self._write_file(index, term, voters, produce())
+                status = 0
+            finally:
+                try:
+                    os.write(w, bytes([status]))
+                finally:
+                    os._exit(status)
+        os.close(w)
+        self.child = (pid, r, index, term, voters)
+        return r
+
+    def _write_file(self, index: int, term: int, voters: tuple[str, ...],
+                    sections: Iterable[tuple[str, bytes]]) -> None:
+        final = self.path(index)
+        tmp = final + ".tmp"
+        io = self.io
+        fd = io.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            pos = [0]
+
+            def write(parts: list[bytes]) -> None:
+                blob = b"".join(parts)
+                view = memoryview(blob)
+                done = 0
+                while done < len(blob):
+                    n = io.pwrite(fd, view[done:], pos[0] + done)
+                    assert n > 0
+                    done += n
+                pos[0] += len(blob)
+
+            encode_snapshot(index, term, voters, sections, write)
+            if self.fsync:
+                io.fsync(fd)
+        finally:
+            os.close(fd)
+        io.rename(tmp, final)
+        if self.fsync:
+            io.fsync_dir(self.dir)
+
+    def taken(self) -> SnapshotFile:
+        """The child finished: its snapshot file, durable. Raises OSError if the child failed."""
+        assert self.child is not None
+        pid, r, index, term, voters = self.child
+        self.child = None
+        try:
+            status = os.read(r, 1)
+        finally:
+            os.close(r)
+        _, wstatus = os.waitpid(pid, 0)
+        if status != b"\x00" or os.waitstatus_to_exitcode(wstatus) != 0:
+            raise OSError(f"the snapshot child for index {index} failed (status {status!r}, "
+                          f"exit {os.waitstatus_to_exitcode(wstatus)})")
+        return SnapshotFile(index, term, voters, os.stat(self.path(index)).st_size, self.path(index))
+
+    def abandon(self) -> None:
+        """Stop waiting for a child (node shutdown): kill it and reap it."""
+        if self.child is not None:
+            pid, r, *_ = self.child
+            self.child = None
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            os.close(r)
+
+    # -- receiving (InstallSnapshot) ------------------------------------------------------------
+
+    def receive(self, offset: int, data: bytes) -> None:
+        """Write one received chunk where it belongs; offset 0 starts a new file."""
+        io = self.io
+        path = os.path.join(self.dir, INCOMING_NAME)
+        if offset == 0 or self._incoming_fd < 0:
+            assert offset == 0, "a transfer resumes only within one process"
+            if self._incoming_fd >= 0:
+                os.close(self._incoming_fd)
+            self._incoming_fd = io.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        view = memoryview(data)
+        done = 0
+        while done < len(data):
+            n = io.pwrite(self._incoming_fd, view[done:], offset + done)
+            assert n > 0
+            done += n
+
+    def finish_receive(self, index: int, term: int) -> tuple[SnapshotFile, Sections] | None:
+        """The last chunk is in: check the whole file; if it is a good snapshot of (index, term),
+        make it durable under its name and return it with its sections; else None (discarded)."""
+        fd, self._incoming_fd = self._incoming_fd, -1
+        path = os.path.join(self.dir, INCOMING_NAME)
+        try:
+            size = os.fstat(fd).st_size
+            buf = os.pread(fd, size, 0)
+            try:
+                i, t, voters, sections = decode_snapshot(buf, path)
+            except DamagedFile:
+                return None
+            if (i, t) != (index, term):
+                return None
+            if self.fsync:
+                self.io.fsync(fd)
+        finally:
+            os.close(fd)
+        final = self.path(index)
+        self.io.rename(path, final)
+        if self.fsync:
+            self.io.fsync_dir(self.dir)
+        return SnapshotFile(index, term, voters, size, final), sections
+
+    # -- pruning --------------------------------------------------------------------------------
+
+    def prune(self, newest: int) -> None:
+        """Delete complete snapshots older than `newest` beyond SNAPSHOTS_KEPT_MAX - 1 of them."""
+        older = [i for i in self.indexes() if i < newest]
+        for i in older[SNAPSHOTS_KEPT_MAX - 1:]:
+            self.io.unlink(self.path(i))
+
+    def close(self) -> None:
+        self.abandon()
+        for fd in (self._incoming_fd, self._read_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._incoming_fd = self._read_fd = -1

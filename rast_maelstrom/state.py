@@ -1,0 +1,33 @@
+"""The replicated state machine: everything the log's commands build, and what a snapshot holds.
+
+Owns: the sections of replicated state, each with its own serialize/restore pair, by name. Today
+one section, "kv" (the lin-kv map, kv.py); client sessions and the cluster configuration become
+further sections (a snapshot is a set of named sections, so adding one changes no file format).
+
+Invariant: `sections()` and `restore()` are inverse: restoring what sections() produced at applied
+index i gives the state every replica has at i. `sections()` only reads (it runs in a forked child
+while the parent carries on; see runtime/snapshot.py).
+
+May not touch: Raft, IO, the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from . import kv
+
+
+class StateMachine:
+    __slots__ = ("kv",)
+
+    def __init__(self, store: kv.KVStore) -> None:
+        self.kv = store
+
+    def sections(self) -> Iterator[tuple[str, bytes]]:
+        yield "kv", self.kv.serialize()
+
+    def restore(self, sections: dict[str, bytes]) -> None:
+        """Replace the state with a snapshot's sections; a section missing from it starts empty.
+        Raises ValueError (or msgspec's DecodeError) if a section does not parse."""
+        self.kv.restore(sections.get("kv", b"[]"))

@@ -1,0 +1,207 @@
+"""Snapshot files and the segmented WAL: round trip, corruption handling, compaction bounds,
+recovery on top of a snapshot, and the refusal when no file covers a gap."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import pytest
+
+from rast_maelstrom import kv
+from rast_maelstrom.runtime import wal as wal_mod
+from rast_maelstrom.runtime.records import DamagedFile
+from rast_maelstrom.runtime.snapshot import SnapshotStore, decode_snapshot, encode_snapshot, snapshot_name
+from rast_maelstrom.runtime.wal import WalWriter, WriteAheadLog
+from rast_maelstrom.state import StateMachine
+
+
+def _blob(index=7, term=2, sections=(("kv", b'[[1,2],["a","b"]]'),)) -> bytes:
+    out: list[bytes] = []
+    encode_snapshot(index, term, ("n1", "n2"), sections, out.extend)
+    return b"".join(out)
+
+
+def test_snapshot_round_trip_and_sections_by_name():
+    store = kv.KVStore()
+    store.data = {i: b'{"v":%d}' % i for i in range(5000)} | {"s": b'"x"'}
+    sm = StateMachine(store)
+    blob = _blob(sections=list(sm.sections()) + [("later", b"")])
+    index, term, voters, sections = decode_snapshot(blob, "x")
+    assert (index, term, voters) == (7, 2, ("n1", "n2"))
+    other = StateMachine(kv.KVStore())
+    other.restore(sections)
+    assert other.kv.data == store.data and sections["later"] == b""
+
+
+@pytest.mark.parametrize("where", ["flip", "cut-record", "cut-boundary", "empty"])
+def test_damaged_snapshot_is_refused(where):
+    blob = bytearray(_blob(sections=[("kv", b"x" * 3_000_000)]))  # three section records
+    if where == "flip":
+        blob[len(blob) // 2] ^= 1
+    elif where == "cut-record":
+        del blob[len(blob) - 5:]
+    elif where == "cut-boundary":  # exactly after a whole record: only the footer tells
+        del blob[-(8 + 9):]
+    else:
+        blob = bytearray()
+    with pytest.raises(DamagedFile):
+        decode_snapshot(bytes(blob), "snap")
+
+
+def test_forked_child_writes_the_state_as_of_the_fork(tmp_path):
+    store = kv.KVStore()
+    store.data = {i: b"1" for i in range(1000)}
+    sm = StateMachine(store)
+    ss = SnapshotStore(str(tmp_path))
+    fd = ss.take(10, 3, ("n1",), sm.sections)
+    store.data[0] = b"2"  # the parent carries on; the child's copy is the one at the fork
+    select.select([fd], [], [], 30)
+    snap = ss.taken()
+    assert (snap.index, snap.term) == (10, 3)
+    loaded, sections = ss.load(10)
+    got = StateMachine(kv.KVStore())
+    got.restore(sections)
+    assert got.kv.data[0] == b"1" and len(got.kv.data) == 1000
+    assert ss.indexes() == [10]
+
+
+def test_received_chunks_become_a_snapshot_only_when_whole_and_right(tmp_path):
+    blob = _blob()
+    ss = SnapshotStore(str(tmp_path))
+    for off in range(0, len(blob), 10):
+        ss.receive(off, blob[off:off + 10])
+    got = ss.finish_receive(7, 2)
+    assert got is not None and got[0].size == len(blob) and ss.indexes() == [7]
+    ss.receive(0, blob[:-1])  # one byte short: not a snapshot
+    assert ss.finish_receive(7, 2) is None
+    ss.receive(0, blob)
+    assert ss.finish_receive(8, 2) is None  # not the one announced
+    assert ss.indexes() == [7]
+
+
+def _fill(w: WriteAheadLog, lo: int, hi: int, term: int = 1) -> None:
+    for i in range(lo, hi + 1):
+        w.append((term, None) if i == lo else None, i, [(term, b"x" * 100)])
+    w.sync()
+
+
+def test_wal_rolls_segments_and_compaction_deletes_the_covered_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(wal_mod, "segment_bytes_max", 2000)
+    w = WriteAheadLog(str(tmp_path))
+    w.recover()
+    _fill(w, 1, 200)
+    assert w.segment_count() > 5
+    w.compact(120)
+    names = sorted(n for n in os.listdir(tmp_path) if n.startswith("wal-"))
+    firsts = [int(n[4:24]) for n in names]
+    assert firsts[0] <= 121 and (len(firsts) == 1 or firsts[1] > 121)  # only what 120 covers went
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    rec = w.recover(120, 1)  # on top of a snapshot through 120
+    assert rec.first_index == 121 and len(rec.entries) == 80 and rec.current_term == 1
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    with pytest.raises(DamagedFile, match="no snapshot covers"):
+        w.recover()  # without the snapshot, entries 1..firsts[0]-1 are nowhere: refuse
+    w.close()
+
+
+def test_wal_through_a_writer_rolls_and_prunes(tmp_path, monkeypatch):
+    monkeypatch.setattr(wal_mod, "segment_bytes_max", 3000)
+    w = WriteAheadLog(str(tmp_path))
+    w.recover()
+    wr = WalWriter(w)
+    for i in range(1, 301):
+        wr.submit((1, "n1") if i == 1 else None, i, [(1, b"y" * 50)])
+    last = wr.compact(250)
+    for _ in range(1000):
+        if wr.drain_wake() >= last:
+            break
+        select.select([wr.wake_fd], [], [], 1)
+    wr.close()
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    rec = w.recover(250, 1)
+    assert (rec.first_index, len(rec.entries), rec.voted_for) == (251, 50, "n1")
+    assert len([n for n in os.listdir(tmp_path) if n.startswith("wal-")]) <= 2
+    w.close()
+
+
+def test_reset_after_an_installed_snapshot_replaces_the_log(tmp_path):
+    w = WriteAheadLog(str(tmp_path))
+    w.recover()
+    _fill(w, 1, 10)
+    w.append((3, None), None, [])  # the new leader's term reaches the log first
+    w.reset(51, 3)  # a snapshot through 50, term 3, was installed
+    w.append(None, 51, [(3, b"new")])
+    w.sync()
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    rec = w.recover(50, 3)
+    assert rec.first_index == 51 and rec.entries == [(3, b"new")]
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    with pytest.raises(DamagedFile, match="reset"):
+        w.recover(40, 2)  # an older snapshot does not reach the reset: refuse
+    w.close()
+
+
+def test_entries_after_a_mismatching_entry_at_the_snapshot_are_dropped(tmp_path):
+    # A crash after installing a snapshot (50, term 3) but before the reset record: the WAL still
+    # holds the old log, whose entry 50 has term 1. What follows it is not the snapshot's future.
+    w = WriteAheadLog(str(tmp_path))
+    w.recover()
+    _fill(w, 1, 60)
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    rec = w.recover(50, 3)
+    assert rec.first_index == 51 and rec.entries == []
+    w.close()
+    w = WriteAheadLog(str(tmp_path))
+    rec = w.recover(50, 1)  # it matches: the suffix is kept
+    assert len(rec.entries) == 10
+    w.close()
+
+
+def test_snapshot_store_prunes_older_files_and_sweeps_temp_files(tmp_path):
+    ss = SnapshotStore(str(tmp_path))
+    for i in (5, 9, 12):
+        (tmp_path / snapshot_name(i)).write_bytes(_blob(index=i))
+    (tmp_path / (snapshot_name(13) + ".tmp")).write_bytes(b"half")
+    assert ss.indexes() == [12, 9, 5]
+    assert not (tmp_path / (snapshot_name(13) + ".tmp")).exists()
+    ss.prune(12)
+    assert ss.indexes() == [12]
+
+
+def test_the_snapshot_child_does_not_hold_the_data_directory_lock(tmp_path):
+    """A killed node's child may still be writing; the restarted node must find the lock free."""
+    import fcntl
+
+    lock = os.open(tmp_path / "LOCK", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    store = kv.KVStore()
+    store.data = {i: b"1" for i in range(300_000)}  # long enough to still be running below
+    ss = SnapshotStore(str(tmp_path))
+    fd = ss.take(5, 1, ("n1",), StateMachine(store).sections)
+    pid = ss.child[0]
+    os.close(lock)  # the parent dies
+    again = os.open(tmp_path / "LOCK", os.O_RDWR)
+    got = False
+    try:
+        for _ in range(200):  # (the child drops its copy as its first act; give it that moment)
+            try:
+                fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                time.sleep(0.005)
+        still_running = os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.close(again)
+    assert got, "the child kept the data directory's lock"
+    select.select([fd], [], [], 30)
+    assert ss.taken().index == 5
+    assert still_running, "the child finished too soon for this test to mean anything"
