@@ -99,6 +99,9 @@ class TestOptions:
     recovery_s: float = 5.0    # [extension] wait before the final reads
     svg_events: int = 10_000   # [extension] messages.svg draws at most this many network events
     svg_window: tuple[float, float] | None = None   # [extension] ... in this window (history s)
+    dup_requests: float = 0.0  # [extension] chance each client request is sent again (same msg_id)
+    dup_delay_ms: int = 200    # [extension] ... up to this much later
+    dup_target: str = "any"    # [extension] ... to the same node, another one, or any
 
     @property
     def extensions(self) -> list[str]:
@@ -262,7 +265,9 @@ class TestRun(NodeControl):
                 "messages_svg": {"events_max": o.svg_events,
                                  "window_s": list(o.svg_window) if o.svg_window else None},
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
-                   if o.extensions else {})}
+                   if o.extensions else {}),
+                **({"dup_requests": o.dup_requests, "dup_delay_ms": o.dup_delay_ms,
+                    "dup_target": o.dup_target} if o.dup_requests else {})}
 
     def run(self) -> RunOutcome:
         o = self.opts
@@ -393,7 +398,9 @@ class TestRun(NodeControl):
         # Jepsen opens one setup client per node after the init clients: their ids are used up.
         self.workload = Workload(loop, self.network, self.history, self._rng("workload"),
                                  nodes=o.nodes, concurrency=o.concurrency, rate=o.rate,
-                                 timeout_ms=self.timeout_ms, first_client_index=2 * n)
+                                 timeout_ms=self.timeout_ms, first_client_index=2 * n,
+                                 dup=(o.dup_requests, o.dup_delay_ms, o.dup_target,
+                                      self._rng("dup-requests")))
         self.workload.open()
         self.next_client_index = 2 * n + o.concurrency
         self.history.set_zero()
