@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rast_maelstrom import sessions
 from rast_maelstrom.core import raft
 from rast_maelstrom.sim import FaultMix, SimConfig, SimFailure, run_seed
 from rast_maelstrom.sim.cluster import Simulation
@@ -42,6 +43,16 @@ def test_fixed_seeds_pass(nodes: int, seeds: range, steps: int) -> None:
         assert r.lin is not False
         ok += r.ops["ok"]
     assert ok > 0, "the clients never got an acknowledgement: the workload is not exercising anything"
+
+
+def test_client_copies_and_retried_forwards_take_effect_once() -> None:
+    copies = 0
+    for seed in range(1, 16):
+        r = _run(SimConfig(seed=seed, steps=3000, nodes=3 if seed % 2 else 5,
+                           faults=FaultMix.parse("partition,crash,drop=0.05,cdup=0.3,interval=0.3")))
+        assert r.lin is not False
+        copies += r.faults.get("client-dup", 0)
+    assert copies > 100
 
 
 def test_fresh_seeds_pass_within_a_time_box() -> None:
@@ -112,6 +123,8 @@ PLANTED = [
     # A stale (reordered or duplicated) AppendEntries cuts a follower's log below its commit index.
     (raft.BUG_TRUNCATE_ON_STALE_APPEND, "reorder=0.05", (), 3, 40, 3000,
      {"commit monotonicity", "leader completeness", "state machine safety"}),
+    # The state machine ignores its session table: a client's second copy takes effect again.
+    (sessions.BUG_NO_DEDUP, "partition,crash,cdup=0.3,interval=0.3", (), 3, 20, 3000, {"exactly once"}),
 ]
 
 
