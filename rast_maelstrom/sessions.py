@@ -46,8 +46,9 @@ class Session:
 
     def __init__(self, floor: int | None = None) -> None:
         self.floor = floor  # the highest msg_id evicted from `results` (None: none yet)
-        # msg_id -> result code, oldest applied first (O(1) eviction from the front)
-        self.results: OrderedDict[int, int] = OrderedDict()
+        # msg_id -> CRC-32 << 8 | result code, oldest applied first (a plain dict: a third smaller
+        # than an OrderedDict, and evicting its first key is as fast while the window is small)
+        self.results: dict[int, int] = {}
 
     def prior(self, msg_id: int, crc: int) -> int | None:
         """As `SessionTable.check`, for this client and a command of CRC-32 `crc`."""
@@ -65,7 +66,8 @@ class Session:
             del results[msg_id]  # a reused msg_id: its newest command, newest in the window
         results[msg_id] = crc << 8 | code
         if len(results) > WINDOW_MAX:
-            old = results.popitem(last=False)[0]
+            old = next(iter(results))
+            del results[old]
             if self.floor is None or old > self.floor:
                 self.floor = old
 
