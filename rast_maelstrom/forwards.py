@@ -3,7 +3,9 @@
 Owns: per forwarded request (client `src`, `msg_id`), the request body as forwarded, the leader it
 went to, when it was last sent, when it first arrived and how often it was sent. The node asks
 `due` for what to re-send: everything sent to another leader than the one it knows now (a
-leadership change), or sent more than `FORWARD_RETRY_AFTER_S` ago (nothing heard). A request is
+leadership change), or sent more than `FORWARD_RETRY_AFTER_S` ago while nothing was applied here
+meanwhile (nothing heard: a leader that is making progress has the request queued, and re-sending
+it would only add load when the cluster is slow). A request is
 forgotten once its session shows it decided (applied here, so the leader answered the client),
 after `FORWARD_SENDS_MAX` sends, or `FORWARD_AGE_MAX_S` after it arrived (the client has given up:
 the runner's and the jar's client timeout is 1 s). Re-sending is safe because the state machine
@@ -50,9 +52,10 @@ class Forwards:
         self.items.pop((src, msg_id), None)
 
     def due(self, now: float, leader: str | None, leader_changed: bool,
-            decided: Callable[[str, int], bool]) -> list[tuple[str, int, bytes]]:
+            decided: Callable[[str, int], bool], stalled: bool = True) -> list[tuple[str, int, bytes]]:
         """(src, msg_id, body) to send to `leader` now, each marked sent; forgets what is done.
-        With `leader_changed`, every request not sent to `leader`; else only overdue ones."""
+        With `leader_changed`, every request not sent to `leader`; else overdue ones, if `stalled`
+        (nothing was applied since the last look)."""
         items = self.items
         overdue = now - FORWARD_RETRY_AFTER_S
         too_old = now - FORWARD_AGE_MAX_S
@@ -64,7 +67,7 @@ class Forwards:
                 break  # kept in send order: the rest are recent
             if decided(key[0], key[1]) or e[3] <= too_old or e[4] >= FORWARD_SENDS_MAX:
                 resend.append((key, None))
-            elif leader is not None and (e[1] != leader or e[2] <= overdue):
+            elif leader is not None and (e[1] != leader or (stalled and e[2] <= overdue)):
                 resend.append((key, e))
         out = []
         for key, e in resend:

@@ -127,6 +127,7 @@ class Node:
         self.forwards = forwards.Forwards()  # writes/cas this node forwarded, until applied
         self._fwd_leader: Any = None  # the leader the forwards were last checked against
         self._fwd_timer: Any = None
+        self._fwd_applied = 0  # applied index at the last overdue check (progress: no re-sends)
         self.writer: Any = None  # WalWriter-like (see __init__)
         self.data_dir: str | None = None
         self.pre_init: list[bytes] = []
@@ -384,23 +385,29 @@ class Node:
 
     def _on_forward_check(self) -> None:
         self._fwd_timer = None
-        self._retry_forwards(False)
+        applied = self.raft.applied_index
+        self._retry_forwards(False, stalled=applied == self._fwd_applied)
+        self._fwd_applied = applied
         if self.forwards.items:
             self._fwd_timer = self.loop.call_later(forwards.FORWARD_CHECK_S, self._on_forward_check)
 
-    def _retry_forwards(self, leader_changed: bool) -> None:
+    def _retry_forwards(self, leader_changed: bool, stalled: bool = True) -> None:
         """Re-send forwards that went to another leader (or are overdue) to the leader known now;
         as the leader, propose them. Copies are harmless: the session table applies one."""
         raft = self.raft
         leader = self._fwd_leader = raft.leader_id
         if leader == self.node_id and raft.role is not Role.LEADER:
             leader = None
-        due = self.forwards.due(self.loop.clock(), leader, leader_changed, self.kv.sessions.decided)
+        due = self.forwards.due(self.loop.clock(), leader, leader_changed, self.kv.sessions.decided,
+                                stalled)
         for src, msg_id, data in due:
             if leader == self.node_id:
                 self.forwards.discard(src, msg_id)
                 body = _decode_request(data)
-                self._handlers[type(body)](src, body)
+                try:
+                    self._handlers[type(body)](src, body)
+                except ValueError as exc:  # (a command over ENTRY_BYTES_MAX: it can never be proposed)
+                    log.warning("dropping a retried %s from %s: %s", type(body).__name__.lower(), src, exc)
             else:
                 self.out.append(encode(src, leader, orjson.Fragment(data)))
 

@@ -211,6 +211,14 @@ def test_an_overdue_forward_is_resent_to_the_same_leader_and_a_decided_one_forgo
     assert list(f.items) == [("c1", 3), ("c1", 1)]  # kept in send order
 
 
+def test_an_overdue_forward_waits_while_the_leader_makes_progress() -> None:
+    f = forwards.Forwards()
+    f.add("c1", 1, b"b1", "n1", now=0.0)
+    late = forwards.FORWARD_RETRY_AFTER_S + 0.01
+    assert f.due(late, "n1", False, _never, stalled=False) == []  # applies go on: it is queued
+    assert f.due(late, "n1", False, _never, stalled=True) == [("c1", 1, b"b1")]
+
+
 def test_forwards_are_given_up_after_the_clients_timeout_or_enough_sends() -> None:
     f = forwards.Forwards()
     f.add("c1", 1, b"b1", "n1", now=0.0)
