@@ -752,10 +752,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
     p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
+    # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     p.add_argument("--bug", dest="bugs", choices=sorted(CORE_BUGS | sessions.BUGS), action="append",
                    default=[], help=argparse.SUPPRESS)
     # (test-only: plant a named bug, e.g. "no-dedup": the state machine ignores sessions)
-    # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     args = p.parse_args(argv)
     if args.no_batching:
         args.inflight_max = 1
