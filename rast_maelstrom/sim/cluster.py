@@ -15,7 +15,9 @@ Network (after spec §3): a node's output lines are routed by `dest`. Server-to-
 a random delay (reordering follows), may be dropped, duplicated or held back a long time, and are
 dropped at delivery when the receiver has a grudge against the sender (partitions are checked when
 the message is polled, as in Maelstrom). Anything whose src or dest is a client (`c...`), including
-a request a follower forwards with the client as src, is never partitioned, dropped or duplicated.
+a request a follower forwards with the client as src, is never partitioned, dropped or duplicated;
+but with `cdup` a client sends a request again (same msg_id) to a random node up to
+`CLIENT_DUP_DELAY_MAX_S` later, whatever became of the first copy (a retrying client).
 
 Disk failures (`diskfail`): a node's next fsync fails (EIO or ENOSPC); the node must then stop with
 exit 70 (any other SystemExit is a violation), its incarnation ends like a crash that may keep a
