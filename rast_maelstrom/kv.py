@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import zlib
 from typing import Any, Union
 
 import msgspec
@@ -78,6 +77,9 @@ class _Cas(msgspec.Struct, array_like=True, tag="c"):
 
 
 _decode_command = msgspec.json.Decoder(Union[_Write, _Cas]).decode
+_crc32 = sessions.crc32
+_SRC_JSON: dict[str, bytes] = {}  # src -> its JSON string, for the commands a leader encodes
+SRC_JSON_MAX = 4096  # ... cleared when full
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -144,13 +146,22 @@ def encode_write(key: int | str, value: Any, src: str | None = None, msg_id: int
     spliced in, never re-encoded. With `src`, the command carries the client's identity (sessions)."""
     if src is None:
         return b'["w",%b,%b]' % (orjson.dumps(key), value)
-    return b'["w",%b,%b,%b,%d]' % (orjson.dumps(key), value, orjson.dumps(src), msg_id)
+    return b'["w",%b,%b,%b,%d]' % (orjson.dumps(key), value, _src_json(src), msg_id)
 
 
 def encode_cas(key: int | str, frm: Any, to: Any, src: str | None = None, msg_id: int = 0) -> bytes:
     if src is None:
         return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
-    return b'["c",%b,%b,%b,%b,%d]' % (orjson.dumps(key), frm, to, orjson.dumps(src), msg_id)
+    return b'["c",%b,%b,%b,%b,%d]' % (orjson.dumps(key), frm, to, _src_json(src), msg_id)
+
+
+def _src_json(src: str) -> bytes:
+    j = _SRC_JSON.get(src)
+    if j is None:
+        if len(_SRC_JSON) >= SRC_JSON_MAX:
+            _SRC_JSON.clear()
+        j = _SRC_JSON[src] = orjson.dumps(src)
+    return j
 
 
 def client_request(command: bytes) -> tuple[str, int, bytes] | None:
@@ -205,10 +216,9 @@ class KVStore:
     def _once(self, cmd: Any, command: bytes) -> Result:
         """A client's request: its stored result if a copy was applied, else apply and record."""
         msg_id = cmd.msg_id
-        crc = zlib.crc32(command)
-        session = self.sessions.touch(cmd.src)
-        prior = session.prior(msg_id, crc) if self.dedup else None
-        if prior is not None:
+        crc = _crc32(command)
+        session, prior = self.sessions.begin(cmd.src, msg_id, crc)
+        if prior is not None and self.dedup:
             if prior == sessions.OK:
                 return None, None
             if prior == sessions.EVICTED:
@@ -216,8 +226,12 @@ class KVStore:
                                    f"requests of {cmd.src[:100]} applied; not applied now (a copy may "
                                    "have been applied before)")
             return prior, _DUPLICATE_TEXT
-        code, text = self._write(cmd) if type(cmd) is _Write else self._cas(cmd)
-        session.add(msg_id, crc, sessions.OK if code is None else code)
+        if type(cmd) is _Write:
+            self.data[cmd.key] = bytes(cmd.value)
+            session.add(msg_id, crc, 0)  # sessions.OK
+            return None, None
+        code, text = self._cas(cmd)
+        session.add(msg_id, crc, 0 if code is None else code)
         return code, text
 
     def _write(self, cmd: Any) -> Result:

@@ -8,8 +8,9 @@ command (its CRC-32 is kept beside the result): a client that reuses a `msg_id` 
 (message ids need only be unique per sender, so it breaks the protocol) gets that request applied.
 
 Bounds, decided by the log alone (every replica evicts at the same log index):
-- a client keeps the results of its last `WINDOW_MAX` applied requests (in apply order); evicting
-  one raises the client's `floor` to the highest `msg_id` evicted, and a later request of that
+- a client keeps the results of at least its last `WINDOW_MAX` applied requests (in apply order;
+  the oldest `WINDOW_SLACK` go at once when there are `WINDOW_MAX + WINDOW_SLACK`); evicting raises
+  the client's `floor` to the highest `msg_id` evicted, and a later request of that
   client at or below its floor is never applied (its fate is unknown: it may be an old duplicate),
   `EVICTED` (answered 13, indefinite);
 - at most `CLIENTS_MAX` clients keep a session; beyond that the client whose last applied request
@@ -27,11 +28,15 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from itertools import islice
 from typing import Any
 
 import orjson
 
-WINDOW_MAX = 128  # results kept per client: its last 128 applied requests
+crc32 = zlib.crc32  # what tells two commands under one msg_id apart
+
+WINDOW_MAX = 128  # results kept per client: its last 128 applied requests (at least)
+WINDOW_SLACK = 32  # ... evicted 32 at a time once there are WINDOW_MAX + WINDOW_SLACK
 CLIENTS_MAX = 4096  # sessions kept; beyond it the least recently active client's is dropped
 OK = 0
 EVICTED = -1  # `check`: below the client's floor; applying it again could apply it twice
@@ -60,16 +65,17 @@ class Session:
         return None
 
     def add(self, msg_id: int, crc: int, code: int) -> None:
-        """A new request was applied with result `code`; the window evicts its oldest here."""
+        """A new request was applied with result `code` (a reused msg_id keeps its place); past
+        WINDOW_MAX + WINDOW_SLACK the oldest WINDOW_SLACK are evicted, here."""
         results = self.results
-        if msg_id in results:
-            del results[msg_id]  # a reused msg_id: its newest command, newest in the window
         results[msg_id] = crc << 8 | code
-        if len(results) > WINDOW_MAX:
-            old = next(iter(results))
-            del results[old]
-            if self.floor is None or old > self.floor:
-                self.floor = old
+        if len(results) > WINDOW_MAX + WINDOW_SLACK:
+            old = list(islice(results, WINDOW_SLACK))
+            for m in old:
+                del results[m]
+            top = max(old)
+            if self.floor is None or top > self.floor:
+                self.floor = top
 
 
 class SessionTable:
@@ -83,6 +89,19 @@ class SessionTable:
         below its client's floor, None for a new request."""
         s = self.clients.get(src)
         return None if s is None else s.prior(msg_id, zlib.crc32(command))
+
+    def begin(self, src: str, msg_id: int, crc: int) -> tuple[Session, int | None]:
+        """At apply time, in one call: the client's session (as `touch`) and what `check` says."""
+        clients = self.clients
+        s = clients.get(src)
+        if s is None:
+            return self.touch(src), None
+        clients.move_to_end(src)
+        v = s.results.get(msg_id)
+        if v is not None:
+            return s, (v & 0xFF if v >> 8 == crc else None)
+        floor = s.floor
+        return s, (EVICTED if floor is not None and msg_id <= floor else None)
 
     def touch(self, src: str) -> Session:
         """The client's session, now the most recently used (created, evicting the least recently
@@ -116,6 +135,7 @@ class SessionTable:
         """Deterministic JSON: the bounds and every session in LRU order, results in apply order."""
         return orjson.dumps({
             "window_max": WINDOW_MAX,
+            "window_slack": WINDOW_SLACK,
             "clients_max": CLIENTS_MAX,
             "clients": [[src, s.floor, [[m, v >> 8, v & 0xFF] for m, v in s.results.items()]]
                         for src, s in self.clients.items()],

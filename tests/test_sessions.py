@@ -100,18 +100,19 @@ def test_many_in_flight_in_any_order_each_take_effect_once() -> None:
 
 def test_the_window_evicts_the_oldest_and_a_copy_below_the_floor_is_refused_indefinitely() -> None:
     store = kv.KVStore()
-    n = sessions.WINDOW_MAX + 1
+    n = sessions.WINDOW_MAX + sessions.WINDOW_SLACK + 1
     for i in range(1, n + 1):
         store.apply(w(i, b"1", "c1", i))
+    s = store.sessions.clients["c1"]
+    assert s.floor == sessions.WINDOW_SLACK and len(s.results) == sessions.WINDOW_MAX + 1
     store.apply(w(1, b"9", "c2", 1))
     code, text = store.apply(w(1, b"1", "c1", 1))  # evicted: its fate is unknown to the window
     assert code == kv.ERR_CRASH and "older than" in text
     assert store.read(1) == (None, b"9")  # not applied again
-    store.apply(w(2, b"9", "c2", 2))
-    assert store.apply(w(2, b"1", "c1", 2)) == (None, None)  # still in the window: deduplicated
-    assert store.read(2) == (None, b"9")
-    s = store.sessions.clients["c1"]
-    assert s.floor == 1 and len(s.results) == sessions.WINDOW_MAX
+    kept = sessions.WINDOW_SLACK + 1
+    store.apply(w(kept, b"9", "c2", 2))
+    assert store.apply(w(kept, b"1", "c1", kept)) == (None, None)  # in the window: deduplicated
+    assert store.read(kept) == (None, b"9")
 
 
 def test_the_least_recently_active_client_loses_its_session(monkeypatch) -> None:
@@ -171,6 +172,7 @@ def test_snapshot_is_json_with_the_bounds() -> None:
     store.apply(cas(0, b"5", b"1", "c1", 2))
     doc = orjson.loads(store.sessions.to_snapshot())
     assert doc["window_max"] == sessions.WINDOW_MAX and doc["clients_max"] == sessions.CLIENTS_MAX
+    assert doc["window_slack"] == sessions.WINDOW_SLACK
     [[src, floor, results]] = doc["clients"]
     assert src == "c1" and floor is None and [(m, code) for m, _, code in results] == [(1, 0), (2, 22)]
 
@@ -243,7 +245,10 @@ def test_forwards_are_bounded(monkeypatch) -> None:
 
 def test_memory_per_client_is_bounded_by_the_window() -> None:
     table = SessionTable()
-    for i in range(5 * sessions.WINDOW_MAX):
+    n = 5 * sessions.WINDOW_MAX
+    for i in range(n):
         table.record("c1", i, b"x%d" % i, 0)
-    s = table.clients["c1"]
-    assert len(s.results) == sessions.WINDOW_MAX and s.floor == 4 * sessions.WINDOW_MAX - 1
+        s = table.clients["c1"]
+        assert len(s.results) <= sessions.WINDOW_MAX + sessions.WINDOW_SLACK
+    assert len(s.results) >= sessions.WINDOW_MAX and s.floor == n - 1 - len(s.results)
+    assert list(s.results) == list(range(n - len(s.results), n))  # the newest ones
