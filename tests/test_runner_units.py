@@ -440,9 +440,9 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
-                 "{store}"):
+                 "{store}", "--dup-requests", "--dup-delay-ms", "--dup-target"):
         assert flag in out, flag
-    assert out.count("[extension]") == 8
+    assert out.count("[extension]") == 11
 
 
 def test_same_seed_same_ops_on_virtual_time():
