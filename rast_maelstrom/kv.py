@@ -14,6 +14,10 @@ element, and objects as unordered maps (key order does not matter; a repeated ke
 value). A value may nest at most `VALUE_DEPTH_MAX` deep, so every comparison and every message that
 carries it is decoded the same way on every replica.
 
+A write or cas proposed for a client carries the client's identity (`src`, `msg_id`) as two more
+parts; `apply` consults the session table (`sessions.py`) with it, so a request already applied is
+not applied again and gets its first result. Commands without the identity apply as before.
+
 Invariant: `apply` is deterministic. Every replica computes the same result for the same entry; an
 exception while applying (a corrupt or unknown command) leaves the map unchanged and becomes the
 same error result everywhere, so replicas never diverge.
@@ -30,6 +34,8 @@ from typing import Any, Union
 
 import msgspec
 import orjson
+
+from . import sessions
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +55,33 @@ Result = tuple[int | None, Any]
 
 VALUE_DEPTH_MAX = 64  # arrays/objects nested deeper are refused (12): decoders recurse per level
 
-_decode_parts = msgspec.json.Decoder(list[msgspec.Raw]).decode
-_decode_key = msgspec.json.Decoder(Union[int, str]).decode
+
+
+class _Write(msgspec.Struct, array_like=True, tag="w"):
+    """["w", key, value] or, for a client's request, ["w", key, value, src, msg_id]."""
+
+    key: Union[int, str]
+    value: msgspec.Raw
+    src: Union[str, None] = None
+    msg_id: int = 0
+
+
+class _Cas(msgspec.Struct, array_like=True, tag="c"):
+    """["c", key, from, to] or ["c", key, from, to, src, msg_id]."""
+
+    key: Union[int, str]
+    frm: msgspec.Raw
+    to: msgspec.Raw
+    src: Union[str, None] = None
+    msg_id: int = 0
+
+
+_decode_command = msgspec.json.Decoder(Union[_Write, _Cas]).decode
+_crc32 = sessions.crc32
+_SRC_JSON: dict[str, bytes] = {}  # src -> its JSON string, for the commands a leader encodes
+SRC_JSON_MAX = 4096  # ... cleared when full
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_WRITE = b'"w"'
-_CAS = b'"c"'
 
 
 def value_depth(raw: bytes) -> int:
@@ -114,21 +141,55 @@ def json_equal(a: bytes, b: bytes) -> bool:
     )
 
 
-def encode_write(key: int | str, value: Any) -> bytes:
+def encode_write(key: int | str, value: Any, src: str | None = None, msg_id: int = 0) -> bytes:
     """`value` (and `frm`, `to`): the JSON bytes as the client sent them (bytes or msgspec.Raw),
-    spliced in, never re-encoded."""
-    return b'["w",%b,%b]' % (orjson.dumps(key), value)
+    spliced in, never re-encoded. With `src`, the command carries the client's identity (sessions)."""
+    if src is None:
+        return b'["w",%b,%b]' % (orjson.dumps(key), value)
+    return b'["w",%b,%b,%b,%d]' % (orjson.dumps(key), value, _src_json(src), msg_id)
 
 
-def encode_cas(key: int | str, frm: Any, to: Any) -> bytes:
-    return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
+def encode_cas(key: int | str, frm: Any, to: Any, src: str | None = None, msg_id: int = 0) -> bytes:
+    if src is None:
+        return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
+    return b'["c",%b,%b,%b,%b,%d]' % (orjson.dumps(key), frm, to, _src_json(src), msg_id)
+
+
+def _src_json(src: str) -> bytes:
+    j = _SRC_JSON.get(src)
+    if j is None:
+        if len(_SRC_JSON) >= SRC_JSON_MAX:
+            _SRC_JSON.clear()
+        j = _SRC_JSON[src] = orjson.dumps(src)
+    return j
+
+
+def client_request(command: bytes) -> tuple[str, int, bytes] | None:
+    """For a command carrying a client's identity: (src, msg_id, the request body as a client
+    would send it, marked forwarded once), so a node can hand it to another leader; else None."""
+    try:
+        cmd = _decode_command(command)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if cmd.src is None:
+        return None
+    key = orjson.dumps(cmd.key)
+    if type(cmd) is _Write:
+        body = b'{"type":"write","msg_id":%d,"key":%b,"value":%b,"fwd":1}' % (cmd.msg_id, key, cmd.value)
+    else:
+        body = b'{"type":"cas","msg_id":%d,"key":%b,"from":%b,"to":%b,"fwd":1}' % (
+            cmd.msg_id, key, cmd.frm, cmd.to)
+    return cmd.src, cmd.msg_id, body
+
+
+_DUPLICATE_TEXT = "a copy of this request was applied before; this is its result"
 
 
 _decode_pairs = msgspec.json.Decoder(list[tuple[Union[int, str], msgspec.Raw]]).decode
 
 
 class KVStore:
-    __slots__ = ("data",)
+    __slots__ = ("data", "sessions", "dedup")
 
     def serialize(self) -> bytes:
         """The map as a snapshot section: a JSON array of [key, value] pairs, values spliced in as
@@ -140,8 +201,10 @@ class KVStore:
         """Replace the map with one `serialize` produced (raises on a malformed section)."""
         self.data = {k: bytes(v) for k, v in _decode_pairs(section)}
 
-    def __init__(self) -> None:
+    def __init__(self, dedup: bool = True) -> None:
         self.data: dict[int | str, bytes] = {}  # key -> the value's JSON bytes, as written
+        self.sessions = sessions.SessionTable()  # replicated state too (a snapshot section)
+        self.dedup = dedup  # False only for the planted test bug `sessions.BUG_NO_DEDUP`
 
     def read(self, key: Any) -> Result:
         """(None, the value's JSON bytes) or a definite error."""
@@ -155,23 +218,47 @@ class KVStore:
         try:
             if command == NOOP:
                 return None, None
-            cmd = _decode_parts(command)
-            op = bytes(cmd[0])
-            if op == _WRITE and len(cmd) == 3:
-                self.data[_decode_key(cmd[1])] = bytes(cmd[2])
-                return None, None
-            if op == _CAS and len(cmd) == 4:
-                key = _decode_key(cmd[1])
-                data = self.data
-                if key not in data:
-                    return ERR_KEY_DOES_NOT_EXIST, f"key {repr(key)[:100]} does not exist"
-                cur = data[key]
-                frm = bytes(cmd[2])
-                if not json_equal(cur, frm):
-                    return ERR_PRECONDITION_FAILED, f"expected {frm[:100].decode()} but had {cur[:100].decode()}"
-                data[key] = bytes(cmd[3])
-                return None, None
-            raise ValueError(f"unknown command {op[:20]!r} of {len(cmd)} parts")
+            cmd = _decode_command(command)
+            if cmd.src is not None:
+                return self._once(cmd, command)
+            return self._write(cmd) if type(cmd) is _Write else self._cas(cmd)
         except Exception as exc:  # deterministic: same bytes, same exception, on every replica
             log.error("applying command %r failed: %r", command[:200], exc)
             return ERR_CRASH, f"applying the command failed: {exc}"
+
+    def _once(self, cmd: Any, command: bytes) -> Result:
+        """A client's request: its stored result if a copy was applied, else apply and record."""
+        msg_id = cmd.msg_id
+        crc = _crc32(command)
+        session, prior = self.sessions.begin(cmd.src, msg_id, crc)
+        if prior is not None and self.dedup:
+            if prior == sessions.OK:
+                return None, None
+            if prior == sessions.EVICTED:
+                return ERR_CRASH, (f"msg_id {msg_id} is older than the last {sessions.WINDOW_MAX} "
+                                   f"requests of {cmd.src[:100]} applied; not applied now (a copy may "
+                                   "have been applied before)")
+            return prior, _DUPLICATE_TEXT
+        if type(cmd) is _Write:
+            self.data[cmd.key] = bytes(cmd.value)
+            session.add(msg_id, crc, 0)  # sessions.OK
+            return None, None
+        code, text = self._cas(cmd)
+        session.add(msg_id, crc, 0 if code is None else code)
+        return code, text
+
+    def _write(self, cmd: Any) -> Result:
+        self.data[cmd.key] = bytes(cmd.value)
+        return None, None
+
+    def _cas(self, cmd: Any) -> Result:
+        key = cmd.key
+        data = self.data
+        if key not in data:
+            return ERR_KEY_DOES_NOT_EXIST, f"key {repr(key)[:100]} does not exist"
+        cur = data[key]
+        frm = bytes(cmd.frm)
+        if not json_equal(cur, frm):
+            return ERR_PRECONDITION_FAILED, f"expected {frm[:100].decode()} but had {cur[:100].decode()}"
+        data[key] = bytes(cmd.to)
+        return None, None

@@ -13,7 +13,12 @@ Client semantics (spec §1.5, §1.6, §5.6):
 - reads do not touch the log: a ReadIndex round (one heartbeat quorum for every read pending in the
   pass), then served once applied up to the read index.
 - a follower forwards a request to the leader it knows, keeping the client as `src`, so the leader
-  answers the client directly; with no known leader, 11 (nothing happened).
+  answers the client directly; with no known leader, 11 (nothing happened). A write or cas carries
+  the client's identity into the log; the session table applies it once however many copies get
+  there (`sessions.py`), so the node that first forwarded it re-sends it on a leadership change or
+  when nothing was applied within a bound (`forwards.py`), and an old leader whose entry was
+  superseded hands it on instead of refusing it. A request that was forwarded once is never
+  refused definitely by a later node (its first node may still be retrying it): it is dropped.
 - bad input: non-JSON or envelope errors are logged and dropped (there is nobody to answer);
   a request with missing, mistyped or out-of-range fields gets 12, an unknown request type 10. A
   peer message that does not fit the schema or breaks Raft's rules (`core.ProtocolError`) is dropped
@@ -50,12 +55,14 @@ import sys
 import tempfile
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
+import msgspec
 import orjson
 
-from . import __version__, kv
+from . import __version__, forwards, kv, sessions
 from .core import (
+    BUGS as CORE_BUGS,
     AppendEntries,
     AppendResponse,
     Config,
@@ -125,7 +132,7 @@ class Node:
         self.node_id: str | None = None
         self.node_ids: list[str] = []
         self.raft: Raft | None = None
-        self.kv = kv.KVStore()
+        self.kv = kv.KVStore(dedup=sessions.BUG_NO_DEDUP not in getattr(args, "bugs", ()))
         self.state = StateMachine(self.kv)  # what snapshots hold (the kv map is its "kv" section)
         self.snapshots: Any = None  # SnapshotStore-like (the storage's)
         self.snapshots_taken = 0
@@ -133,6 +140,10 @@ class Node:
         self._snapshot_fd: int | None = None  # a snapshot being taken: the fd the loop watches
         self._since_snapshot_bytes = 0  # bytes of commands applied since the last snapshot began
         self._snapshot_failures = 0
+        self.forwards = forwards.Forwards()  # writes/cas this node forwarded, until applied
+        self._fwd_leader: Any = None  # the leader the forwards were last checked against
+        self._fwd_timer: Any = None
+        self._fwd_applied = 0  # applied index at the last overdue check (progress: no re-sends)
         self.writer: Any = None  # WalWriter-like (see __init__)
         self.data_dir: str | None = None
         self.pre_init: list[bytes] = []
@@ -141,8 +152,8 @@ class Node:
         self._reads_in_core = 0  # reads handed to raft.read_index and not yet confirmed or dropped
         # WAL batches submitted and not yet durable: (batch id, last index, last term, msgs after).
         self.batches: deque[tuple[int, int, int, list[Message]]] = deque()
-        # index -> (term, client, msg_id, created_s) for writes/cas this node proposed.
-        self.pending: dict[int, tuple[int, str, int, float]] = {}
+        # index -> (term, client, msg_id, created_s, command) for writes/cas this node proposed.
+        self.pending: dict[int, tuple[int, str, int, float, bytes]] = {}
         self.reads_waiting: list[tuple[int, int, tuple[str, int, Any]]] = []  # heap by read index
         self._read_seq = 0
         self.tick_s = args.tick_ms / 1000.0
@@ -302,7 +313,7 @@ class Node:
             append_entries_bytes_max=APPEND_ENTRIES_BYTES_MAX,
             lease_reads=args.lease_reads,
             snapshot_chunk_bytes_max=SNAPSHOT_CHUNK_BYTES_MAX,
-            bugs=frozenset(getattr(args, "bugs", ())),  # test-only: the simulator plants bugs here
+            bugs=frozenset(getattr(args, "bugs", ())) & CORE_BUGS,  # test-only: planted bugs
         )
         self.snapshots = self.writer.snapshots
         snap_meta = reader = None
@@ -345,15 +356,21 @@ class Node:
     def _forward(self, src: str, body: schema.Read | schema.Write | schema.Cas) -> None:
         """Not the leader: pass the request on with the client as src, or refuse (definite)."""
         leader = self.raft.leader_id
+        owner = type(body) is not schema.Read and not body.fwd  # it retries this request
         if leader is None or leader == self.node_id or body.fwd >= FORWARD_HOPS_MAX:
+            if type(body) is not schema.Read and (body.fwd or (src, body.msg_id) in self.forwards.items):
+                return  # forwarded before: a definite refusal could contradict a retry of it
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
             return
         body.fwd += 1
-        line = encode(src, leader, orjson.Fragment(schema.encode_struct(body)))
+        data = schema.encode_struct(body)
+        line = encode(src, leader, orjson.Fragment(data))
         if len(line) > LINE_BYTES_MAX:  # the leader would drop it: refuse here, definitely
             self._error_reply(src, body.msg_id, kv.ERR_MALFORMED_REQUEST, "too large to forward; not applied")
             return
         self.out.append(line)
+        if owner:
+            self._track_forward(src, body.msg_id, data, leader)
 
     def _on_read(self, src: str, body: schema.Read) -> None:
         raft = self.raft
@@ -369,13 +386,13 @@ class Node:
     def _on_write(self, src: str, body: schema.Write) -> None:
         value = bytes(body.value)
         kv.check_value(value)
-        self._propose(src, body, kv.encode_write(body.key, value))
+        self._propose(src, body, kv.encode_write(body.key, value, src, body.msg_id))
 
     def _on_cas(self, src: str, body: schema.Cas) -> None:
         frm, to = bytes(body.frm), bytes(body.to)
         kv.check_value(frm)
         kv.check_value(to)
-        self._propose(src, body, kv.encode_cas(body.key, frm, to))
+        self._propose(src, body, kv.encode_cas(body.key, frm, to, src, body.msg_id))
 
     def _propose(self, src: str, body: schema.Write | schema.Cas, command: bytes) -> None:
         raft = self.raft
@@ -383,12 +400,68 @@ class Node:
             self._forward(src, body)
             return
         if len(self.pending) >= PENDING_MAX:
-            self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
+            if not body.fwd:  # (a forwarded one is dropped: its first node may retry it)
+                self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
             return
         if len(command) > ENTRY_BYTES_MAX:
             raise ValueError(f"the command takes {len(command)} bytes, over {ENTRY_BYTES_MAX}")
         index, term = raft.propose(command)
-        self.pending[index] = (term, src, body.msg_id, self.loop.clock())
+        self.pending[index] = (term, src, body.msg_id, self.loop.clock(), command)
+
+    # ------------------------------------------------------------------ retrying forwards
+
+    def _track_forward(self, src: str, msg_id: int, data: bytes, leader: str | None,
+                       arrived: float | None = None) -> None:
+        self.forwards.add(src, msg_id, data, leader, self.loop.clock(), arrived)
+        if self._fwd_timer is None:
+            self._fwd_timer = self.loop.call_later(forwards.FORWARD_CHECK_S, self._on_forward_check)
+
+    def _on_forward_check(self) -> None:
+        self._fwd_timer = None
+        applied = self.raft.applied_index
+        self._retry_forwards(False, stalled=applied == self._fwd_applied)
+        self._fwd_applied = applied
+        if self.forwards.items:
+            self._fwd_timer = self.loop.call_later(forwards.FORWARD_CHECK_S, self._on_forward_check)
+
+    def _retry_forwards(self, leader_changed: bool, stalled: bool = True) -> None:
+        """Re-send forwards that went to another leader (or are overdue) to the leader known now;
+        as the leader, propose them. Copies are harmless: the session table applies one."""
+        raft = self.raft
+        leader = self._fwd_leader = raft.leader_id
+        if leader == self.node_id and raft.role is not Role.LEADER:
+            leader = None
+        due = self.forwards.due(self.loop.clock(), leader, leader_changed, self.kv.sessions.decided,
+                                stalled)
+        for src, msg_id, data in due:
+            if leader == self.node_id:
+                self.forwards.discard(src, msg_id)
+                body = _decode_request(data)
+                try:
+                    self._handlers[type(body)](src, body)
+                except ValueError as exc:  # (a command over ENTRY_BYTES_MAX: it can never be proposed)
+                    log.warning("dropping a retried %s from %s: %s", type(body).__name__.lower(), src, exc)
+            else:
+                self.out.append(encode(src, leader, orjson.Fragment(data)))
+
+    def _superseded(self, client: str, msg_id: int, command: bytes, created: float) -> None:
+        """Our entry for a client request lost its index to another leader's. Answer with its result
+        if a copy was applied; else hand it to the leader, as a forward, while its client waits."""
+        code = self.kv.sessions.check(client, msg_id, command) if self.kv.dedup else None
+        if code is not None:
+            if code == sessions.OK:
+                body = {"type": "write_ok" if command[2:3] == b"w" else "cas_ok", "in_reply_to": msg_id}
+                self.out.append(encode(self.node_id, client, body))
+            elif code != sessions.EVICTED:
+                self._error_reply(client, msg_id, code, "a copy of this request was applied before; "
+                                  "this is its result")
+            return
+        now = self.loop.clock()
+        req = kv.client_request(command)
+        if req is None or now - created >= forwards.FORWARD_AGE_MAX_S:
+            return  # no answer: the client has given up (an indefinite outcome, as it is)
+        self._track_forward(client, msg_id, req[2], None, created)
+        self._fwd_leader = None if self.raft.leader_id is not None else ""  # check at the next pass
 
     # ------------------------------------------------------------------ raft wire
 
@@ -459,6 +532,8 @@ class Node:
                 # A lease is judged by the clock now, not as of the last timer (this pass may follow
                 # a stall in which another leader was elected).
                 self._advance_clock()
+            if self.forwards.items and raft.leader_id != self._fwd_leader:
+                self._retry_forwards(True)  # a new leader (or none): re-send what went elsewhere
             rd = raft.ready()
             if rd.needs_persist():
                 try:
@@ -514,11 +589,11 @@ class Node:
             p = pending.pop(index, None) if pending else None
             if p is None:
                 continue
-            pterm, client, msg_id, _ = p
+            pterm, client, msg_id, created, command = p
             if pterm != term:
-                body = {"type": "error", "in_reply_to": msg_id, "code": kv.ERR_TEMPORARILY_UNAVAILABLE,
-                        "text": "superseded by another leader's entry; not applied"}
-            elif code is None:
+                self._superseded(client, msg_id, command, created)
+                continue
+            if code is None:
                 cmd = data[2:3]
                 body = {"type": "write_ok" if cmd == b"w" else "cas_ok", "in_reply_to": msg_id}
             else:
@@ -765,6 +840,9 @@ def _encode_raft(m: Message) -> bytes:
     return encode(m.src, m.dest, body)
 
 
+_decode_request = msgspec.json.Decoder(Union[schema.Write, schema.Cas]).decode  # a retried forward
+
+
 def _decode_raft(src: str, dest: str, b: Any) -> Message:
     t = type(b)
     if t is schema.AE:
@@ -857,6 +935,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="never take a snapshot (the log and WAL grow forever; for comparisons)")
     p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
     # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
+    p.add_argument("--bug", dest="bugs", choices=sorted(CORE_BUGS | sessions.BUGS), action="append",
+                   default=[], help=argparse.SUPPRESS)
+    # (test-only: plant a named bug, e.g. "no-dedup": the state machine ignores sessions)
     args = p.parse_args(argv)
     if args.no_batching:
         args.inflight_max = 1

@@ -14,15 +14,18 @@ ALLOWED_PROJECT_IMPORTS = {
     "core": {"rast_maelstrom.core"},
     "wire": {"rast_maelstrom.wire"},
     "runtime": {"rast_maelstrom.runtime"},
-    "kv": set(),
-    # The replicated state machine: the sections a snapshot holds (the kv map today).
-    "state": {"rast_maelstrom.kv"},
+    "kv": {"rast_maelstrom.sessions"},
+    "sessions": set(),  # replicated state: no IO, no Raft
+    "forwards": set(),
+    # The replicated state machine: the sections a snapshot holds (the kv map, the session table).
+    "state": {"rast_maelstrom.kv", "rast_maelstrom.sessions"},
     # Both programs print the package version (`--version`), kept in the package root alone.
     "harness": {"rast_maelstrom.harness", "rast_maelstrom.__version__"},
     "node": {"rast_maelstrom.__version__", "rast_maelstrom.core", "rast_maelstrom.wire", "rast_maelstrom.runtime", "rast_maelstrom.kv",
-             "rast_maelstrom.state"},
+             "rast_maelstrom.state", "rast_maelstrom.sessions", "rast_maelstrom.forwards"},
     # The simulator drives the real node and judges it with the runner's oracle.
     "sim": {"rast_maelstrom.sim", "rast_maelstrom.node", "rast_maelstrom.core", "rast_maelstrom.kv",
+            "rast_maelstrom.sessions",
             "rast_maelstrom.runtime", "rast_maelstrom.wire", "rast_maelstrom.harness.linearizability",
             "rast_maelstrom.harness.workload"},
 }

@@ -440,7 +440,8 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
-                 "{store}", "--lin-time-limit", "--lin-config-max", "--absent-reads"):
+                 "{store}", "--lin-time-limit", "--lin-config-max", "--absent-reads", "--dup-requests",
+                 "--dup-delay-ms", "--dup-target"):
         assert flag in out, flag
     assert out.count("[extension]") == 11
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from rast_maelstrom import sessions
 from rast_maelstrom.core import raft
 from rast_maelstrom.sim import FaultMix, SimConfig, SimFailure, run_seed
 from rast_maelstrom.sim.cluster import Simulation
@@ -59,6 +60,16 @@ FRESH_SEED_ENV = "RAST_SIM_SEED"  # replays one seed of the fresh-seed test (see
 
 def _fresh_config(seed: int) -> SimConfig:
     return SimConfig(seed=seed, steps=3000, nodes=3 if seed % 3 else 5)
+
+
+def test_client_copies_and_retried_forwards_take_effect_once() -> None:
+    copies = 0
+    for seed in range(1, 16):
+        r = _run(SimConfig(seed=seed, steps=3000, nodes=3 if seed % 2 else 5,
+                           faults=FaultMix.parse("partition,crash,drop=0.05,cdup=0.3,interval=0.3")))
+        assert r.lin is not False
+        copies += r.faults.get("client-dup", 0)
+    assert copies > 100
 
 
 def test_fresh_seeds_pass_within_a_time_box() -> None:
@@ -149,6 +160,8 @@ PLANTED = [
     # that far: the snapshot lacks entries it claims, and followers that install it miss them.
     (raft.BUG_SNAPSHOT_PAST_APPLIED, "crash,partition,drop=0.05,interval=0.2,down=0.5",
      ("--snapshot-entries", "8"), 3, 30, 4000, {"snapshot safety", "commit monotonicity"}),
+    # The state machine ignores its session table: a client's second copy takes effect again.
+    (sessions.BUG_NO_DEDUP, "partition,crash,cdup=0.3,interval=0.3", (), 3, 20, 3000, {"exactly once"}),
 ]
 
 

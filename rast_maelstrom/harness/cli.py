@@ -9,8 +9,9 @@ printing results and the jar's verdict line, and mapping outcomes to exit codes:
 Flags the jar has but lin-kv ignores are accepted and ignored; our extensions are marked
 "[extension]" in --help: --seed, --store, the nemesis faults beyond `partition` (`--nemesis kill`,
 `pause`, `loss`, `dup`; `--p-loss P` and `--p-dup P` give the last two their probability and
-enable them on their own) and --recovery-s (the wait before the final reads that any extension
-fault adds). Without them a run is the jar's.
+enable them on their own), --recovery-s (the wait before the final reads that any extension
+fault adds) and duplicated client requests (`--dup-requests P`, `--dup-delay-ms`,
+`--dup-target`). Without them a run is the jar's.
 
 May not touch: the run itself (runner.py) or the checkers (analysis.py).
 """
@@ -156,6 +157,19 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--p-dup", type=float, default=0.0, metavar="P",
                    help="[extension] enable the 'dup' fault: while it is active, deliver each "
                         "server-to-server message twice with probability P (0 < P <= 1)")
+    t.add_argument("--dup-requests", type=float, default=0.0, metavar="P",
+                   help="[extension] send each client request again with probability P (same "
+                        "client, same msg_id), as a retrying client or a duplicating proxy would, "
+                        "whether or not the first copy was answered; the op completes with the "
+                        "first reply, and a write or cas refused with a definite 'not done' code "
+                        "(1, 10, 11, 12, 14, 30) counts as indeterminate, since its other copy may "
+                        "still take effect")
+    t.add_argument("--dup-delay-ms", type=int, default=200, metavar="MILLIS",
+                   help="[extension] with --dup-requests: the copy goes U[0, MILLIS] ms after the "
+                        "first (default 200)")
+    t.add_argument("--dup-target", default="any", choices=("same", "other", "any"),
+                   help="[extension] with --dup-requests: send the copy to the same node, another "
+                        "node or any node at random (default any)")
     t.add_argument("--recovery-s", type=float, default=5.0, metavar="SECONDS",
                    help="[extension] with an extension fault: seconds to wait after the final "
                         "heal before the final reads (default 5)")
@@ -410,6 +424,10 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         elif kind in nemesis:
             raise BadArgs(f"the {kind} nemesis needs its probability: add {flag} P (0 < P <= 1)")
     nemesis = sorted(nemesis)
+    if not 0 <= ns.dup_requests <= 1:
+        raise BadArgs(f"--dup-requests must be a probability in [0, 1]; got {ns.dup_requests}")
+    if ns.dup_delay_ms < 0:
+        raise BadArgs(f"--dup-delay-ms must be >= 0; got {ns.dup_delay_ms}")
     if ns.recovery_s < 0:
         raise BadArgs(f"--recovery-s must be >= 0; got {ns.recovery_s}")
     if ns.svg_events < 1:
@@ -430,7 +448,8 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         log_stderr=ns.log_stderr, log_net_send=ns.log_net_send, log_net_recv=ns.log_net_recv,
         availability=parse_availability(ns.availability), leave_db_running=ns.leave_db_running,
         seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s,
-        svg_events=ns.svg_events, svg_window=svg_window,
+        svg_events=ns.svg_events, svg_window=svg_window, dup_requests=ns.dup_requests,
+        dup_delay_ms=ns.dup_delay_ms, dup_target=ns.dup_target,
         absent_reads=ns.absent_reads, **{k: v for k, v in checker_budget(ns).items() if v is not None})
     return opts, ns.test_count
 

@@ -102,6 +102,9 @@ class TestOptions:
     lin_time_limit_s: float = 60.0     # [extension] the linearizability checker's budget per key
     lin_config_max: int = 1_000_000    # [extension] configurations one key's search may hold
     absent_reads: bool | None = None   # [extension] strict key-does-not-exist reads; None: with extensions
+    dup_requests: float = 0.0  # [extension] chance each client request is sent again (same msg_id)
+    dup_delay_ms: int = 200    # [extension] ... up to this much later
+    dup_target: str = "any"    # [extension] ... to the same node, another one, or any
 
     @property
     def extensions(self) -> list[str]:
@@ -267,7 +270,9 @@ class TestRun(NodeControl):
                 "lin_time_limit_s": o.lin_time_limit_s, "lin_config_max": o.lin_config_max,
                 "absent_reads": o.absent_reads if o.absent_reads is not None else bool(o.extensions),
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
-                   if o.extensions else {})}
+                   if o.extensions else {}),
+                **({"dup_requests": o.dup_requests, "dup_delay_ms": o.dup_delay_ms,
+                    "dup_target": o.dup_target} if o.dup_requests else {})}
 
     def run(self) -> RunOutcome:
         o = self.opts
@@ -398,7 +403,9 @@ class TestRun(NodeControl):
         # Jepsen opens one setup client per node after the init clients: their ids are used up.
         self.workload = Workload(loop, self.network, self.history, self._rng("workload"),
                                  nodes=o.nodes, concurrency=o.concurrency, rate=o.rate,
-                                 timeout_ms=self.timeout_ms, first_client_index=2 * n)
+                                 timeout_ms=self.timeout_ms, first_client_index=2 * n,
+                                 dup=(o.dup_requests, o.dup_delay_ms, o.dup_target,
+                                      self._rng("dup-requests")))
         self.workload.open()
         self.next_client_index = 2 * n + o.concurrency
         self.history.set_zero()

@@ -29,6 +29,11 @@ Owns (maelstrom-spec §5):
   because failed ops are dropped and a read of nil is always legal. The same answer for a key that
   never had an acknowledged write is correct and counted in `final["absent"]`; a final read is
   "answered" when it is ok or absent.
+- [extension] duplicated requests (`dup`: probability, delay, target, rng): each request is sent
+  again with that probability -- same client, same msg_id, the same body -- U[0, delay] ms after
+  the first, to the same node, another one or any, whether or not the first was answered by then
+  (a client that retries, or a proxy that duplicates). The op completes with the first reply; a
+  write or cas whose copy was planned and that is refused with a code of `REFUSAL_CODES` is info.
 - `History`: dense indexes, ns since time zero, one JSON object per line in history.jsonl; each
   op is also logged (logger `jepsen.util`, thread `jepsen worker N` or `jepsen nemesis`) in the
   jar's op->str layout, `3 :invoke :write [0 2]` (tab-separated).
@@ -103,9 +108,16 @@ def reply_schema_problem(f: str, body: Any) -> str | None:
     return None
 
 
-def complete_op(f: str, value: list, body: dict | None) -> dict:
+# Definite codes that say "this message was not executed" (as opposed to 20-22, the state the
+# request met): for a request also sent as another copy, they speak for that copy only.
+REFUSAL_CODES = frozenset((1, 10, 11, 12, 14, 30))
+
+
+def complete_op(f: str, value: list, body: dict | None, copied: bool = False) -> dict:
     """The completion record (type, value, error, exception) for op f with invoke value `value`
-    given the matching reply body, or None for a timeout (maelstrom-spec §5.6)."""
+    given the matching reply body, or None for a timeout (maelstrom-spec §5.6).
+    [extension] `copied`: the request was also sent as another copy (`--dup-requests`); a write or
+    cas refused with one of `REFUSAL_CODES` is then info, since the other copy may take effect."""
     key = value[0]
     if body is None:
         return {"type": "fail" if f == "read" else "info", "value": value, "error": "net-timeout"}
@@ -116,6 +128,8 @@ def complete_op(f: str, value: list, body: dict | None) -> dict:
         name, definite = ERRORS.get(code, ("unknown", False)) if _is_int(code) else (
             "unknown", False)
         error = [name, body.get("text")]
+        if copied and code in REFUSAL_CODES and f != "read":
+            definite = False
         if definite or f == "read":
             return {"type": "fail", "value": value, "error": error}
         return {"type": "info", "value": value, "error": error}
@@ -207,7 +221,7 @@ class LinKvGenerator:
 class Worker:
     """One client thread: a state machine with at most one request in flight."""
     __slots__ = ("thread", "client_id", "node", "process", "msg_id", "awaiting", "op", "timer",
-                 "sent_ns")
+                 "sent_ns", "copied")
 
     def __init__(self, thread: int, client_id: str, node: str):
         self.thread = thread
@@ -219,6 +233,7 @@ class Worker:
         self.op: tuple[str, list] | None = None
         self.timer: Timer | None = None
         self.sent_ns = 0
+        self.copied = False  # [extension] the op in flight is sent twice (--dup-requests)
 
 
 class Workload:
@@ -226,7 +241,8 @@ class Workload:
 
     def __init__(self, loop: Loop, network, history: History, rng: random.Random, *,
                  nodes: list[str], concurrency: int, rate: float, timeout_ms: int,
-                 first_client_index: int):
+                 first_client_index: int,
+                 dup: tuple[float, int, str, random.Random] | None = None):
         self.loop = loop
         self.network = network
         self.history = history
@@ -251,6 +267,9 @@ class Workload:
         self.final = {"planned": 0, "ok": 0, "fail": 0, "info": 0, "not-issued": 0, "absent": 0,
                       "lost": 0, "lost-keys": []}
         self.acked_keys: set = set()   # keys with an ok write or cas
+        # [extension] duplicated requests: (probability, max delay ms, target, their own rng)
+        self.dup_p, self.dup_delay_ms, self.dup_target, self.dup_rng = dup or (0.0, 0, "any", None)
+        self.copies_sent = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -360,6 +379,28 @@ class Workload:
         w.sent_ns = now
         w.timer = self.loop.call_at(now + self.timeout_ns, self._on_timeout, w)
         self.network.send_body(w.client_id, w.node, body)
+        w.copied = False
+        if self.dup_p and self.dup_rng.random() < self.dup_p:
+            w.copied = True
+            self._plan_copy(w, body, now)
+
+    def _plan_copy(self, w: Worker, body: dict, now: int) -> None:
+        """[extension] the same request again, later, to the node `dup_target` says."""
+        rng = self.dup_rng
+        others = [n for n in self.nodes if n != w.node]
+        if self.dup_target == "same" or not others:
+            dest = w.node
+        elif self.dup_target == "other":
+            dest = rng.choice(others)
+        else:
+            dest = rng.choice(self.nodes)
+        delay_ns = int(rng.random() * self.dup_delay_ms * 1_000_000)
+        self.loop.call_at(now + delay_ns, self._send_copy, w.client_id, dest, body)
+
+    def _send_copy(self, client_id: str, dest: str, body: dict) -> None:
+        if dest in self.network.inboxes:
+            self.copies_sent += 1
+            self.network.send_body(client_id, dest, body)
 
     # -- completing -------------------------------------------------------------------------------
     def _on_reply(self, w: Worker, body: dict) -> None:
@@ -380,7 +421,7 @@ class Workload:
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
-        result = complete_op(f, value, body)
+        result = complete_op(f, value, body, copied=w.copied)
         if result["type"] == "ok" and f != "read":
             self.acked_keys.add(value[0])
         self.history.append(result["type"], w.process, f, result["value"], node=w.node,

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..core import BUGS
+from .cluster import BUGS
 from ..core import raft as raft_mod
 from .cluster import FAULT_COUNTERS, FaultMix, SimConfig, SimFailure, run_seed
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=parse_nodes, default=[3],
                    help='cluster size (default 3); "3,5" alternates sizes by seed')
     p.add_argument("--bug", type=parse_bug, action="append", default=[],
-                   help=f"plant a test-only bug in the core ({', '.join(sorted(BUGS))})")
+                   help=f"plant a test-only bug in the core or the state machine ({', '.join(sorted(BUGS))})")
     p.add_argument("--faults", type=FaultMix.parse,
                    help='fix the fault mix, e.g. "crash,partition,torn,drop=0.05,interval=0.3" '
                         "(default: each seed draws its own)")

@@ -19,6 +19,9 @@ The invariants (Raft paper §5.2-§5.4, Figure 3):
   exactly the state of applying the decided entries 1..i; across a snapshot boundary the checks
   above look only at what a compacted log still holds (its boundary term must agree with the
   decided entry there).
+- exactly once: a client request (its `src` and `msg_id`, carried in the command) is executed by
+  the state machine at one log index only, on every node and incarnation; any other copy of it in
+  the log is answered from the session table (a node replaying its log executes it at the same index).
 
 May not touch: nodes' state (read only), the network, the clock.
 """
@@ -48,6 +51,7 @@ class Invariants:
         self._lc_cache: tuple[int, int, int] = (-1, -1, 0)  # (leader term, version, index)
         self._lc_version = 0
         self.acked: dict[int, tuple[int, str]] = {}  # index -> (term, node that answered)
+        self.effects: dict[tuple[str, int], tuple[int, str]] = {}  # request -> (index, first node)
         self.checks = 0
         self._ref = kv.KVStore()  # the decided entries 1.._ref_index applied (snapshot safety)
         self._ref_index = 0
@@ -94,6 +98,16 @@ class Invariants:
             if p is not None and p[0] == term:
                 self.acked[index] = (term, nid)
         return expect - 1
+
+    def on_effect(self, nid: str, index: int, src: str, msg_id: int) -> None:
+        """The state machine of `nid` executed the request (src, msg_id) at `index`: exactly once."""
+        seen = self.effects.setdefault((src, msg_id), (index, nid))
+        if seen[0] != index:
+            raise Violation(
+                "exactly once",
+                f"{nid} executed request {msg_id} of client {src} at index {index}, "
+                f"but {seen[1]} had executed it at index {seen[0]}: it took effect twice",
+            )
 
     # ------------------------------------------------------------------ per step
 

@@ -6,7 +6,8 @@ every indefinite outcome, as Jepsen does) and the history in the runner's format
 runner's own `harness.workload.complete_op` (spec §5.6): a matching `*_ok` that fits its closed
 schema is ok; an error with a definite code is fail; code 0, 13 or an unknown code is fail for a
 read and info for write/cas; no reply before the timeout is fail for a read and info for write/cas;
-a malformed reply is info.
+a malformed reply is info. A write or cas the simulator sent twice (`cdup`) and refused with a
+definite code that speaks for one copy only (11 and the like) is info, as in the runner.
 
 The workload: keys 0..keys_n-1, values in [0, 4] (spec §5.1); reads about half of the ops, then
 writes and cas 1:2.
@@ -29,7 +30,7 @@ VALUE_MAX = 4
 
 
 class Client:
-    __slots__ = ("cid", "node_id", "process", "msg_id", "op", "busy", "ops")
+    __slots__ = ("cid", "node_id", "process", "msg_id", "op", "busy", "ops", "copied")
 
     def __init__(self, cid: str, node_id: str, process: int) -> None:
         self.cid = cid
@@ -39,6 +40,7 @@ class Client:
         self.op: tuple[str, Any, Any] | None = None  # (f, key, value) in flight
         self.busy = False
         self.ops = 0
+        self.copied = False  # the op in flight was sent more than once (the simulator's cdup)
 
 
 class Workload:
@@ -117,6 +119,7 @@ class Workload:
     def _invoke(self, c: Client, f: str, key: Any, value: Any) -> None:
         c.msg_id += 1
         c.op = (f, key, value)
+        c.copied = False
         c.busy = True
         c.ops += 1
         body: dict[str, Any] = {"type": f, "msg_id": c.msg_id, "key": key}
@@ -154,6 +157,12 @@ class Workload:
         else:
             self._after(self.rng.expovariate(1.0 / self.think_s), self._issue, c)
 
+    def note_copy(self, cid: str, line: bytes) -> None:
+        """The simulator sends another copy of the client's request in flight."""
+        c = self.clients.get(cid) or (self.probe if self.probe and cid == self.probe.cid else None)
+        if c is not None and c.busy:
+            c.copied = True
+
     def _on_timeout(self, arg: tuple[Client, int]) -> None:
         c, msg_id = arg
         if not c.busy or c.msg_id != msg_id:
@@ -174,5 +183,5 @@ class Workload:
         (maelstrom-spec §5.6, closed reply schemas included), so the simulator judges the node
         exactly as maelstrom-py does."""
         f, key, value = c.op
-        done = complete_op(f, [key, value], body)
+        done = complete_op(f, [key, value], body, copied=c.copied)
         self._complete(c, done["type"], done["value"], done.get("error"))

@@ -15,7 +15,9 @@ Network (after spec §3): a node's output lines are routed by `dest`. Server-to-
 a random delay (reordering follows), may be dropped, duplicated or held back a long time, and are
 dropped at delivery when the receiver has a grudge against the sender (partitions are checked when
 the message is polled, as in Maelstrom). Anything whose src or dest is a client (`c...`), including
-a request a follower forwards with the client as src, is never partitioned, dropped or duplicated.
+a request a follower forwards with the client as src, is never partitioned, dropped or duplicated;
+but with `cdup` a client sends a request again (same msg_id) to a random node up to
+`CLIENT_DUP_DELAY_MAX_S` later, whatever became of the first copy (a retrying client).
 
 Disk failures (`diskfail`): a node's next fsync fails (EIO or ENOSPC); the node must then stop with
 exit 70 (any other SystemExit is a violation), its incarnation ends like a crash that may keep a
@@ -47,15 +49,19 @@ from typing import Any, Callable
 
 import orjson
 
+from .. import kv as kv_mod
 from .. import node as node_mod
-from ..core import BUGS, Role
+from .. import sessions
+from ..core import BUGS as CORE_BUGS, Role
 from ..harness.linearizability import check_independent
 from .checks import Invariants, Violation
 from .clients import Workload
 from .disk import SimDisk, SimWriter, open_storage_factory
 
+BUGS = CORE_BUGS | sessions.BUGS  # what --bug may plant: the core's and the state machine's
 TRACE_TAIL_MAX = 40  # events kept for a failure report
 FAULT_LOG_MAX = 20  # nemesis actions quoted in a failure report
+CLIENT_DUP_DELAY_MAX_S = 0.2  # a client request's copy (mix.cdup) goes up to this much later
 HEAL_STEPS_MAX = 500_000  # bound on steps of the healed phase (the sim-time bound comes first)
 IN_FLIGHT_MAX = 20_000  # node messages in the network at once; more is a message storm
 STORM_WINDOW_STEPS = 65_536  # a window of this many steps must span at least STORM_WINDOW_MIN_S
@@ -75,7 +81,7 @@ FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale")
 # a class): the CI sweep requires each of them to happen. "stale" is not among them: it is a
 # scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
 FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
-                  "leader-hit", "snapshot", "install", "snapcorrupt")
+                  "leader-hit", "snapshot", "install", "snapcorrupt", "client-dup")
 # Snapshots are on in every run, with thresholds this small (entries), so compaction and
 # InstallSnapshot happen in most seeds.
 SNAPSHOT_ENTRIES_CHOICES = (8, 16, 32, 64)
@@ -125,6 +131,7 @@ class FaultMix:
     # times the real rate, so it steps down late while a new leader commits writes.
     stale: bool = False
     clock: float = 0.25
+    cdup: float = 0.0  # chance a client request is sent again (same msg_id) to a random node, later
     interval: float = 0.5  # mean seconds between nemesis actions
     down: float = 1.5  # longest crash, pause or slow-disk period, seconds
 
@@ -145,6 +152,7 @@ class FaultMix:
         )
         m.torn = m.crash and rng.random() < 0.5
         m.diskfail = rng.random() < 0.3
+        m.cdup = rng.choice((0.0, 0.0, 0.05, 0.2))
         return m
 
     @classmethod
@@ -165,7 +173,7 @@ class FaultMix:
     def describe(self) -> str:
         kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale")
         parts = [k for k in kinds if getattr(self, k)]
-        parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader") if getattr(self, k)]
+        parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader", "cdup") if getattr(self, k)]
         if self.stale:
             parts.append(f"clock={self.clock:g}")
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
@@ -261,15 +269,58 @@ class NodeLoop:
         self.readers.pop(fd, None)
 
 
+class _TappedKV(kv_mod.KVStore):
+    """The real state machine, reporting each client request it executes (not answered from the
+    session table) with the log index it executes at: the exactly-once invariant."""
+
+    __slots__ = ("on_effect", "index", "indexes", "violation")
+
+    def apply(self, command: bytes) -> Any:
+        # The node applies each committed entry once, in order (SimNode._apply hands us their
+        # indexes), also after a snapshot moved the applied index forward.
+        self.index = next(self.indexes)
+        result = super().apply(command)
+        if self.violation is not None:  # (apply catches what it raises: carried out here)
+            raise self.violation
+        return result
+
+    def _effect(self, cmd: Any) -> None:
+        if cmd.src is None:
+            return
+        try:
+            self.on_effect(self.index, cmd.src, cmd.msg_id)
+        except Violation as v:
+            self.violation = v
+
+    def _write(self, cmd: Any) -> Any:
+        self._effect(cmd)
+        return super()._write(cmd)
+
+    def _cas(self, cmd: Any) -> Any:
+        self._effect(cmd)
+        return super()._cas(cmd)
+
+
 class SimNode(node_mod.Node):
     """The real Node, with read-only taps for the invariants: entries handed to storage (log
-    matching), entries applied (state machine safety, acknowledgements) and snapshots taken,
-    installed or loaded (snapshot safety)."""
+    matching), entries applied (state machine safety, acknowledgements), snapshots taken,
+    installed or loaded (snapshot safety) and client requests executed by the state machine
+    (exactly once)."""
 
     def __init__(self, *a: Any, invariants: Invariants, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self._inv = invariants
         self._applied_seen = 0
+        tapped = _TappedKV(dedup=self.kv.dedup)
+        tapped.index = 0
+        tapped.indexes = iter(())
+        tapped.violation = None
+        tapped.on_effect = lambda index, src, msg_id: invariants.on_effect(self.node_id, index, src, msg_id)
+        self.kv = self.state.kv = tapped  # snapshots restore into it too
+
+    def _apply(self, committed: list[tuple[int, int, bytes]]) -> None:
+        self.kv.indexes = iter([index for index, _, _ in committed])
+        super()._apply(committed)
 
     def _open_storage(self) -> None:
         super()._open_storage()
@@ -669,6 +720,18 @@ class Simulation:
 
     def _client_send(self, cid: str, node_id: str, line: bytes) -> None:
         self._push(self.now + self._client_delay(), K_MSG, self.slot_of[node_id], 0, (cid, line))
+        if self.mix.cdup and self.faults_on and self.rng.random() < self.mix.cdup:
+            # A retrying client (or a duplicating proxy): the same request, same msg_id, to any node
+            # up to CLIENT_DUP_DELAY_MAX_S later, whatever happened to the first copy.
+            self.faults["client-dup"] += 1
+            self.workload.note_copy(cid, line)
+            target = self.rng.choice(self.node_ids)
+            if target != node_id:
+                msg = orjson.loads(line)
+                msg["dest"] = target
+                line = orjson.dumps(msg) + b"\n"
+            self._push(self.now + self.rng.uniform(0, CLIENT_DUP_DELAY_MAX_S), K_MSG, self.slot_of[target],
+                       0, (cid, line))
 
     def _deliver_reply(self, arg: tuple[str, bytes]) -> None:
         cid, line = arg
