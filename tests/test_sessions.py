@@ -252,3 +252,19 @@ def test_memory_per_client_is_bounded_by_the_window() -> None:
         assert len(s.results) <= sessions.WINDOW_MAX + sessions.WINDOW_SLACK
     assert len(s.results) >= sessions.WINDOW_MAX and s.floor == n - 1 - len(s.results)
     assert list(s.results) == list(range(n - len(s.results), n))  # the newest ones
+
+
+def test_sessions_are_a_snapshot_section_and_survive_a_restore() -> None:
+    from rast_maelstrom.state import StateMachine
+
+    a = kv.KVStore()
+    w = kv.encode_write(1, b"5", "c1", 7)
+    assert a.apply(w) == (None, None)
+    sections = dict(StateMachine(a).sections())
+    assert set(sections) == {"kv", "sessions"}
+    b = kv.KVStore()
+    StateMachine(b).restore(sections)
+    assert b.data == a.data
+    assert b.apply(kv.encode_write(1, b"6", "c2", 1)) == (None, None)
+    b.apply(w)  # a late copy of c1's write, after the snapshot: answered, not applied again
+    assert b.data[1] == b"6"

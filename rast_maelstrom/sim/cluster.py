@@ -318,10 +318,6 @@ class SimNode(node_mod.Node):
         tapped.on_effect = lambda index, src, msg_id: invariants.on_effect(self.node_id, index, src, msg_id)
         self.kv = self.state.kv = tapped  # snapshots restore into it too
 
-    def _apply(self, committed: list[tuple[int, int, bytes]]) -> None:
-        self.kv.indexes = iter([index for index, _, _ in committed])
-        super()._apply(committed)
-
     def _open_storage(self) -> None:
         super()._open_storage()
         raft = self.raft
@@ -343,6 +339,7 @@ class SimNode(node_mod.Node):
 
     def _apply(self, committed: list) -> None:
         self._applied_seen = self._inv.on_apply(self, committed, self._applied_seen)
+        self.kv.indexes = iter([index for index, _, _ in committed])  # for the exactly-once tap
         super()._apply(committed)
 
     def _maybe_snapshot(self) -> None:
