@@ -85,6 +85,7 @@ READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
 LEADER_CATCHUP_TICKS_MAX = 10_000  # a leader's clock must not fall behind (leases, check-quorum)
 FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent leader
+STALL_LOG_TICKS = 10  # a clock this many ticks behind is logged at INFO (the loop or process stalled)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
 # Every line the node writes must fit under a receiver's LINE_BYTES_MAX. An AppendEntries carries at
 # most APPEND_ENTRIES_BYTES_MAX of entries (or one larger entry); a command is at most
@@ -133,6 +134,7 @@ class Node:
         self.lease_reads = bool(getattr(args, "lease_reads", False))
         self._next_tick = 0.0
         self._tick_timer = None
+        self._role_seen: Role | None = None  # the role the last pass ended in (logged on change)
         self.stopped = False
         self._handlers = {
             schema.Read: self._on_read,
@@ -383,6 +385,8 @@ class Node:
             return
         raft = self.raft
         due = int((now - self._next_tick) / self.tick_s) + 1
+        if due > STALL_LOG_TICKS:
+            log.info("%s stalled %.0f ms (%d ticks behind)", raft.role.value, due * self.tick_s * 1e3, due)
         n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
         for k in range(n):
             if k >= FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
@@ -427,6 +431,9 @@ class Node:
                 # a stall in which another leader was elected).
                 self._advance_clock()
             rd = raft.ready()
+            if raft.role is not self._role_seen:
+                self._role_seen = raft.role
+                log.info("%s in term %d (leader %s)", raft.role.value, raft.current_term, raft.leader_id)
             if rd.needs_persist():
                 try:
                     if rd.entries:
