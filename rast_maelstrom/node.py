@@ -47,6 +47,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Callable
@@ -134,6 +135,7 @@ class Node:
         self.lease_reads = bool(getattr(args, "lease_reads", False))
         self._next_tick = 0.0
         self._tick_timer = None
+        self._thread_sends = False  # the writer sends what waits on a batch (see _WalStorage)
         self._role_seen: Role | None = None  # the role the last pass ended in (logged on change)
         self.stopped = False
         self._handlers = {
@@ -271,6 +273,7 @@ class Node:
             self._fatal(EXIT_DISK_FAILED, f"disk failure opening the WAL in {self.data_dir}: {exc}")
         except WalError as exc:
             self._fatal(EXIT_DATA_DIR_UNUSABLE, f"refusing to start: {exc}")
+        self._thread_sends = bool(getattr(self.writer, "sends_after", False))
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
         self.loop.add_reader(self.writer.wake_fd, self._on_durable)
@@ -411,6 +414,10 @@ class Node:
         durable = writer.drain_wake()
         if writer.error is not None:
             self._disk_failed(writer.error)
+        self._release_durable(durable)
+
+    def _release_durable(self, durable: int) -> None:
+        """Batches up to id `durable` are durable: tell the core, send what waited on them."""
         batches = self.batches
         while batches and batches[0][0] <= durable:
             _, last_index, last_term, after = batches.popleft()
@@ -426,6 +433,8 @@ class Node:
             return
         raft = self.raft
         if raft is not None:
+            if self._thread_sends and self.batches and self.writer.durable_id >= self.batches[0][0]:
+                self._release_durable(self.writer.durable_id)  # batches that did not wake us
             if self.lease_reads and raft.role is Role.LEADER:
                 # A lease is judged by the clock now, not as of the last timer (this pass may follow
                 # a stall in which another leader was elected).
@@ -434,18 +443,28 @@ class Node:
             if raft.role is not self._role_seen:
                 self._role_seen = raft.role
                 log.info("%s in term %d (leader %s)", raft.role.value, raft.current_term, raft.leader_id)
-            if rd.needs_persist():
+            persist = rd.needs_persist()
+            if not persist and rd.messages_after_persist and self.batches and self._thread_sends:
+                persist = True  # must not overtake earlier batches: behind them, through the WAL thread
+            if persist:
+                after = rd.messages_after_persist
+                extra: tuple = ()
+                if self._thread_sends:
+                    # The WAL thread sends these itself right after the fsync; only a leader (its
+                    # commit waits on its own durable index) needs the loop woken for it.
+                    extra = (b"".join([self._raft_line(m) for m in after]), raft.role is Role.LEADER)
+                    after = []
                 try:
                     if rd.entries:
                         last_index = rd.entries_start + len(rd.entries) - 1
                         last_term = rd.entries[-1][0]
-                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries)
+                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries, *extra)
                     else:
                         last_index = last_term = 0
-                        bid = self.writer.submit(rd.hard_state, None, ())
+                        bid = self.writer.submit(rd.hard_state, None, (), *extra)
                 except WalWriterError as exc:  # the writer failed since the last wake
                     self._disk_failed(exc)
-                self.batches.append((bid, last_index, last_term, rd.messages_after_persist))
+                self.batches.append((bid, last_index, last_term, after))
             elif rd.messages_after_persist:
                 if self.batches:  # must not overtake what earlier batches still make durable
                     self.batches[-1][3].extend(rd.messages_after_persist)
@@ -510,9 +529,13 @@ class Node:
     def _send_raft(self, msgs: list[Message]) -> None:
         out = self.out
         for m in msgs:
-            line = _encode_raft(m)
-            assert len(line) <= LINE_BYTES_MAX, f"a {type(m).__name__} of {len(line)} bytes"
-            out.append(line)
+            out.append(self._raft_line(m))
+
+    @staticmethod
+    def _raft_line(m: Message) -> bytes:
+        line = _encode_raft(m)
+        assert len(line) <= LINE_BYTES_MAX, f"a {type(m).__name__} of {len(line)} bytes"
+        return line
 
     def expire_pending(self) -> None:
         """Forget writes whose clients gave up long ago (bounded memory under long partitions)."""
@@ -535,14 +558,20 @@ class Node:
 
 
 class _WalStorage:
-    """The production storage: a WriteAheadLog behind its WalWriter thread."""
+    """The production storage: a WriteAheadLog behind its WalWriter thread. With `send` (the node's
+    thread-safe stdout write) the thread itself sends what waits on a batch once it is durable."""
 
-    def __init__(self, wal: WriteAheadLog) -> None:
+    def __init__(self, wal: WriteAheadLog, send: Callable[[bytes], None] | None = None) -> None:
         self.wal = wal
-        self.writer = WalWriter(wal)
+        self.writer = WalWriter(wal, send=send)
+        self.sends_after = send is not None
         self.wake_fd = self.writer.wake_fd
         self.submit = self.writer.submit
         self.drain_wake = self.writer.drain_wake
+
+    @property
+    def durable_id(self) -> int:
+        return self.writer.durable_id
 
     @property
     def error(self) -> BaseException | None:
@@ -555,20 +584,22 @@ class _WalStorage:
             self.wal.close()
 
 
-def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL) -> tuple[Recovered, _WalStorage]:
+def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL,
+              send: Callable[[bytes], None] | None = None) -> tuple[Recovered, _WalStorage]:
     wal = WriteAheadLog(data_dir, fsync=fsync, io=io)
     try:
         rec = wal.recover()
     except BaseException:
         wal.close()  # releases the lock; a damaged segment is left as it is
         raise
-    return rec, _WalStorage(wal)
+    return rec, _WalStorage(wal, send)
 
 
-def _open_wal_with_faults(faults: list[DiskFault]) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
+def _open_wal_with_faults(faults: list[DiskFault], send: Callable[[bytes], None] | None = None,
+                          ) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
     """Test-only (`--disk-fault`): the real WAL over a file layer whose planned calls fail."""
     io = FaultyFileIO(*faults)
-    return lambda data_dir, fsync: _open_wal(data_dir, fsync, io)
+    return lambda data_dir, fsync: _open_wal(data_dir, fsync, io, send)
 
 
 # ---------------------------------------------------------------------- raft message codec
@@ -731,17 +762,24 @@ def main(argv: list[str] | None = None) -> int:
     stdout_fd = sys.stdout.fileno()
     os.set_blocking(stdin_fd, False)
 
+    out_lock = threading.Lock()  # the loop and the WAL thread both write whole lines to stdout
+
     def write_out(data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            try:
-                n = os.write(stdout_fd, view)
-            except BlockingIOError:
-                time.sleep(0.0005)
-                continue
-            view = view[n:]
+        with out_lock:
+            while view:
+                try:
+                    n = os.write(stdout_fd, view)
+                except BlockingIOError:
+                    time.sleep(0.0005)
+                    continue
+                view = view[n:]
 
-    node = Node(args, write_out, loop, _open_wal_with_faults(args.disk_fault) if args.disk_fault else None)
+    if args.disk_fault:
+        open_storage = _open_wal_with_faults(args.disk_fault, write_out)
+    else:
+        open_storage = lambda data_dir, fsync: _open_wal(data_dir, fsync, REAL, write_out)  # noqa: E731
+    node = Node(args, write_out, loop, open_storage)
     splitter = LineSplitter()
     unbatched = args.no_batching
     state = {"eof": False}

@@ -86,7 +86,7 @@ import struct
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .fileio import REAL, FileIO
 from .records import RECORD_BYTES_MAX, REC, DamagedFile, RecordReader, frame
@@ -649,9 +649,18 @@ class WalWriter:
     Batches become durable strictly in submit order. After a write/fsync failure `error` is set,
     `wake_fd` becomes readable, the thread stops and `submit` raises `WalWriterError`.
     `close` does not close the WriteAheadLog; the caller closes it afterwards.
+
+    With `send` (a thread-safe callable taking bytes), a batch may carry `after`: bytes that depend
+    on it being durable (a follower's acknowledgement, a vote). The thread passes them to `send`
+    right after the fsync that covers the batch, in batch order, and never after a failed write or
+    fsync; a batch submitted with `wake=False` does not write to the wake pipe (the caller polls
+    `durable_id` instead), which saves the loop a wake-up per batch when nothing else waits on it.
+    A group of batches with no records (only `after`) needs no fsync: every earlier batch is
+    already durable when it is taken.
     """
 
-    def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096) -> None:
+    def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096,
+                 send: Callable[[bytes], None] | None = None) -> None:
         assert wal._recovered and not wal._closed, "recover() the WAL before wrapping it"
         assert wal._writer is None, "one WalWriter per WriteAheadLog"
         assert pending_batches_max >= 1
@@ -660,7 +669,8 @@ class WalWriter:
         self._wal = wal
         self.pending_batches_max = pending_batches_max
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, list[bytes]]] = deque()
+        self._queue: deque[tuple[int, list[bytes], bytes, bool]] = deque()  # id, records, after, wake
+        self._send = send
         self._next_id = 1
         self._durable_id = 0
         self._error: BaseException | None = None
@@ -690,8 +700,11 @@ class WalWriter:
         hard_state: tuple[int, str | None] | None,
         start_index: int | None,
         entries: Sequence[tuple[int, bytes]],
+        after: bytes = b"",
+        wake: bool = True,
     ) -> int:
         """Queue one batch (see WriteAheadLog.append) and return its id: 1, 2, 3, ...
+        `after` and `wake`: see the class docstring (`after` needs `send`).
 
         Blocks while `pending_batches_max` batches are not yet durable (back-pressure).
         Raises WalWriterError once the writer has failed.
@@ -699,6 +712,7 @@ class WalWriter:
         assert not self._closing, "submit after close"
         if self._error is not None:
             raise WalWriterError("WAL writer failed; the node must stop") from self._error
+        assert not after or self._send is not None, "after bytes need a send callable"
         records = self._wal._encode(hard_state, start_index, entries)
         with self._cond:
             while (
@@ -710,7 +724,7 @@ class WalWriter:
                 raise WalWriterError("WAL writer failed; the node must stop") from self._error
             batch_id = self._next_id
             self._next_id += 1
-            self._queue.append((batch_id, records))
+            self._queue.append((batch_id, records, after, wake))
             self._cond.notify_all()
         return batch_id
 
@@ -743,13 +757,13 @@ class WalWriter:
                 self._queue.clear()
             last_id = batch[-1][0]
             assert last_id == self._durable_id + len(batch), "batches out of order"
-            parts = [p for _, records in batch for p in records]
+            parts = [p for b in batch for p in b[1]]
             try:
                 if parts:
                     wal._write_all(parts)
-                if wal.fsync:
-                    wal._datasync()
-                    self.fsync_count += 1
+                    if wal.fsync:
+                        wal._datasync()
+                        self.fsync_count += 1
             except BaseException as e:  # noqa: BLE001 - any failure stops the node via .error
                 log.debug("WAL writer failed: %r; the node must stop", e)  # the node says it once
                 with self._cond:
@@ -760,7 +774,14 @@ class WalWriter:
             with self._cond:
                 self._durable_id = last_id
                 self._cond.notify_all()
-            self._wake()
+            after = b"".join([b[2] for b in batch])
+            if after:
+                try:
+                    self._send(after)  # type: ignore[misc]
+                except BrokenPipeError:
+                    pass  # the reader is gone; the loop finds out on its own next write
+            if any(b[3] for b in batch):
+                self._wake()
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the pipe."""
