@@ -81,10 +81,10 @@ import fcntl
 import logging
 import mmap
 import os
+import queue
 import re
 import struct
 import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -109,6 +109,7 @@ record_bytes_max = RECORD_BYTES_MAX  # largest payload accepted; anything larger
 write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyond this
 compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
+backpressure_poll_s = 0.05  # a submit blocked on back-pressure re-checks at least this often
 
 MAGIC = b"RASTWAL\0"
 FORMAT_VERSION = 1
@@ -669,8 +670,11 @@ class WalWriter:
         self._wal = wal
         self.pending_batches_max = pending_batches_max
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, list[bytes], bytes, bool]] = deque()  # id, records, after, wake
+        # (id, records, after, wake) per batch; None once closing. A SimpleQueue wakes the thread
+        # with one C call; the Condition is only for submitters waiting on back-pressure.
+        self._queue: queue.SimpleQueue[tuple[int, list[bytes], bytes, bool] | None] = queue.SimpleQueue()
         self._send = send
+        self._blocked = False  # a submit is waiting on back-pressure
         self._next_id = 1
         self._durable_id = 0
         self._error: BaseException | None = None
@@ -714,18 +718,20 @@ class WalWriter:
             raise WalWriterError("WAL writer failed; the node must stop") from self._error
         assert not after or self._send is not None, "after bytes need a send callable"
         records = self._wal._encode(hard_state, start_index, entries)
-        with self._cond:
-            while (
-                self._next_id - 1 - self._durable_id >= self.pending_batches_max
-                and self._error is None
-            ):
-                self._cond.wait()
+        if self._next_id - 1 - self._durable_id >= self.pending_batches_max:  # back-pressure
+            with self._cond:
+                self._blocked = True
+                while (
+                    self._next_id - 1 - self._durable_id >= self.pending_batches_max
+                    and self._error is None
+                ):
+                    self._cond.wait(backpressure_poll_s)
+                self._blocked = False
             if self._error is not None:
                 raise WalWriterError("WAL writer failed; the node must stop") from self._error
-            batch_id = self._next_id
-            self._next_id += 1
-            self._queue.append((batch_id, records, after, wake))
-            self._cond.notify_all()
+        batch_id = self._next_id
+        self._next_id += 1
+        self._queue.put((batch_id, records, after, wake))  # wakes the thread (no Condition)
         return batch_id
 
     def drain_wake(self) -> int:
@@ -733,8 +739,8 @@ class WalWriter:
         reads_max = 1 << 16  # a pipe holds at most 64 KiB; bounded either way
         for _ in range(reads_max):
             try:
-                if not os.read(self.wake_fd, 4096):
-                    break
+                if len(os.read(self.wake_fd, 4096)) < 4096:
+                    break  # drained (a byte written since makes the fd readable again)
             except BlockingIOError:
                 break
         return self._durable_id
@@ -747,14 +753,16 @@ class WalWriter:
 
     def _run(self) -> None:
         wal = self._wal
+        q = self._queue
         while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
+            batch = [q.get()]
+            while not q.empty():  # group commit: everything queued so far
+                batch.append(q.get_nowait())
+            closing = batch[-1] is None  # close() queues None after the last batch
+            if closing:
+                batch.pop()
+                if not batch:
                     return  # closing, and everything is durable
-                batch = list(self._queue)
-                self._queue.clear()
             last_id = batch[-1][0]
             assert last_id == self._durable_id + len(batch), "batches out of order"
             parts = [p for b in batch for p in b[1]]
@@ -771,9 +779,10 @@ class WalWriter:
                     self._cond.notify_all()
                 self._wake()
                 return
-            with self._cond:
-                self._durable_id = last_id
-                self._cond.notify_all()
+            self._durable_id = last_id
+            if self._blocked:  # a submit waits on back-pressure (it also re-checks on a timer)
+                with self._cond:
+                    self._cond.notify_all()
             after = b"".join([b[2] for b in batch])
             if after:
                 try:
@@ -782,14 +791,15 @@ class WalWriter:
                     pass  # the reader is gone; the loop finds out on its own next write
             if any(b[3] for b in batch):
                 self._wake()
+            if closing:
+                return
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the pipe."""
         if self._closed:
             return
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self._closing = True
+        self._queue.put(None)
         self._thread.join(writer_close_timeout_s)
         assert not self._thread.is_alive(), "WAL writer thread did not stop"
         self._closed = True
