@@ -67,6 +67,14 @@ TARGET_SAT_OPS = 30000.0
 TARGET_SAT_P99_MS = 50.0
 TARGET_VS_NULL = 0.5
 TARGET_5_VS_3 = 0.7
+# Issue 12 (speed, round two): the same run's ratios.
+TARGET_VS_PYSYNCOBJ = 1.0            # Rast ok ops/s ÷ PySyncObj's, at 3 and 5 nodes, every load
+TARGET_2N_VS_NULL = 0.3
+TARGET_SAT_VS_NULL = 0.65
+TARGET_P50_1_VS_NULL = 3.0           # 1 in flight: Rast p50 ≤ 3 × null's p50
+TARGET_CPU_2N_S_PER_KOP = 0.14       # half of the 0.28 s per 1,000 ops measured on 2026-12-01
+TARGET_5_VS_3_R2 = 0.8
+TARGET_UNAVAILABLE_SHARE_MAX = 0.001  # "no error-11 storms": at most 0.1% of a saturation cell
 
 
 def rast_unbatched_args() -> list[str]:
@@ -320,6 +328,40 @@ def targets(cells) -> list[dict]:
         if r is not None:
             add(f"load {load}: Rast 5 nodes ≥ {TARGET_5_VS_3:g} × 3 nodes (ok ops/s)",
                 f"{r:.2f} ×", r >= TARGET_5_VS_3)
+    for n in (3, 5):
+        for load in ("1", "2n", "sat"):
+            r = ratio(find(cells, "rast", n, load), find(cells, "pysyncobj", n, load))
+            if r is not None:
+                add(f"issue 12: {n} nodes, load {load}: Rast ≥ PySyncObj (ok ops/s)",
+                    f"{r:.2f} ×", r >= TARGET_VS_PYSYNCOBJ)
+    for load, want in (("2n", TARGET_2N_VS_NULL), ("sat", TARGET_SAT_VS_NULL)):
+        r = ratio(find(cells, "rast", 3, load), find(cells, "null", 3, load))
+        if r is not None:
+            add(f"issue 12: 3 nodes, load {load}: Rast ≥ {want:g} × null (ok ops/s)",
+                f"{r:.2f} ×", r >= want)
+    n1 = find(cells, "null", 3, "1")
+    if r1 and n1:
+        r = r1["latencies_ms"]["p50"] / n1["latencies_ms"]["p50"]
+        add(f"issue 12: 3 nodes, 1 in flight: p50 ≤ {TARGET_P50_1_VS_NULL:g} × null's",
+            f"{r:.2f} × ({r1['latencies_ms']['p50']:.2f} vs {n1['latencies_ms']['p50']:.2f} ms)",
+            r <= TARGET_P50_1_VS_NULL)
+    if r2:
+        add(f"issue 12: 3 nodes, 2n: node CPU ≤ {TARGET_CPU_2N_S_PER_KOP:g} s per 1,000 ops",
+            f"{r2['node_cpu_s_per_kop']:.3f} s", r2["node_cpu_s_per_kop"] <= TARGET_CPU_2N_S_PER_KOP)
+    for load in ("1", "2n", "sat"):
+        r = ratio(find(cells, "rast", 5, load), find(cells, "rast", 3, load))
+        if r is not None:
+            add(f"issue 12: load {load}: Rast 5 nodes ≥ {TARGET_5_VS_3_R2:g} × 3 nodes (ok ops/s)",
+                f"{r:.2f} ×", r >= TARGET_5_VS_3_R2)
+    for system in ("rast", "rast-lease"):
+        for n in (3, 5):
+            c = find(cells, system, n, "sat")
+            if c:
+                un = c["errors"].get("temporarily-unavailable", 0)
+                done = max(1.0, c["completed_per_s"] * c["duration_s"])
+                add(f"issue 12: {system} {n} nodes, saturation: no error-11 storm "
+                    f"(≤ {TARGET_UNAVAILABLE_SHARE_MAX:.1%} of ops)",
+                    f"{un} unavailable", un / done <= TARGET_UNAVAILABLE_SHARE_MAX)
     for c in cells:
         if c["system"].startswith("rast") and "skipped" not in c and c["linearizable"] is not True:
             add(f"{c['system']} n={c['nodes']} load {c['load']}: linearizable",
@@ -438,7 +480,7 @@ def report(data: dict) -> str:
         "largest VmHWM of any node since it started. *linearizable* is check_independent's "
         "verdict on the cell's whole history (for saturation: on every point of the sweep).",
         "",
-        "## Targets (issue 4: 3 nodes, fsync on, no faults)",
+        "## Targets (issue 4, then issue 12; fsync on, no faults, ratios from this run)",
         "",
         "| target | measured | |",
         "|---|---|---|",
