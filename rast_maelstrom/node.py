@@ -22,8 +22,10 @@ Client semantics (spec §1.5, §1.6, §5.6):
   invariant of our own) stops the node.
 
 Durability: no acknowledgement, vote or client reply leaves before the state it depends on is
-durable (the core marks those messages; this module releases them when their WAL batch and every
-earlier one are fsynced).
+durable (the core marks those messages; they leave once their WAL batch and every earlier one are
+fsynced: in production the WAL thread writes them right after that fsync, under the stdout lock the
+loop writes with too; with an injected writer without `sends_after`, this module releases them when
+the writer reports the batch durable).
 
 Disk trouble stops the node with one CRITICAL stderr line and a documented exit status (README,
 "A damaged or failing disk"): `EXIT_DAMAGED` when the data directory holds a damaged file at start
@@ -445,20 +447,22 @@ class Node:
                 log.info("%s in term %d (leader %s)", raft.role.value, raft.current_term, raft.leader_id)
             persist = rd.needs_persist()
             if not persist and rd.messages_after_persist and self.batches and self._thread_sends:
-                persist = True  # must not overtake earlier batches: behind them, through the WAL thread
+                persist = True  # behind earlier batches (never overtaking them): via the WAL thread
             if persist:
                 after = rd.messages_after_persist
                 extra: tuple = ()
                 if self._thread_sends:
                     # The WAL thread sends these itself right after the fsync; only a leader (its
                     # commit waits on its own durable index) needs the loop woken for it.
-                    extra = (b"".join([self._raft_line(m) for m in after]), raft.role is Role.LEADER)
+                    lines = b"".join([self._raft_line(m) for m in after])
+                    extra = (lines, raft.role is Role.LEADER)
                     after = []
                 try:
                     if rd.entries:
                         last_index = rd.entries_start + len(rd.entries) - 1
                         last_term = rd.entries[-1][0]
-                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries, *extra)
+                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries,
+                                                 *extra)
                     else:
                         last_index = last_term = 0
                         bid = self.writer.submit(rd.hard_state, None, (), *extra)
@@ -778,7 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.disk_fault:
         open_storage = _open_wal_with_faults(args.disk_fault, write_out)
     else:
-        open_storage = lambda data_dir, fsync: _open_wal(data_dir, fsync, REAL, write_out)  # noqa: E731
+        def open_storage(data_dir: str, fsync: bool) -> tuple[Recovered, _WalStorage]:
+            return _open_wal(data_dir, fsync, REAL, write_out)
     node = Node(args, write_out, loop, open_storage)
     splitter = LineSplitter()
     unbatched = args.no_batching

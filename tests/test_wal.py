@@ -460,7 +460,8 @@ def test_after_bytes_are_sent_only_once_their_batch_is_fsynced_and_in_order(tmp_
 
 def test_after_bytes_of_a_failed_fsync_are_never_sent(tmp_path, monkeypatch):
     w, _ = open_wal(tmp_path)
-    monkeypatch.setattr(os, "fdatasync", FsyncCounter(os.fdatasync, fail=OSError(5, "Input/output error")))
+    failing = FsyncCounter(os.fdatasync, fail=OSError(5, "Input/output error"))
+    monkeypatch.setattr(os, "fdatasync", failing)
     sent: list[bytes] = []
     writer = WalWriter(w, send=sent.append)
     writer.submit((1, None), 1, [(1, b"x")], b"ack\n", False)

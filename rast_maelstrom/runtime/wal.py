@@ -672,7 +672,8 @@ class WalWriter:
         self._cond = threading.Condition()
         # (id, records, after, wake) per batch; None once closing. A SimpleQueue wakes the thread
         # with one C call; the Condition is only for submitters waiting on back-pressure.
-        self._queue: queue.SimpleQueue[tuple[int, list[bytes], bytes, bool] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, list[bytes], bytes, bool] | None] = (
+            queue.SimpleQueue())
         self._send = send
         self._blocked = False  # a submit is waiting on back-pressure
         self._next_id = 1
