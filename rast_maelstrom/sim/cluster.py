@@ -457,10 +457,11 @@ class Simulation:
         def start_fsync(w: SimWriter) -> None:
             self._push(self.now + self._fsync_delay(s), K_DURABLE, slot, inc, w)
 
-        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes)
-
         def write_out(data: bytes) -> None:
             self._route(data)
+
+        # As in production, the writer itself sends what waited on a batch once it is durable.
+        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes, write_out)
 
         node = SimNode(args, write_out, loop, storage, invariants=self.inv)
         s.node, s.loop, s.commit_seen = node, loop, 0

@@ -12,6 +12,10 @@ Semantics mirrored from runtime/wal.py:
 - group commit: one fsync takes every batch queued when it starts; batches become durable strictly
   in submit order; when an fsync completes the simulator calls the node's durable callback and
   `drain_wake()` returns the new durable id.
+- with `send` (the production node's mode): a batch may carry `after` bytes (acknowledgements,
+  votes), passed to `send` when the fsync covering the batch completes, in batch order, never after
+  a failed fsync or a crash; `wake=False` is accepted (the simulator wakes the node after every
+  fsync anyway, which the node must tolerate).
 - a batch's records are a hard state record (if any) then its entries; an entry at an index inside
   the log replaces the suffix from there (replay rule of the real WAL).
 - crash (`SimWriter.crash`): batches not yet durable are lost. Optionally (`keep_unsynced`) a random
@@ -73,11 +77,15 @@ class SimWriter:
     """WalWriter stand-in. `start_fsync(writer)` is the simulator's hook: it schedules
     `complete_fsync()` (and the node's wake) at a time of its choosing."""
 
-    def __init__(self, disk: SimDisk, wake_fd: int, start_fsync: Callable[["SimWriter"], None]) -> None:
+    def __init__(self, disk: SimDisk, wake_fd: int, start_fsync: Callable[["SimWriter"], None],
+                 send: Callable[[bytes], None] | None = None) -> None:
         self.disk = disk
         self.wake_fd = wake_fd
         self.error: BaseException | None = None
         self._start_fsync = start_fsync
+        self._send = send
+        self.sends_after = send is not None
+        self._after: dict[int, bytes] = {}  # batch id -> bytes sent once it is durable
         self._next_id = 1
         self.durable_id = 0
         self._queued: list[tuple[int, list[Record]]] = []
@@ -94,8 +102,11 @@ class SimWriter:
         hard_state: tuple[int, str | None] | None,
         start_index: int | None,
         entries: Sequence[tuple[int, bytes]],
+        after: bytes = b"",
+        wake: bool = True,
     ) -> int:
         assert not self.closed, "submit after close"
+        assert not after or self._send is not None, "after bytes need a send callable"
         if self.error is not None:
             raise WalWriterError("WAL writer failed; the node must stop") from self.error
         self._state.apply(hard_state, start_index, entries)  # the real WAL's append rules
@@ -108,6 +119,8 @@ class SimWriter:
         self._next_id += 1
         assert bid - 1 - self.durable_id <= PENDING_BATCHES_MAX, "WAL back-pressure would block the node"
         self._queued.append((bid, recs))
+        if after:
+            self._after[bid] = after
         if self._syncing is None:
             self._begin()
         return bid
@@ -137,6 +150,10 @@ class SimWriter:
         self.durable_id = last
         self.fsync_count += 1
         self._syncing = None
+        if self._after:
+            sent = b"".join([self._after.pop(bid, b"") for bid, _ in group])
+            if sent:
+                self._send(sent)  # type: ignore[misc]
         if self._queued:
             self._begin()
 
@@ -163,17 +180,19 @@ class SimWriter:
                 truncated = rng.randint(1, TORN_BYTES_MAX)
         self._syncing = None
         self._queued = []
+        self._after.clear()
         return truncated
 
 
 def open_storage_factory(
-    disk: SimDisk, wake_fd: int, start_fsync: Callable[[SimWriter], None], truncated_bytes: int
+    disk: SimDisk, wake_fd: int, start_fsync: Callable[[SimWriter], None], truncated_bytes: int,
+    send: Callable[[bytes], None] | None = None,
 ) -> Callable[[str, bool], tuple[Recovered, Any]]:
     """The `open_storage(dir, fsync)` a Node incarnation gets: recovers from `disk`."""
 
     def open_storage(_dir: str, _fsync: bool) -> tuple[Recovered, SimWriter]:
         disk.opens += 1
         rec = disk.recover(truncated_bytes)
-        return rec, SimWriter(disk, wake_fd, start_fsync)
+        return rec, SimWriter(disk, wake_fd, start_fsync, send)
 
     return open_storage
