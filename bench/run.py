@@ -15,7 +15,9 @@ Outputs: the tables on stdout; for a full run (no filters) BENCHMARKS.md and
 bench/results/latest.json; for --quick bench/results/quick.json; for a filtered run
 bench/results/partial.json (and BENCHMARKS.md only if --report is given). The ops of the first
 invalid key of each non-linearizable cell, and the node logs, are kept under the run's temp dir
-(path printed) when a Rast cell was not linearizable or a cell was skipped.
+(path printed) when a Rast cell was not linearizable or a cell was skipped. `--render JSON`
+re-writes the report from a run's raw figures. The report ends with bench/techniques.md (the
+speed work's before/after measurements, made by hand in A/B runs) when that file exists.
 
 Bounds: each cell runs warm-up + a fixed window (5 s full, 2 s --quick), then drains in-flight ops
 (at most the client timeout); each check has a time limit; the whole run has a hard deadline
@@ -53,6 +55,7 @@ log = logging.getLogger("bench")
 PY = sys.executable
 RAST = str(ROOT / "bin" / "rast")
 RESULTS = ROOT / "bench" / "results"
+TECHNIQUES = ROOT / "bench" / "techniques.md"  # the speed work's A/B figures, ending the report
 SAT_CLIENTS_FULL = (32, 64, 128, 256)
 SAT_CLIENTS_QUICK = (64,)
 check_time_limit_s_max = 30.0
@@ -67,6 +70,14 @@ TARGET_SAT_OPS = 30000.0
 TARGET_SAT_P99_MS = 50.0
 TARGET_VS_NULL = 0.5
 TARGET_5_VS_3 = 0.7
+# Issue 12 (speed, round two): the same run's ratios.
+TARGET_VS_PYSYNCOBJ = 1.0            # Rast ok ops/s ÷ PySyncObj's, at 3 and 5 nodes, every load
+TARGET_2N_VS_NULL = 0.3
+TARGET_SAT_VS_NULL = 0.65
+TARGET_P50_1_VS_NULL = 3.0           # 1 in flight: Rast p50 ≤ 3 × null's p50
+TARGET_CPU_2N_S_PER_KOP = 0.14       # half of the 0.28 s per 1,000 ops measured on 2026-12-01
+TARGET_5_VS_3_R2 = 0.8
+TARGET_UNAVAILABLE_SHARE_MAX = 0.001  # "no error-11 storms": at most 0.1% of a saturation cell
 
 
 def rast_unbatched_args() -> list[str]:
@@ -320,6 +331,42 @@ def targets(cells) -> list[dict]:
         if r is not None:
             add(f"load {load}: Rast 5 nodes ≥ {TARGET_5_VS_3:g} × 3 nodes (ok ops/s)",
                 f"{r:.2f} ×", r >= TARGET_5_VS_3)
+    for n in (3, 5):
+        for load in ("1", "2n", "sat"):
+            r = ratio(find(cells, "rast", n, load), find(cells, "pysyncobj", n, load))
+            if r is not None:
+                add(f"issue 12: {n} nodes, load {load}: Rast ≥ PySyncObj (ok ops/s)",
+                    f"{r:.2f} ×", r >= TARGET_VS_PYSYNCOBJ)
+    for load, want in (("2n", TARGET_2N_VS_NULL), ("sat", TARGET_SAT_VS_NULL)):
+        r = ratio(find(cells, "rast", 3, load), find(cells, "null", 3, load))
+        if r is not None:
+            add(f"issue 12: 3 nodes, load {load}: Rast ≥ {want:g} × null (ok ops/s)",
+                f"{r:.2f} ×", r >= want)
+    n1 = find(cells, "null", 3, "1")
+    if r1 and n1:
+        r = r1["latencies_ms"]["p50"] / n1["latencies_ms"]["p50"]
+        add(f"issue 12: 3 nodes, 1 in flight: p50 ≤ {TARGET_P50_1_VS_NULL:g} × null's",
+            f"{r:.2f} × ({r1['latencies_ms']['p50']:.2f} vs {n1['latencies_ms']['p50']:.2f} ms)",
+            r <= TARGET_P50_1_VS_NULL)
+    if r2:
+        add(f"issue 12: 3 nodes, 2n: node CPU ≤ {TARGET_CPU_2N_S_PER_KOP:g} s per 1,000 ops",
+            f"{r2['node_cpu_s_per_kop']:.3f} s",
+            r2["node_cpu_s_per_kop"] <= TARGET_CPU_2N_S_PER_KOP)
+    for load in ("1", "2n", "sat"):
+        r = ratio(find(cells, "rast", 5, load), find(cells, "rast", 3, load))
+        if r is not None:
+            add(f"issue 12: load {load}: Rast 5 nodes ≥ {TARGET_5_VS_3_R2:g} × 3 nodes "
+                "(ok ops/s)",
+                f"{r:.2f} ×", r >= TARGET_5_VS_3_R2)
+    for system in ("rast", "rast-lease"):
+        for n in (3, 5):
+            c = find(cells, system, n, "sat")
+            if c:
+                un = c["errors"].get("temporarily-unavailable", 0)
+                done = max(1.0, c["completed_per_s"] * c["duration_s"])
+                add(f"issue 12: {system} {n} nodes, saturation: no error-11 storm "
+                    f"(≤ {TARGET_UNAVAILABLE_SHARE_MAX:.1%} of ops)",
+                    f"{un} unavailable", un / done <= TARGET_UNAVAILABLE_SHARE_MAX)
     for c in cells:
         if c["system"].startswith("rast") and "skipped" not in c and c["linearizable"] is not True:
             add(f"{c['system']} n={c['nodes']} load {c['load']}: linearizable",
@@ -438,7 +485,7 @@ def report(data: dict) -> str:
         "largest VmHWM of any node since it started. *linearizable* is check_independent's "
         "verdict on the cell's whole history (for saturation: on every point of the sweep).",
         "",
-        "## Targets (issue 4: 3 nodes, fsync on, no faults)",
+        "## Targets (issue 4, then issue 12; fsync on, no faults, ratios from this run)",
         "",
         "| target | measured | |",
         "|---|---|---|",
@@ -478,6 +525,8 @@ def report(data: dict) -> str:
             "```",
         ]
         lines += limit_paragraph(data)
+    if TECHNIQUES.exists():  # measured by hand (A/B runs), kept beside the generated figures
+        lines += ["", TECHNIQUES.read_text().rstrip()]
     lines.append("")
     return "\n".join(lines)
 
@@ -517,6 +566,9 @@ def parse_args(argv=None):
     ap.add_argument("--report", help="write the markdown report here (default: BENCHMARKS.md "
                                      "for a full run only)")
     ap.add_argument("--json", help="write the raw figures here (default: see the docstring)")
+    ap.add_argument("--render", metavar="JSON",
+                    help="run nothing: write the report (--report, default BENCHMARKS.md) from "
+                         "the raw figures of an earlier run, e.g. bench/results/latest.json")
     ap.add_argument("--keep-workdir", action="store_true",
                     help="keep node logs even when every cell was linearizable")
     a = ap.parse_args(argv)
@@ -562,7 +614,9 @@ def limit_paragraph(data: dict) -> list[str]:
         "leader → followers → leader → client), each a pipe write, a process wake-up and a read at both",
         "ends, plus an fsync on the leader and on a follower. At one client in flight the same chain, not",
         "CPU, sets the latency (the nodes sit blocked in select, the WAL thread's wait and fdatasync).",
-        "Of the node's own time, the stdout write and waking the WAL thread are the largest items.",
+        "py-spy counts the WAL thread's blocking waits (fdatasync, and `WalWriter._run` waiting",
+        "on its queue) as running; of the loop thread's own time the stdout write is the largest",
+        "item (a pipe write that wakes the reader, on a full machine often preempted by it).",
     ]
 
 
@@ -585,6 +639,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("maelstrom").setLevel(logging.WARNING)
     args = parse_args(argv)
+    if args.render:
+        md_path = Path(args.report) if args.report else ROOT / "BENCHMARKS.md"
+        md_path.write_text(report(json.loads(Path(args.render).read_text())))
+        print(f"report: {os.path.relpath(md_path)} (from {args.render})")
+        return 0
     command = " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     def on_term(signum, frame):

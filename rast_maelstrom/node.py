@@ -27,8 +27,10 @@ Client semantics (spec §1.5, §1.6, §5.6):
   invariant of our own) stops the node.
 
 Durability: no acknowledgement, vote or client reply leaves before the state it depends on is
-durable (the core marks those messages; this module releases them when their WAL batch and every
-earlier one are fsynced).
+durable (the core marks those messages; they leave once their WAL batch and every earlier one are
+fsynced: in production the WAL thread writes them right after that fsync, under the stdout lock the
+loop writes with too; with an injected writer without `sends_after`, this module releases them when
+the writer reports the batch durable).
 
 Disk trouble stops the node with one CRITICAL stderr line and a documented exit status (README,
 "A damaged or failing disk"): `EXIT_DAMAGED` when the data directory holds a damaged file at start
@@ -53,6 +55,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Union
@@ -99,6 +102,7 @@ READS_PENDING_MAX = 100_000  # reads awaiting a ReadIndex round or apply; beyond
 PENDING_AGE_MAX_S = 60.0  # a pending write older than this is forgotten (its client gave up long ago)
 LEADER_CATCHUP_TICKS_MAX = 10_000  # a leader's clock must not fall behind (leases, check-quorum)
 FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent leader
+STALL_LOG_TICKS = 10  # a clock this many ticks behind is logged at INFO (the loop or process stalled)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
 # Every line the node writes must fit under a receiver's LINE_BYTES_MAX. An AppendEntries carries at
 # most APPEND_ENTRIES_BYTES_MAX of entries (or one larger entry); a command is at most
@@ -160,6 +164,8 @@ class Node:
         self.lease_reads = bool(getattr(args, "lease_reads", False))
         self._next_tick = 0.0
         self._tick_timer = None
+        self._thread_sends = False  # the writer sends what waits on a batch (see _WalStorage)
+        self._role_seen: Role | None = None  # the role the last pass ended in (logged on change)
         self.stopped = False
         self._handlers = {
             schema.Read: self._on_read,
@@ -299,6 +305,7 @@ class Node:
             self._fatal(EXIT_DISK_FAILED, f"disk failure opening the WAL in {self.data_dir}: {exc}")
         except WalError as exc:
             self._fatal(EXIT_DATA_DIR_UNUSABLE, f"refusing to start: {exc}")
+        self._thread_sends = bool(getattr(self.writer, "sends_after", False))
         if rec.truncated_bytes:
             log.warning("recovery cut %d bytes of torn or corrupt WAL tail", rec.truncated_bytes)
         log.info("storage recovered in %.0f ms: snapshot through %d, %d entries after it",
@@ -489,6 +496,8 @@ class Node:
             return
         raft = self.raft
         due = int((now - self._next_tick) / self.tick_s) + 1
+        if due > STALL_LOG_TICKS:
+            log.info("%s stalled %.0f ms (%d ticks behind)", raft.role.value, due * self.tick_s * 1e3, due)
         n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
         for k in range(n):
             if k >= FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
@@ -513,6 +522,10 @@ class Node:
         durable = writer.drain_wake()
         if writer.error is not None:
             self._disk_failed(writer.error)
+        self._release_durable(durable)
+
+    def _release_durable(self, durable: int) -> None:
+        """Batches up to id `durable` are durable: tell the core, send what waited on them."""
         batches = self.batches
         while batches and batches[0][0] <= durable:
             _, last_index, last_term, after = batches.popleft()
@@ -528,6 +541,8 @@ class Node:
             return
         raft = self.raft
         if raft is not None:
+            if self._thread_sends and self.batches and self.writer.durable_id >= self.batches[0][0]:
+                self._release_durable(self.writer.durable_id)  # batches that did not wake us
             if self.lease_reads and raft.role is Role.LEADER:
                 # A lease is judged by the clock now, not as of the last timer (this pass may follow
                 # a stall in which another leader was elected).
@@ -535,18 +550,33 @@ class Node:
             if self.forwards.items and raft.leader_id != self._fwd_leader:
                 self._retry_forwards(True)  # a new leader (or none): re-send what went elsewhere
             rd = raft.ready()
-            if rd.needs_persist():
+            if raft.role is not self._role_seen:
+                self._role_seen = raft.role
+                log.info("%s in term %d (leader %s)", raft.role.value, raft.current_term, raft.leader_id)
+            persist = rd.needs_persist()
+            if not persist and rd.messages_after_persist and self.batches and self._thread_sends:
+                persist = True  # behind earlier batches (never overtaking them): via the WAL thread
+            if persist:
+                after = rd.messages_after_persist
+                extra: tuple = ()
+                if self._thread_sends:
+                    # The WAL thread sends these itself right after the fsync; only a leader (its
+                    # commit waits on its own durable index) needs the loop woken for it.
+                    lines = b"".join([self._raft_line(m) for m in after])
+                    extra = (lines, raft.role is Role.LEADER)
+                    after = []
                 try:
                     if rd.entries:
                         last_index = rd.entries_start + len(rd.entries) - 1
                         last_term = rd.entries[-1][0]
-                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries)
+                        bid = self.writer.submit(rd.hard_state, rd.entries_start, rd.entries,
+                                                 *extra)
                     else:
                         last_index = last_term = 0
-                        bid = self.writer.submit(rd.hard_state, None, ())
+                        bid = self.writer.submit(rd.hard_state, None, (), *extra)
                 except WalWriterError as exc:  # the writer failed since the last wake
                     self._disk_failed(exc)
-                self.batches.append((bid, last_index, last_term, rd.messages_after_persist))
+                self.batches.append((bid, last_index, last_term, after))
             elif rd.messages_after_persist:
                 if self.batches:  # must not overtake what earlier batches still make durable
                     self.batches[-1][3].extend(rd.messages_after_persist)
@@ -616,9 +646,13 @@ class Node:
     def _send_raft(self, msgs: list[Message]) -> None:
         out = self.out
         for m in msgs:
-            line = _encode_raft(m)
-            assert len(line) <= LINE_BYTES_MAX, f"a {type(m).__name__} of {len(line)} bytes"
-            out.append(line)
+            out.append(self._raft_line(m))
+
+    @staticmethod
+    def _raft_line(m: Message) -> bytes:
+        line = _encode_raft(m)
+        assert len(line) <= LINE_BYTES_MAX, f"a {type(m).__name__} of {len(line)} bytes"
+        return line
 
     def expire_pending(self) -> None:
         """Forget writes whose clients gave up long ago (bounded memory under long partitions)."""
@@ -738,17 +772,25 @@ class Node:
 
 
 class _WalStorage:
-    """The production storage: a WriteAheadLog behind its WalWriter thread, and the snapshot files."""
+    """The production storage: a WriteAheadLog behind its WalWriter thread, and the snapshot files.
+    With `send` (the node's thread-safe stdout write) the thread itself sends what waits on a batch
+    once it is durable."""
 
-    def __init__(self, wal: WriteAheadLog, snapshots: SnapshotStore) -> None:
+    def __init__(self, wal: WriteAheadLog, snapshots: SnapshotStore,
+                 send: Callable[[bytes], None] | None = None) -> None:
         self.wal = wal
         self.snapshots = snapshots
-        self.writer = WalWriter(wal)
+        self.writer = WalWriter(wal, send=send)
+        self.sends_after = send is not None
         self.wake_fd = self.writer.wake_fd
         self.submit = self.writer.submit
         self.reset = self.writer.reset
         self.compact = self.writer.compact
         self.drain_wake = self.writer.drain_wake
+
+    @property
+    def durable_id(self) -> int:
+        return self.writer.durable_id
 
     @property
     def error(self) -> BaseException | None:
@@ -761,7 +803,8 @@ class _WalStorage:
             self.wal.close()
 
 
-def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL) -> tuple[Recovered, _WalStorage]:
+def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL,
+              send: Callable[[bytes], None] | None = None) -> tuple[Recovered, _WalStorage]:
     wal = WriteAheadLog(data_dir, fsync=fsync, io=io)  # takes the directory's lock first
     try:
         snapshots = SnapshotStore(wal.dir_path, fsync=fsync, io=io)
@@ -769,7 +812,7 @@ def _open_wal(data_dir: str, fsync: bool, io: FileIO = REAL) -> tuple[Recovered,
     except BaseException:
         wal.close()  # releases the lock; a damaged file is left as it is
         raise
-    return rec, _WalStorage(wal, snapshots)
+    return rec, _WalStorage(wal, snapshots, send)
 
 
 def recover_with_snapshots(snapshots: Any, recover_log: Callable[[int, int], Recovered]) -> Recovered:
@@ -798,10 +841,11 @@ def recover_with_snapshots(snapshots: Any, recover_log: Callable[[int, int], Rec
     return rec
 
 
-def _open_wal_with_faults(faults: list[DiskFault]) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
+def _open_wal_with_faults(faults: list[DiskFault], send: Callable[[bytes], None] | None = None,
+                          ) -> Callable[[str, bool], tuple[Recovered, _WalStorage]]:
     """Test-only (`--disk-fault`): the real WAL over a file layer whose planned calls fail."""
     io = FaultyFileIO(*faults)
-    return lambda data_dir, fsync: _open_wal(data_dir, fsync, io)
+    return lambda data_dir, fsync: _open_wal(data_dir, fsync, io, send)
 
 
 # ---------------------------------------------------------------------- raft message codec
@@ -987,17 +1031,25 @@ def main(argv: list[str] | None = None) -> int:
     stdout_fd = sys.stdout.fileno()
     os.set_blocking(stdin_fd, False)
 
+    out_lock = threading.Lock()  # the loop and the WAL thread both write whole lines to stdout
+
     def write_out(data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            try:
-                n = os.write(stdout_fd, view)
-            except BlockingIOError:
-                time.sleep(0.0005)
-                continue
-            view = view[n:]
+        with out_lock:
+            while view:
+                try:
+                    n = os.write(stdout_fd, view)
+                except BlockingIOError:
+                    time.sleep(0.0005)
+                    continue
+                view = view[n:]
 
-    node = Node(args, write_out, loop, _open_wal_with_faults(args.disk_fault) if args.disk_fault else None)
+    if args.disk_fault:
+        open_storage = _open_wal_with_faults(args.disk_fault, write_out)
+    else:
+        def open_storage(data_dir: str, fsync: bool) -> tuple[Recovered, _WalStorage]:
+            return _open_wal(data_dir, fsync, REAL, write_out)
+    node = Node(args, write_out, loop, open_storage)
     splitter = LineSplitter()
     unbatched = args.no_batching
     state = {"eof": False}

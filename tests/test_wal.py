@@ -515,6 +515,45 @@ def test_power_loss_takes_what_was_never_synced(tmp_path, monkeypatch):
     assert (r.current_term, r.entries) == (0, []) and power.syncs == 0
 
 
+def test_after_bytes_are_sent_only_once_their_batch_is_fsynced_and_in_order(tmp_path, monkeypatch):
+    w, _ = open_wal(tmp_path)
+    gate = threading.Event()
+    counter = FsyncCounter(os.fdatasync, gate=gate)
+    monkeypatch.setattr(os, "fdatasync", counter)
+    sent: list[tuple[bytes, int]] = []  # what the thread sent, and the fsyncs done by then
+    writer = WalWriter(w, send=lambda b: sent.append((b, counter.calls)))
+    writer.submit((1, None), 1, [(1, b"a")], b"ack1\n", False)
+    writer.submit(None, 2, [(1, b"b")], b"ack2\n", False)
+    writer.submit(None, None, (), b"after-only\n", False)  # no records: rides behind the others
+    time.sleep(0.2)
+    assert sent == [], "an acknowledgement left before its fsync"
+    assert not wait_readable(writer.wake_fd, 0), "wake=False batches woke the loop"
+    gate.set()
+    deadline = time.monotonic() + 10
+    while writer.durable_id < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.close()
+    assert b"".join(b for b, _ in sent) == b"ack1\nack2\nafter-only\n"
+    assert all(fsyncs >= 1 for _, fsyncs in sent)
+    assert counter.calls <= 2  # the records-free batch needs no fsync of its own
+    monkeypatch.undo()
+    w.close()
+
+
+def test_after_bytes_of_a_failed_fsync_are_never_sent(tmp_path, monkeypatch):
+    w, _ = open_wal(tmp_path)
+    failing = FsyncCounter(os.fdatasync, fail=OSError(5, "Input/output error"))
+    monkeypatch.setattr(os, "fdatasync", failing)
+    sent: list[bytes] = []
+    writer = WalWriter(w, send=sent.append)
+    writer.submit((1, None), 1, [(1, b"x")], b"ack\n", False)
+    assert wait_readable(writer.wake_fd), "the loop was not woken on failure, even with wake=False"
+    writer.close()
+    assert sent == [] and isinstance(writer.error, OSError)
+    monkeypatch.undo()
+    w.close()
+
+
 CRASH_CHILD = textwrap.dedent(
     """
     import select, sys

@@ -93,12 +93,12 @@ import fcntl
 import logging
 import mmap
 import os
+import queue
 import re
 import struct
 import threading
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .fileio import REAL, FileIO
 from .records import RECORD_BYTES_MAX, REC, DamagedFile, RecordReader, frame
@@ -124,6 +124,7 @@ compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritte
 # much beyond what the newest snapshot covers, plus the snapshot threshold.
 segment_bytes_max = 1024 * 1024
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
+backpressure_poll_s = 0.05  # a submit blocked on back-pressure re-checks at least this often
 
 MAGIC = b"RASTWAL\0"
 FORMAT_VERSION = 1
@@ -829,9 +830,18 @@ class WalWriter:
     Batches become durable strictly in submit order. After a write/fsync failure `error` is set,
     `wake_fd` becomes readable, the thread stops and `submit` raises `WalWriterError`.
     `close` does not close the WriteAheadLog; the caller closes it afterwards.
+
+    With `send` (a thread-safe callable taking bytes), a batch may carry `after`: bytes that depend
+    on it being durable (a follower's acknowledgement, a vote). The thread passes them to `send`
+    right after the fsync that covers the batch, in batch order, and never after a failed write or
+    fsync; a batch submitted with `wake=False` does not write to the wake pipe (the caller polls
+    `durable_id` instead), which saves the loop a wake-up per batch when nothing else waits on it.
+    A group of batches with no records (only `after`) needs no fsync: every earlier batch is
+    already durable when it is taken.
     """
 
-    def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096) -> None:
+    def __init__(self, wal: WriteAheadLog, *, pending_batches_max: int = 4096,
+                 send: Callable[[bytes], None] | None = None) -> None:
         assert wal._recovered and not wal._closed, "recover() the WAL before wrapping it"
         assert wal._writer is None, "one WalWriter per WriteAheadLog"
         assert pending_batches_max >= 1
@@ -840,7 +850,12 @@ class WalWriter:
         self._wal = wal
         self.pending_batches_max = pending_batches_max
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, list[bytes]]] = deque()
+        # (id, records, after, wake) per batch; None once closing. A SimpleQueue wakes the thread
+        # with one C call; the Condition is only for submitters waiting on back-pressure.
+        self._queue: queue.SimpleQueue[tuple[int, list[bytes], bytes, bool] | None] = (
+            queue.SimpleQueue())
+        self._send = send
+        self._blocked = False  # a submit is waiting on back-pressure
         self._next_id = 1
         self._durable_id = 0
         self._error: BaseException | None = None
@@ -870,8 +885,11 @@ class WalWriter:
         hard_state: tuple[int, str | None] | None,
         start_index: int | None,
         entries: Sequence[tuple[int, bytes]],
+        after: bytes = b"",
+        wake: bool = True,
     ) -> int:
         """Queue one batch (see WriteAheadLog.append) and return its id: 1, 2, 3, ...
+        `after` and `wake`: see the class docstring (`after` needs `send`).
 
         Blocks while `pending_batches_max` batches are not yet durable (back-pressure).
         Raises WalWriterError once the writer has failed.
@@ -879,7 +897,8 @@ class WalWriter:
         assert not self._closing, "submit after close"
         if self._error is not None:
             raise WalWriterError("WAL writer failed; the node must stop") from self._error
-        return self._enqueue(self._wal._encode(hard_state, start_index, entries))
+        assert not after or self._send is not None, "after bytes need a send callable"
+        return self._enqueue(self._wal._encode(hard_state, start_index, entries), after, wake)
 
     def reset(self, first_index: int, base_term: int) -> int:
         """Queue a reset record (see WriteAheadLog.encode_reset); returns its batch id."""
@@ -895,19 +914,21 @@ class WalWriter:
             raise WalWriterError("WAL writer failed; the node must stop") from self._error
         return self._enqueue([_Prune(index)])
 
-    def _enqueue(self, records: list[Any]) -> int:
-        with self._cond:
-            while (
-                self._next_id - 1 - self._durable_id >= self.pending_batches_max
-                and self._error is None
-            ):
-                self._cond.wait()
+    def _enqueue(self, records: list[Any], after: bytes = b"", wake: bool = True) -> int:
+        if self._next_id - 1 - self._durable_id >= self.pending_batches_max:  # back-pressure
+            with self._cond:
+                self._blocked = True
+                while (
+                    self._next_id - 1 - self._durable_id >= self.pending_batches_max
+                    and self._error is None
+                ):
+                    self._cond.wait(backpressure_poll_s)
+                self._blocked = False
             if self._error is not None:
                 raise WalWriterError("WAL writer failed; the node must stop") from self._error
-            batch_id = self._next_id
-            self._next_id += 1
-            self._queue.append((batch_id, records))
-            self._cond.notify_all()
+        batch_id = self._next_id
+        self._next_id += 1
+        self._queue.put((batch_id, records, after, wake))  # wakes the thread (no Condition)
         return batch_id
 
     def drain_wake(self) -> int:
@@ -915,8 +936,8 @@ class WalWriter:
         reads_max = 1 << 16  # a pipe holds at most 64 KiB; bounded either way
         for _ in range(reads_max):
             try:
-                if not os.read(self.wake_fd, 4096):
-                    break
+                if len(os.read(self.wake_fd, 4096)) < 4096:
+                    break  # drained (a byte written since makes the fd readable again)
             except BlockingIOError:
                 break
         return self._durable_id
@@ -929,23 +950,25 @@ class WalWriter:
 
     def _run(self) -> None:
         wal = self._wal
+        q = self._queue
         while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
+            batch = [q.get()]
+            while not q.empty():  # group commit: everything queued so far
+                batch.append(q.get_nowait())
+            closing = batch[-1] is None  # close() queues None after the last batch
+            if closing:
+                batch.pop()
+                if not batch:
                     return  # closing, and everything is durable
-                batch = list(self._queue)
-                self._queue.clear()
             last_id = batch[-1][0]
             assert last_id == self._durable_id + len(batch), "batches out of order"
-            parts = [p for _, records in batch for p in records]
+            parts = [p for b in batch for p in b[1]]
             try:
                 if parts:
                     wal._write_records(parts)
-                if wal.fsync:
-                    wal._datasync()
-                    self.fsync_count += 1
+                    if wal.fsync:
+                        wal._datasync()
+                        self.fsync_count += 1
             except BaseException as e:  # noqa: BLE001 - any failure stops the node via .error
                 log.debug("WAL writer failed: %r; the node must stop", e)  # the node says it once
                 with self._cond:
@@ -953,18 +976,27 @@ class WalWriter:
                     self._cond.notify_all()
                 self._wake()
                 return
-            with self._cond:
-                self._durable_id = last_id
-                self._cond.notify_all()
-            self._wake()
+            self._durable_id = last_id
+            if self._blocked:  # a submit waits on back-pressure (it also re-checks on a timer)
+                with self._cond:
+                    self._cond.notify_all()
+            after = b"".join([b[2] for b in batch])
+            if after:
+                try:
+                    self._send(after)  # type: ignore[misc]
+                except BrokenPipeError:
+                    pass  # the reader is gone; the loop finds out on its own next write
+            if any(b[3] for b in batch):
+                self._wake()
+            if closing:
+                return
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the pipe."""
         if self._closed:
             return
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self._closing = True
+        self._queue.put(None)
         self._thread.join(writer_close_timeout_s)
         assert not self._thread.is_alive(), "WAL writer thread did not stop"
         self._closed = True

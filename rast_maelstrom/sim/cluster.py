@@ -584,10 +584,12 @@ class Simulation:
         def start_take(snaps: Any, _fd: int) -> None:
             self._push(self.now + self.rng.uniform(*SNAPSHOT_WRITE_S), K_SNAP, slot, inc, snaps)
 
-        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes, start_take)
-
         def write_out(data: bytes) -> None:
             self._route(data)
+
+        # As in production, the writer itself sends what waited on a batch once it is durable.
+        storage = open_storage_factory(s.disk, 1000 + slot, start_fsync, truncated_bytes, start_take,
+                                       write_out)
 
         node = SimNode(args, write_out, loop, storage, invariants=self.inv)
         s.node, s.loop, s.commit_seen = node, loop, 0

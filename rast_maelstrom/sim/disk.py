@@ -12,6 +12,10 @@ Semantics mirrored from runtime/wal.py:
 - group commit: one fsync takes every batch queued when it starts; batches become durable strictly
   in submit order; when an fsync completes the simulator calls the node's durable callback and
   `drain_wake()` returns the new durable id.
+- with `send` (the production node's mode): a batch may carry `after` bytes (acknowledgements,
+  votes), passed to `send` when the fsync covering the batch completes, in batch order, never after
+  a failed fsync or a crash; `wake=False` is accepted (the simulator wakes the node after every
+  fsync anyway, which the node must tolerate).
 - a batch's records are a hard state record (if any) then its entries; an entry at an index inside
   the log replaces the suffix from there (replay rule of the real WAL).
 - crash (`SimWriter.crash`): batches not yet durable are lost. Optionally (`keep_unsynced`) a random
@@ -118,11 +122,15 @@ class SimWriter:
     """WalWriter stand-in. `start_fsync(writer)` is the simulator's hook: it schedules
     `complete_fsync()` (and the node's wake) at a time of its choosing."""
 
-    def __init__(self, disk: SimDisk, wake_fd: int, start_fsync: Callable[["SimWriter"], None]) -> None:
+    def __init__(self, disk: SimDisk, wake_fd: int, start_fsync: Callable[["SimWriter"], None],
+                 send: Callable[[bytes], None] | None = None) -> None:
         self.disk = disk
         self.wake_fd = wake_fd
         self.error: BaseException | None = None
         self._start_fsync = start_fsync
+        self._send = send
+        self.sends_after = send is not None
+        self._after: dict[int, bytes] = {}  # batch id -> bytes sent once it is durable
         self._next_id = 1
         self.durable_id = 0
         self._queued: list[tuple[int, list[Record]]] = []
@@ -140,8 +148,11 @@ class SimWriter:
         hard_state: tuple[int, str | None] | None,
         start_index: int | None,
         entries: Sequence[tuple[int, bytes]],
+        after: bytes = b"",
+        wake: bool = True,
     ) -> int:
         assert not self.closed, "submit after close"
+        assert not after or self._send is not None, "after bytes need a send callable"
         if self.error is not None:
             raise WalWriterError("WAL writer failed; the node must stop") from self.error
         self._state.apply(hard_state, start_index, entries)  # the real WAL's append rules
@@ -154,6 +165,8 @@ class SimWriter:
         self._next_id += 1
         assert bid - 1 - self.durable_id <= PENDING_BATCHES_MAX, "WAL back-pressure would block the node"
         self._queued.append((bid, recs))
+        if after:
+            self._after[bid] = after
         if self._syncing is None:
             self._begin()
         return bid
@@ -201,6 +214,10 @@ class SimWriter:
         self.durable_id = last
         self.fsync_count += 1
         self._syncing = None
+        if self._after:
+            sent = b"".join([self._after.pop(bid, b"") for bid, _ in group])
+            if sent:
+                self._send(sent)  # type: ignore[misc]
         if self._queued:
             self._begin()
 
@@ -227,6 +244,7 @@ class SimWriter:
                 truncated = rng.randint(1, TORN_BYTES_MAX)
         self._syncing = None
         self._queued = []
+        self._after.clear()
         return truncated
 
 
@@ -304,6 +322,7 @@ class SimSnapshots:
 def open_storage_factory(
     disk: SimDisk, wake_fd: int, start_fsync: Callable[[SimWriter], None], truncated_bytes: int,
     start_take: Callable[[SimSnapshots, int], None] = lambda s, fd: None,
+    send: Callable[[bytes], None] | None = None,
 ) -> Callable[[str, bool], tuple[Recovered, Any]]:
     """The `open_storage(dir, fsync)` a Node incarnation gets: recovers from `disk` (the newest
     snapshot that loads, then the log after it, by the node's own rules)."""
@@ -314,7 +333,7 @@ def open_storage_factory(
         snapshots = SimSnapshots(disk, start_take)
         snapshots.fd = wake_fd + 100
         rec = recover_with_snapshots(snapshots, lambda i, t: disk.recover(truncated_bytes, i, t))
-        writer = SimWriter(disk, wake_fd, start_fsync)
+        writer = SimWriter(disk, wake_fd, start_fsync, send)
         writer._state = LogicalLog(rec.current_term, rec.voted_for, rec.first_index,
                                    [t for t, _ in rec.entries],
                                    rec.snapshot.term if rec.snapshot is not None else 0)
