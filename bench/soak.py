@@ -75,7 +75,8 @@ def main() -> int:
     p.add_argument("--no-snapshots", action="store_true")
     p.add_argument("--node-arg", action="append", default=[], help="extra bin/rast flag (repeatable)")
     p.add_argument("--store", help="keep the run here (default: a temp dir, kept and printed)")
-    p.add_argument("--grace-s", type=float, default=180.0, help="past the time limit before a kill")
+    p.add_argument("--grace-s", type=float, default=900.0,
+                   help="past the time limit (recovery, final reads, the check) before a kill")
     p.add_argument("--json", help="write the figures here too")
     a = p.parse_args()
 
