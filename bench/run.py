@@ -17,7 +17,9 @@ bench/results/partial.json (and BENCHMARKS.md only if --report is given). The op
 invalid key of each non-linearizable cell, and the node logs, are kept under the run's temp dir
 (path printed) when a Rast cell was not linearizable or a cell was skipped. `--render JSON`
 re-writes the report from a run's raw figures. The report ends with bench/techniques.md (the
-speed work's before/after measurements, made by hand in A/B runs) when that file exists.
+speed work's before/after measurements, made by hand in A/B runs) and bench/snapshots.md (the
+soak, restart and snapshot-pause figures of bench/soak.py, restart_bench.py, snapshot_bench.py)
+when they exist.
 
 Bounds: each cell runs warm-up + a fixed window (5 s full, 2 s --quick), then drains in-flight ops
 (at most the client timeout); each check has a time limit; the whole run has a hard deadline
@@ -56,6 +58,8 @@ PY = sys.executable
 RAST = str(ROOT / "bin" / "rast")
 RESULTS = ROOT / "bench" / "results"
 TECHNIQUES = ROOT / "bench" / "techniques.md"  # the speed work's A/B figures, ending the report
+# Figures of other benchmark programs (soak, restart, snapshot pause), kept by hand beside them.
+APPENDICES = (TECHNIQUES, ROOT / "bench" / "snapshots.md")
 SAT_CLIENTS_FULL = (32, 64, 128, 256)
 SAT_CLIENTS_QUICK = (64,)
 check_time_limit_s_max = 30.0
@@ -525,8 +529,9 @@ def report(data: dict) -> str:
             "```",
         ]
         lines += limit_paragraph(data)
-    if TECHNIQUES.exists():  # measured by hand (A/B runs), kept beside the generated figures
-        lines += ["", TECHNIQUES.read_text().rstrip()]
+    for appendix in APPENDICES:  # measured by other programs or A/B runs, kept beside the figures
+        if appendix.exists():
+            lines += ["", appendix.read_text().rstrip()]
     lines.append("")
     return "\n".join(lines)
 

@@ -73,9 +73,12 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=100_000.0, help="runner --rate (saturation: high)")
     p.add_argument("--nemesis-interval", type=float, default=10.0)
     p.add_argument("--no-snapshots", action="store_true")
+    p.add_argument("--seed", type=int, default=1,
+                   help="the runner's seed: the same fault schedule for runs to compare")
     p.add_argument("--node-arg", action="append", default=[], help="extra bin/rast flag (repeatable)")
     p.add_argument("--store", help="keep the run here (default: a temp dir, kept and printed)")
-    p.add_argument("--grace-s", type=float, default=180.0, help="past the time limit before a kill")
+    p.add_argument("--grace-s", type=float, default=900.0,
+                   help="past the time limit (recovery, final reads, the check) before a kill")
     p.add_argument("--json", help="write the figures here too")
     a = p.parse_args()
 
@@ -87,7 +90,7 @@ def main() -> int:
     cmd = [RUNNER, "test", "-w", "lin-kv", "--bin", RAST, "--node-count", "3",
            "--concurrency", str(a.clients), "--rate", str(a.rate), "--time-limit", str(seconds),
            "--nemesis", "kill,pause,partition", "--nemesis-interval", str(a.nemesis_interval),
-           "--recovery-s", "5", "--store", str(store), "--", *node_args]
+           "--recovery-s", "5", "--seed", str(a.seed), "--store", str(store), "--", *node_args]
     print("soak:", " ".join(cmd), flush=True)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=open(store / "runner.out", "wb"), stderr=subprocess.STDOUT)
