@@ -443,7 +443,7 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
                  "{store}", "--lin-time-limit", "--lin-config-max", "--absent-reads", "--dup-requests",
                  "--dup-delay-ms", "--dup-target"):
         assert flag in out, flag
-    assert out.count("[extension]") == 11
+    assert out.count("[extension]") == 14
 
 
 def test_same_seed_same_ops_on_virtual_time():
