@@ -15,6 +15,7 @@ import random
 from typing import Any, Callable
 
 import orjson
+import pytest
 
 from rast_maelstrom import node as node_mod
 from rast_maelstrom.core import Role
@@ -52,6 +53,16 @@ class Loop:
         self.readers.pop(fd, None)
 
 
+THREAD_SENDS = [False]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["loop-sends", "writer-sends"])
+def thread_sends(request: pytest.FixtureRequest) -> Any:
+    THREAD_SENDS[0] = request.param
+    yield request.param
+    THREAD_SENDS[0] = False
+
+
 class Rig:
     """One node, its disk, and a check of every output line against that disk."""
 
@@ -64,7 +75,10 @@ class Rig:
         self.violations: list[str] = []
         self.acked: dict[str, int] = {}  # peer -> highest match index it acknowledged to us
         args = node_mod.parse_args(["--data-dir", "/rast-test-nonexistent", "--seed", "7"])
-        storage = open_storage_factory(self.disk, 901, self.syncing.append, 0)
+        # Both ways what waits on a batch leaves: through the loop, or sent by the WAL writer
+        # itself right after its fsync (production's path; see the `thread_sends` fixture).
+        send = self._out if THREAD_SENDS[0] else None
+        storage = open_storage_factory(self.disk, 901, self.syncing.append, 0, send=send)
         self.node = node_mod.Node(args, self._out, self.loop, storage)
         self.line({"src": "c0", "dest": node_id,
                    "body": {"type": "init", "msg_id": 1, "node_id": node_id, "node_ids": IDS}})
