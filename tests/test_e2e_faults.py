@@ -117,11 +117,16 @@ def test_a_node_that_loses_its_last_acknowledged_write_on_a_crash_is_caught(tmp_
     brings the key back one change behind. The checker only sees that when no timed-out (info)
     write or cas could have produced the stale value, and with values 0-4 such ops pile up fast
     under kill; so: one node (every kill hits it) with one writer thread (fewest infos), and a
-    seed whose runs were caught 5 times out of 5 (at 3.7-7.7 s)."""
-    proc, store_dir, results = run(
-        tmp_path, KV_SINGLE, "--node-count", "1", "--rate", "200", "--time-limit", "9",
-        "--nemesis", "kill", "--nemesis-interval", "0.7", "--recovery-s", "1", "--seed", "6",
-        node_args=("--data-dir", "{store}/data"))
+    seed whose runs were caught 5 times out of 5 (at 3.7-7.7 s) on a quiet machine. Whether a kill
+    lands where the checker can see it depends on timing, so under load one run may miss: up to
+    three runs (other seeds), and at least one must be caught; a checker that never sees it fails."""
+    for attempt, seed in enumerate(("6", "7", "8")):
+        proc, store_dir, results = run(
+            tmp_path / f"run{attempt}", KV_SINGLE, "--node-count", "1", "--rate", "200",
+            "--time-limit", "9", "--nemesis", "kill", "--nemesis-interval", "0.7", "--recovery-s", "1",
+            "--seed", seed, node_args=("--data-dir", "{store}/data"))
+        if proc.returncode == 1:
+            break
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-4000:]
     assert "Analysis invalid!" in proc.stdout
