@@ -49,6 +49,9 @@ ERR_KEY_DOES_NOT_EXIST = 20
 ERR_PRECONDITION_FAILED = 22
 
 NOOP = b"null"  # what a new leader appends to commit its term
+# A configuration entry's data starts with this (core.membership.CONF_PREFIX; the core reads it, the
+# state machine applies it as a no-op).
+CONFIG_PREFIX = b'["cfg",'
 
 # A result: (None, value) on success, or (code, text) on a definite failure.
 Result = tuple[int | None, Any]
@@ -216,7 +219,7 @@ class KVStore:
     def apply(self, command: bytes) -> Result:
         """Apply one committed log command. Never raises."""
         try:
-            if command == NOOP:
+            if command == NOOP or command[:7] == CONFIG_PREFIX:
                 return None, None
             cmd = _decode_command(command)
             if cmd.src is not None:

@@ -79,6 +79,7 @@ from .core import (
     Role,
     SnapshotMeta,
     SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
 )
 from .core.raft import BUG_SNAPSHOT_PAST_APPLIED
@@ -104,6 +105,8 @@ LEADER_CATCHUP_TICKS_MAX = 10_000  # a leader's clock must not fall behind (leas
 FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent leader
 STALL_LOG_TICKS = 10  # a clock this many ticks behind is logged at INFO (the loop or process stalled)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
+RECONF_WAITERS_MAX = 64  # reconfigure requests a node waits on (beyond: 11)
+RECONF_AGE_MAX_S = 60.0  # ... kept at most this long while no leader is known to hand them to
 # Every line the node writes must fit under a receiver's LINE_BYTES_MAX. An AppendEntries carries at
 # most APPEND_ENTRIES_BYTES_MAX of entries (or one larger entry); a command is at most
 # ENTRY_BYTES_MAX, leaving room for the envelope (names are at most schema.NAME_CHARS_MAX).
@@ -135,6 +138,9 @@ class Node:
         self.out: list[bytes] = []
         self.node_id: str | None = None
         self.node_ids: list[str] = []
+        self.members: list[str] | None = None  # init's voters at start (extension; None: everyone)
+        # reconfigure requests waiting for their configuration: (client, msg_id, voters, arrived s)
+        self._reconf: list[tuple[str, int, tuple[str, ...], float]] = []
         self.raft: Raft | None = None
         self.kv = kv.KVStore(dedup=sessions.BUG_NO_DEDUP not in getattr(args, "bugs", ()))
         self.state = StateMachine(self.kv)  # what snapshots hold (the kv map is its "kv" section)
@@ -171,6 +177,9 @@ class Node:
             schema.Read: self._on_read,
             schema.Write: self._on_write,
             schema.Cas: self._on_cas,
+            schema.Members: self._on_members,
+            schema.Reconfigure: self._on_reconfigure,
+            schema.TN: self._on_raft,
             schema.AE: self._on_raft,
             schema.AER: self._on_raft,
             schema.HB: self._on_raft,
@@ -251,7 +260,7 @@ class Node:
             why = "malformed"
         except schema.DecodeError as exc:
             why = str(exc)
-        if typ in ("read", "write", "cas", "init"):
+        if typ in schema.CLIENT_TYPES:
             log.warning("malformed %s from %.100s (%s): %.200r", typ, src, why, line)
             self._error_reply(src, msg_id, kv.ERR_MALFORMED_REQUEST, f"malformed {typ}: {why}")
         else:
@@ -272,6 +281,10 @@ class Node:
         node_ids = body.node_ids
         if node_id not in node_ids or len(set(node_ids)) != len(node_ids):
             raise ValueError("init needs node_id listed once in node_ids")
+        members = body.members
+        if members is not None and (not members or len(set(members)) != len(members)
+                                    or not set(members) <= set(node_ids)):
+            raise ValueError("init's members must be a non-empty list of distinct nodes of node_ids")
         if self.node_id is not None:
             if node_id != self.node_id or node_ids != self.node_ids:
                 raise ValueError("init again with a different identity")
@@ -279,6 +292,7 @@ class Node:
             return
         self.node_id = node_id
         self.node_ids = node_ids
+        self.members = members
         self._open_storage()
         self._reply(src, body.msg_id, {"type": "init_ok"})
         log.info("initialised as %s of %s (data dir %s)", node_id, node_ids, self.data_dir)
@@ -320,6 +334,8 @@ class Node:
             append_entries_bytes_max=APPEND_ENTRIES_BYTES_MAX,
             lease_reads=args.lease_reads,
             snapshot_chunk_bytes_max=SNAPSHOT_CHUNK_BYTES_MAX,
+            learner_snapshot=not getattr(args, "no_snapshots", False),
+            bootstrap_unanimous=self.members is not None,
             bugs=frozenset(getattr(args, "bugs", ())) & CORE_BUGS,  # test-only: planted bugs
         )
         self.snapshots = self.writer.snapshots
@@ -327,7 +343,7 @@ class Node:
         if rec.snapshot is not None:
             snap = rec.snapshot
             self.state.restore(rec.sections)
-            snap_meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size)
+            snap_meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
             reader = self.snapshots.reader(snap)
             log.info("loaded the snapshot through %d (term %d, %d bytes)", snap.index, snap.term, snap.size)
         seed = int.from_bytes(os.urandom(8), "little") if args.seed is None else args.seed
@@ -343,6 +359,7 @@ class Node:
             noop=kv.NOOP,
             snapshot=snap_meta,
             snapshot_reader=reader,
+            members=self.members,
         )
         if not rec.entries and not rec.current_term and rec.snapshot is None:
             # A brand-new cluster has no leader to wait for: start the first election timer half
@@ -363,9 +380,11 @@ class Node:
     def _forward(self, src: str, body: schema.Read | schema.Write | schema.Cas) -> None:
         """Not the leader: pass the request on with the client as src, or refuse (definite)."""
         leader = self.raft.leader_id
-        owner = type(body) is not schema.Read and not body.fwd  # it retries this request
+        retried = type(body) is schema.Write or type(body) is schema.Cas
+        owner = retried and not body.fwd  # it retries this request
         if leader is None or leader == self.node_id or body.fwd >= FORWARD_HOPS_MAX:
-            if type(body) is not schema.Read and (body.fwd or (src, body.msg_id) in self.forwards.items):
+            if (retried or type(body) is schema.Reconfigure) and (
+                    body.fwd or (src, body.msg_id) in self.forwards.items):
                 return  # forwarded before: a definite refusal could contradict a retry of it
             self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "no leader known; not applied")
             return
@@ -412,8 +431,67 @@ class Node:
             return
         if len(command) > ENTRY_BYTES_MAX:
             raise ValueError(f"the command takes {len(command)} bytes, over {ENTRY_BYTES_MAX}")
-        index, term = raft.propose(command)
+        proposed = raft.propose(command)
+        if proposed is None:  # handing leadership over: nothing is appended meanwhile
+            if not body.fwd:  # (a forwarded one is dropped: its first node retries it at the heir)
+                self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE,
+                                  "leadership transfer in progress; not applied")
+            return
+        index, term = proposed
         self.pending[index] = (term, src, body.msg_id, self.loop.clock(), command)
+
+    # ------------------------------------------------------------------ membership (extension)
+
+    def _on_members(self, src: str, body: schema.Members) -> None:
+        raft = self.raft
+        if raft.role is not Role.LEADER:
+            self._forward(src, body)
+            return
+        conf = raft.committed_conf()
+        self._reply(src, body.msg_id, {"type": "members_ok", "members": list(conf.voters),
+                                       "learners": list(conf.learners)})
+
+    def _on_reconfigure(self, src: str, body: schema.Reconfigure) -> None:
+        members = body.members
+        if not members or len(set(members)) != len(members) or not set(members) <= set(self.node_ids):
+            raise ValueError("members must be a non-empty list of distinct nodes of node_ids")
+        raft = self.raft
+        if raft.role is not Role.LEADER:
+            self._forward(src, body)
+            return
+        target = tuple(sorted(members))
+        if raft.target is None and raft.reconfigured(target):
+            self._reply(src, body.msg_id, {"type": "reconfigure_ok", "members": list(target)})
+            return
+        why = raft.reconfigure(target)
+        if why is None and len(self._reconf) >= RECONF_WAITERS_MAX:
+            why = "too many reconfigure requests waiting"
+        if why is not None:
+            if not body.cont:  # (one handed on may have had steps taken: no definite answer)
+                self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, f"{why}; nothing changed")
+            return
+        self._reconf.append((src, body.msg_id, target, self.loop.clock()))
+
+    def _check_reconf(self) -> None:
+        """Answer reconfigure requests whose configuration is committed and in force; a leader
+        that lost leadership hands the rest to the leader it knows now."""
+        raft = self.raft
+        now = self.loop.clock()
+        keep = []
+        for src, msg_id, target, arrived in self._reconf:
+            if raft.role is Role.LEADER:
+                if raft.reconfigured(target):
+                    self._reply(src, msg_id, {"type": "reconfigure_ok", "members": list(target)})
+                elif raft.target == frozenset(target):
+                    keep.append((src, msg_id, target, arrived))
+                # else: another request's target replaced it; no answer (indefinite)
+            elif raft.leader_id is not None and raft.leader_id != self.node_id:
+                body = {"type": "reconfigure", "msg_id": msg_id, "members": list(target), "fwd": 1,
+                        "cont": True}
+                self.out.append(encode(src, raft.leader_id, body))
+            elif now - arrived < RECONF_AGE_MAX_S:
+                keep.append((src, msg_id, target, arrived))
+        self._reconf = keep
 
     # ------------------------------------------------------------------ retrying forwards
 
@@ -583,11 +661,15 @@ class Node:
                 else:
                     self._send_raft(rd.messages_after_persist)
             self._send_raft(rd.messages)
+            if self._reconf:
+                self._check_reconf()
             if rd.committed:
                 self._apply(rd.committed)
                 self._since_snapshot_bytes += sum(len(c[2]) for c in rd.committed)
                 if self._snapshot_fd is None:
                     self._maybe_snapshot()
+            if raft.snapshot_wanted and self._snapshot_fd is None and raft.applied_index >= raft.snapshot_wanted:
+                self._maybe_snapshot(force=True)  # (applied above) a learner catches up from it
             if rd.snapshot_chunks:
                 self._on_snapshot_chunks(rd.snapshot_chunks)
             if rd.read_states:
@@ -678,16 +760,17 @@ class Node:
 
     # ------------------------------------------------------------------ snapshots
 
-    def _maybe_snapshot(self) -> None:
+    def _maybe_snapshot(self, force: bool = False) -> None:
         """Take a snapshot (in a forked child, see runtime/snapshot.py) once the log since the last
-        one passes `--snapshot-entries` entries or `--snapshot-bytes` bytes of commands."""
+        one passes `--snapshot-entries` entries or `--snapshot-bytes` bytes of commands (or, with
+        `force`, now: the core wants one for a learner)."""
         args = self.args
         raft = self.raft
         if getattr(args, "no_snapshots", False):
             return
         base = raft.log.first_index - 1
         index = raft.applied_index
-        if index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
+        if not force and index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
             return
         if BUG_SNAPSHOT_PAST_APPLIED in raft.config.bugs:
             index = raft.log.last_index()  # planted bug: the label runs ahead of the state
@@ -695,9 +778,10 @@ class Node:
             return
         term = raft.log.term_at(index)
         self._since_snapshot_bytes = 0
-        meta_args = (index, term, tuple(self.node_ids))
+        conf = raft.conf_at(index)
+        meta_args = (index, term, conf.voters)
         try:
-            fd = self.snapshots.take(*meta_args, self.state.sections)
+            fd = self.snapshots.take(*meta_args, self.state.sections, conf.learners)
         except OSError as exc:  # no fork (memory), no temp file: the log keeps growing; say so
             self._snapshot_failed(exc)
             return
@@ -717,7 +801,7 @@ class Node:
         except OSError as exc:
             self._snapshot_failed(exc)
             return
-        meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size)
+        meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
         if self.raft.compact(meta, self.snapshots.reader(snap)):
             self.snapshots_taken += 1
             self._compact_storage(snap.index)
@@ -873,11 +957,15 @@ def _encode_raft(m: Message) -> bytes:
     elif type(m) is RequestVote:
         body = {"type": "rv", "term": m.term, "li": m.last_log_index, "lt": m.last_log_term,
                 "pre": m.pre_vote}
+        if m.transfer:
+            body["tr"] = True
     elif type(m) is VoteResponse:
         body = {"type": "rvr", "term": m.term, "g": m.granted, "pre": m.pre_vote}
     elif type(m) is InstallSnapshot:  # the file's bytes, as they are on disk, in base64
         body = {"type": "is", "term": m.term, "li": m.last_index, "lt": m.last_term, "v": list(m.voters),
-                "sz": m.size, "o": m.offset, "d": base64.b64encode(m.data).decode()}
+                "sz": m.size, "o": m.offset, "d": base64.b64encode(m.data).decode(), "lr": list(m.learners)}
+    elif type(m) is TimeoutNow:
+        body = {"type": "tn", "term": m.term}
     else:
         assert type(m) is SnapshotResponse
         body = {"type": "isr", "term": m.term, "li": m.last_index, "o": m.next_offset, "done": m.done}
@@ -902,9 +990,11 @@ def _decode_raft(src: str, dest: str, b: Any) -> Message:
     if t is schema.HBR:
         return HeartbeatResponse(src, dest, b.term, b.rs)
     if t is schema.RV:
-        return RequestVote(src, dest, b.term, b.li, b.lt, b.pre)
+        return RequestVote(src, dest, b.term, b.li, b.lt, b.pre, b.tr)
     if t is schema.IS:
-        return InstallSnapshot(src, dest, b.term, b.li, b.lt, tuple(b.v), b.sz, b.o, b.d)
+        return InstallSnapshot(src, dest, b.term, b.li, b.lt, tuple(b.v), b.sz, b.o, b.d, tuple(b.lr))
+    if t is schema.TN:
+        return TimeoutNow(src, dest, b.term)
     if t is schema.ISR:
         return SnapshotResponse(src, dest, b.term, b.li, b.o, b.done)
     assert t is schema.RVR

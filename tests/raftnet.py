@@ -97,8 +97,10 @@ class RaftNet:
         config: Config = PAPER,
         *,
         auto_persist: bool = True,
+        members: list[str] | None = None,
     ) -> None:
         self.ids = list(ids)
+        self.members = members  # the initial voters (None: every node)
         self.seed = seed
         self.config = config
         self.auto_persist = auto_persist  # stabilize() persists every node each pass
@@ -114,7 +116,7 @@ class RaftNet:
         self.sent: list[Message] | None = None  # set to [] to record every message that left a node
         self.leaders_by_term: dict[int, set[str]] = {}
         for i in self.ids:
-            self.nodes[i] = Raft(i, self.ids, random.Random(f"{seed}/{i}"), config)
+            self.nodes[i] = Raft(i, self.ids, random.Random(f"{seed}/{i}"), config, members=members)
 
     def __getitem__(self, node_id: str) -> Raft:
         return self.nodes[node_id]
@@ -278,6 +280,7 @@ class RaftNet:
         node = Raft(
             node_id, self.ids, random.Random(f"{self.seed}/{node_id}/restart"), self.config,
             current_term=disk.current_term, voted_for=disk.voted_for, entries=list(disk.log),
+            members=self.members,
         )
         self.nodes[node_id] = node
         return node

@@ -120,7 +120,8 @@ class SnapNet(RaftNet):
         self.persist(nid)
         index = raft.applied_index
         blob = repr(self.state[nid][:index]).encode()
-        meta = SnapshotMeta(index, raft.log.term_at(index), tuple(self.ids), len(blob))
+        conf = raft.conf_at(index)  # (the configuration in force there, as the node records it)
+        meta = SnapshotMeta(index, raft.log.term_at(index), conf.voters, len(blob), conf.learners)
         d = self.sdisks[nid]
         base = self._base(nid)
         d.log = d.log[index - base:]
@@ -141,7 +142,8 @@ class SnapNet(RaftNet):
         else:
             self.state[node_id] = []
         node = Raft(node_id, self.ids, random.Random(f"{self.seed}/{node_id}/restart"), self.config,
-                    current_term=d.current_term, voted_for=d.voted_for, entries=list(d.log), **kw)
+                    current_term=d.current_term, voted_for=d.voted_for, entries=list(d.log),
+                    members=self.members, **kw)
         self.nodes[node_id] = node
         return node
 

@@ -29,7 +29,8 @@ ALLOWED_PROJECT_IMPORTS = {
             "rast_maelstrom.runtime", "rast_maelstrom.wire", "rast_maelstrom.harness.linearizability",
             "rast_maelstrom.harness.workload"},
 }
-CORE_STDLIB = {"__future__", "dataclasses", "enum", "collections", "bisect", "typing", "heapq", "itertools"}
+CORE_STDLIB = {"__future__", "dataclasses", "enum", "collections", "bisect", "typing", "heapq", "itertools",
+               "json"}
 
 
 def _imports(path: Path) -> set[str]:

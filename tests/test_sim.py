@@ -100,6 +100,21 @@ def test_fresh_seeds_pass_within_a_time_box() -> None:
     assert runs >= 3
 
 
+@pytest.mark.parametrize("nodes,seeds", [(3, range(1, 9)), (5, range(1, 13))])
+def test_membership_changes_under_faults_stay_safe_and_linearizable(nodes: int, seeds: range) -> None:
+    """Voters added and removed (the leader among them, wiped nodes added back) while partitions,
+    crashes, torn writes, pauses, lost and duplicated messages go on: every invariant holds, among
+    them that no configuration still in force could elect a leader lacking a committed entry."""
+    bit: Counter[str] = Counter()
+    for seed in seeds:
+        r = _run(SimConfig(seed=seed, steps=4000, nodes=nodes, faults=FaultMix.parse(
+            "member,partition,crash,torn,pause,drop=0.02,dup=0.02,cdup=0.1,interval=0.25,down=0.6")))
+        assert r.lin is True, f"seed {seed}: linearizability {r.lin!r}"
+        bit.update(r.faults)
+    assert bit["member-ok"] >= len(seeds) and bit["member-leader"] > 0 and bit["wipe"] > 0, bit
+    assert bit["install"] > 0, bit  # learners catch up by InstallSnapshot
+
+
 def test_a_fault_free_run_commits_and_never_changes_leader() -> None:
     r = _run(SimConfig(seed=7, steps=5000, faults=FaultMix.parse("none")))
     assert r.extra["leader_terms"] == 1
@@ -137,6 +152,9 @@ def test_same_seed_same_trace_across_processes_and_hash_seeds() -> None:
 
 # ---------------------------------------------------------------------- planted bugs
 
+MEMBER_MIX = "member,partition,crash,interval=0.2,down=0.5"
+MEMBER_CAUGHT_BY = {"committed entries survive elections", "state machine safety", "leader completeness",
+                    "no acknowledged write lost"}
 # (bug, fault mix, node flags, nodes, seeds to try, steps, invariants that may catch it)
 PLANTED = [
     # A follower acks before its fsync; crashes then lose an entry the leader counted: a later
@@ -165,6 +183,13 @@ PLANTED = [
      ("--snapshot-entries", "8"), 3, 30, 4000, {"snapshot safety", "commit monotonicity"}),
     # The state machine ignores its session table: a client's second copy takes effect again.
     (sessions.BUG_NO_DEDUP, "partition,crash,cdup=0.3,interval=0.3", (), 3, 20, 3000, {"exactly once"}),
+    # Membership: a leader proposes the next single-server step before the last one committed, so
+    # two changes are in flight (5 -> 4 -> 3 voters at once): the newest configuration commits with
+    # a quorum that an older one, still in force elsewhere, need not meet.
+    (raft.BUG_CONF_TWO_IN_FLIGHT, MEMBER_MIX, (), 5, 30, 4000, MEMBER_CAUGHT_BY),
+    # A learner still catching up is counted toward commits: the grown configuration used before
+    # it is in force. An entry held by the leader and a learner is "committed".
+    (raft.BUG_LEARNER_COUNTS, MEMBER_MIX, (), 5, 30, 4000, MEMBER_CAUGHT_BY),
 ]
 
 

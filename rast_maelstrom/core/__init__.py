@@ -13,12 +13,14 @@ from .messages import (
     RequestVote,
     SnapshotMeta,
     SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
 )
+from .membership import Membership
 from .raft import BUGS, Config, Progress, Raft, Ready, Role
 
 __all__ = [
     "AppendEntries", "AppendResponse", "BUGS", "Config", "Entry", "Heartbeat", "HeartbeatResponse",
     "InstallSnapshot", "Message", "Progress", "ProtocolError", "Raft", "RaftLog", "Ready", "RequestVote", "Role", "SnapshotMeta",
-    "SnapshotResponse", "VoteResponse",
+    "SnapshotResponse", "TimeoutNow", "VoteResponse", "Membership",
 ]

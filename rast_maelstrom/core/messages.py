@@ -79,6 +79,7 @@ class RequestVote:
     last_log_index: int
     last_log_term: int
     pre_vote: bool = False
+    transfer: bool = False  # sent after TimeoutNow: voters set leader stickiness aside for it
 
 
 @dataclass(slots=True)
@@ -93,13 +94,14 @@ class VoteResponse:
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     """A snapshot as the core knows it: its last included entry (`index`, `term`), the configuration
-    it was taken under (`voters`; membership changes will replace this placeholder) and the size in
-    bytes of its opaque body (what the node stores and the leader sends in chunks)."""
+    in force at that index (`voters`, `learners`) and the size in bytes of its opaque body (what the
+    node stores and the leader sends in chunks)."""
 
     index: int
     term: int
     voters: tuple[str, ...]
     size: int
+    learners: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -116,6 +118,7 @@ class InstallSnapshot:
     size: int
     offset: int
     data: bytes
+    learners: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -131,8 +134,17 @@ class SnapshotResponse:
     done: bool
 
 
+@dataclass(slots=True)
+class TimeoutNow:
+    """Leader -> the voter it hands leadership to (which holds its whole log): campaign now."""
+
+    src: str
+    dest: str
+    term: int
+
+
 Message = (AppendEntries | AppendResponse | Heartbeat | HeartbeatResponse | RequestVote | VoteResponse
-           | InstallSnapshot | SnapshotResponse)
+           | InstallSnapshot | SnapshotResponse | TimeoutNow)
 
 
 class ProtocolError(Exception):
@@ -218,9 +230,15 @@ def check_message(m: Message) -> str | None:
             return f"chunk {m.offset}+{len(m.data)} outside a {m.size} byte snapshot"
         if not m.voters or len(set(m.voters)) != len(m.voters):
             return "a snapshot without a voter list"
+        if len(set(m.learners)) != len(m.learners) or set(m.learners) & set(m.voters):
+            return "a snapshot whose learners repeat or are voters too"
         return None
     if t is SnapshotResponse:
         if _out_of_range(m.term, m.last_index, m.next_offset):
             return "a term, index or offset out of range"
         return None
+    if t is TimeoutNow:
+        if _out_of_range(m.term):
+            return "a term out of range"
+        return "term 0 (no leader has term 0)" if m.term < 1 else None
     return f"not a Raft message: {t.__name__}"

@@ -31,7 +31,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from . import membership
 from .log import RaftLog
+from .membership import CONF_PREFIX, Membership
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -44,6 +46,7 @@ from .messages import (
     RequestVote,
     SnapshotMeta,
     SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
     check_message,
 )
@@ -69,12 +72,15 @@ BUG_READ_WITHOUT_QUORUM = "read-without-quorum"  # ReadIndex serves reads with n
 BUG_READ_ONE_ACK = "read-one-ack"  # a read round is confirmed by one follower's answer
 BUG_INSTALL_STALE_SNAPSHOT = "install-stale-snapshot"  # a follower installs one older than its commit
 BUG_SNAPSHOT_PAST_APPLIED = "snapshot-past-applied"  # the node labels a snapshot past what it applied
+BUG_CONF_TWO_IN_FLIGHT = "conf-two-in-flight"  # a leader proposes a change before the last one committed
+BUG_LEARNER_COUNTS = "learner-counts-for-commit"  # a learner's acks count toward commits: its config used early
 STALL_BEATS_MAX = 2
 BEATS_TRACKED_MAX = 4096  # heartbeat send ticks remembered for lease arithmetic
 
 BUGS = frozenset(
     {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND,
-     BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK, BUG_INSTALL_STALE_SNAPSHOT, BUG_SNAPSHOT_PAST_APPLIED}
+     BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK, BUG_INSTALL_STALE_SNAPSHOT, BUG_SNAPSHOT_PAST_APPLIED,
+     BUG_CONF_TWO_IN_FLIGHT, BUG_LEARNER_COUNTS}
 )
 SnapshotReader = Callable[[int, int], bytes]  # (offset, bytes_max) -> the snapshot's bytes there
 
@@ -97,6 +103,15 @@ class Config:
     lease_reads: bool = False
     lease_margin_ticks: int = 3
     snapshot_chunk_bytes_max: int = 256 << 10  # bytes of snapshot per InstallSnapshot
+    # A learner that lacks the entry that made it a learner catches up by a snapshot taken at or
+    # after that entry, never from older entries: a node whose data was wiped then never holds a
+    # configuration from before the wipe (in which it may have been a voter). Off: from entries.
+    learner_snapshot: bool = True
+    # Bootstrap rule: a candidate with an empty log (a new cluster, or a node whose data was wiped)
+    # needs every voter, so nodes that lost their data cannot elect one another under the initial
+    # configuration while one that kept it is a voter there. The node turns it on when `init` names
+    # the members (the membership extension is in use).
+    bootstrap_unanimous: bool = False
     bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -174,13 +189,15 @@ class Raft:
         noop: Any = None,
         snapshot: SnapshotMeta | None = None,
         snapshot_reader: SnapshotReader | None = None,
+        members: list[str] | None = None,
     ) -> None:
         """With `snapshot`, the log starts after it (`first_index` is then snapshot.index + 1) and
-        `snapshot_reader` reads its bytes (for InstallSnapshot)."""
+        `snapshot_reader` reads its bytes (for InstallSnapshot). `members`: the voters of a cluster
+        that has no configuration in its log or snapshot yet (default: every node in `node_ids`)."""
         assert node_id in node_ids and len(set(node_ids)) == len(node_ids)
+        assert members is None or (members and set(members) <= set(node_ids))
         self.id = node_id
-        self.peers = [n for n in node_ids if n != node_id]
-        self.quorum = len(node_ids) // 2 + 1
+        self.node_ids = list(node_ids)
         self.rng = rng
         self.config = config
         self.noop = noop  # data of the entry a new leader appends to commit its term
@@ -196,6 +213,24 @@ class Raft:
         self._incoming: tuple[SnapshotMeta, int, tuple[str, int]] | None = None
         self._chunks: list[tuple[SnapshotMeta, int, bytes]] = []
         self.log = RaftLog(first_index, entries, snapshot.term if snapshot else 0)
+        # Configurations: the one as of the log's start (the snapshot's, or the initial one), and
+        # every configuration entry in the log after it, in index order. The last one is in force.
+        if snapshot is not None:
+            self._base_conf = Membership.of(snapshot.voters, snapshot.learners)
+        else:
+            self._base_conf = Membership.of(members if members is not None else node_ids)
+        self._confs: list[tuple[int, Membership]] = []
+        for k, (_, data) in enumerate(entries or ()):
+            self._note_conf(first_index + k, data)
+        self.target: frozenset[str] | None = None  # a leader's reconfiguration goal (voters)
+        self._learner_since: dict[str, int] = {}  # learner -> index of the entry that made it one
+        # Leader: a snapshot through at least this index is wanted for a learner (0: none); the
+        # caller takes one once it applied that far, then calls compact().
+        self.snapshot_wanted = 0
+        self._transfer: tuple[str, int, bool] | None = None  # (to, give-up tick, TimeoutNow sent)
+        self.role = Role.FOLLOWER
+        self.progress: dict[str, Progress] = {}
+        self._set_conf()
         self.commit_index = first_index - 1
         self.applied_index = first_index - 1  # last index handed out in Ready.committed
         self.persisted_index = self.log.last_index()  # everything recovered is durable
@@ -207,7 +242,7 @@ class Raft:
         self.stall_check_elapsed = 0  # a leader's own clock for _detect_stalls (reads reset heartbeats)
         self.randomized_election_ticks = 0
         self._reset_election_timeout()
-        if not self.peers:
+        if self.conf.voters == (self.id,):
             self.randomized_election_ticks = 1  # alone: nobody to wait for
         self.votes: dict[str, bool] = {}
         self.progress: dict[str, Progress] = {}
@@ -238,10 +273,12 @@ class Raft:
         if self.role is Role.LEADER:
             self.heartbeat_elapsed += 1
             self.election_elapsed += 1
+            if self._transfer is not None and self.ticks >= self._transfer[1]:
+                self._transfer = None  # the heir did not take over within a timeout: lead on
             if self.election_elapsed >= self.config.election_ticks:
                 self.election_elapsed = 0
                 if self.config.check_quorum:
-                    active = 1 + sum(1 for p in self.peers if p in self.recent_active)
+                    active = self.is_voter + sum(1 for p in self.voter_peers if p in self.recent_active)
                     self.recent_active.clear()
                     if active < self.quorum:
                         self._become_follower(self.current_term, None)
@@ -257,16 +294,152 @@ class Raft:
             self.election_elapsed += 1
             if self.election_elapsed >= self.randomized_election_ticks:
                 self.election_elapsed = 0
+                if not self.is_voter:
+                    return  # a learner, a spare or a removed node never campaigns
                 if self.config.pre_vote:
                     self._become_pre_candidate()
                 else:
                     self._become_candidate()
 
     def propose(self, data: Any) -> tuple[int, int] | None:
-        """Append `data` if leader. Returns (index, term) of the new entry, or None if not leader."""
-        if self.role is not Role.LEADER:
+        """Append `data` if leader. Returns (index, term) of the new entry, or None if not leader
+        (or handing leadership over: the heir must catch up with a log that stands still)."""
+        if self.role is not Role.LEADER or self._transfer is not None:
             return None
         return self.log.append(self.current_term, data), self.current_term
+
+    # ------------------------------------------------------------------ configuration
+
+    def reconfigure(self, voters: Any) -> str | None:
+        """Leader: aim for a configuration whose voters are `voters` (a subset of node_ids) and
+        that has no learners, reached in single-server steps (see membership.next_step). None if
+        accepted (the caller waits for `reconfigured(voters)`), else why not (nothing changed)."""
+        target = frozenset(voters)
+        assert target and target <= set(self.node_ids), target
+        if self.role is not Role.LEADER:
+            return "not the leader"
+        if self._transfer is not None:
+            return "a leadership transfer is in progress"
+        if self.target not in (None, target) and self._conf_index() > self.commit_index:
+            return "another configuration change is in progress"
+        self.target = target
+        return None
+
+    def reconfigured(self, voters: Any) -> bool:
+        """Is the configuration with exactly these voters (and no learners) committed and in force?"""
+        return (self.conf.voters == tuple(sorted(set(voters))) and not self.conf.learners
+                and self._conf_index() <= self.commit_index)
+
+    def committed_conf(self) -> Membership:
+        """The newest configuration whose entry is committed."""
+        for index, conf in reversed(self._confs):
+            if index <= self.commit_index:
+                return conf
+        return self._base_conf
+
+    def conf_at(self, index: int) -> Membership:
+        """The configuration in force once entries through `index` are in the log."""
+        assert index >= self.log.first_index - 1
+        for i, conf in reversed(self._confs):
+            if i <= index:
+                return conf
+        return self._base_conf
+
+    def transfer_leadership(self, to: str) -> bool:
+        """Leader: hand leadership to the voter `to` (thesis §3.10). Proposals stop; once `to`
+        holds our whole log it gets TimeoutNow and campaigns at once (its vote requests override
+        leader stickiness). Given up after an election timeout. False if not possible now."""
+        if self.role is not Role.LEADER or to not in self.voter_peers or self._transfer is not None:
+            return False
+        self._transfer = (to, self.ticks + self.config.election_ticks, False)
+        return True
+
+    def _conf_index(self) -> int:
+        return self._confs[-1][0] if self._confs else self.log.first_index - 1
+
+    def _note_conf(self, index: int, data: Any) -> bool:
+        if not isinstance(data, (bytes, bytearray)) or data[:7] != CONF_PREFIX:
+            return False
+        conf = membership.decode(data)
+        if conf is None:
+            return False
+        self._confs.append((index, conf))
+        return True
+
+    def _drop_confs_from(self, index: int) -> bool:
+        """Entries from `index` on left the log: so do their configurations."""
+        n = len(self._confs)
+        while self._confs and self._confs[-1][0] >= index:
+            self._confs.pop()
+        return len(self._confs) != n
+
+    def _set_conf(self) -> None:
+        """Put the newest configuration in the log in force (it takes effect when appended)."""
+        conf = self.conf = self._confs[-1][1] if self._confs else self._base_conf
+        me = self.id
+        self.peers = [n for n in conf.members() if n != me]  # replication targets
+        self.voter_peers = [n for n in conf.voters if n != me]
+        self._voter_set = frozenset(conf.voters)
+        self.is_voter = me in self._voter_set
+        self.quorum = conf.quorum
+        members = set(conf.members())
+        self.outsiders = [n for n in self.node_ids if n not in members]  # heartbeats only
+        since = self._learner_since = {}
+        for n in conf.learners:
+            a = self._conf_index()
+            for i, c in reversed(self._confs):
+                if n not in c.learners:
+                    break
+                a = i
+            else:
+                if n in self._base_conf.learners:
+                    a = self.log.first_index - 1  # (a learner since before our snapshot)
+            since[n] = a
+        if self.role is Role.LEADER:
+            nxt = self.log.last_index()  # (a probe of our newest entry: it is in the log already)
+            for p in self.peers:
+                if p not in self.progress:
+                    self.progress[p] = Progress(nxt)
+            for p in [p for p in self.progress if p not in members]:
+                del self.progress[p]
+            if self._transfer is not None and self._transfer[0] not in self._voter_set:
+                self._transfer = None
+            self._maybe_commit()
+
+    def _propose_conf(self, conf: Membership) -> None:
+        index = self.log.append(self.current_term, conf.encode())
+        self._confs.append((index, conf))
+        self._set_conf()
+
+    def _advance_reconfig(self) -> None:
+        """Leader: take the next step towards the target, if the last one is committed and this
+        term has committed an entry (the dissertation's fix: until then an uncommitted change of
+        an earlier leader may still be in flight)."""
+        target = self.target
+        if target is None or self._transfer is not None:
+            return
+        if self.log.term_at(self.commit_index) != self.current_term:
+            return
+        if self._conf_index() > self.commit_index and BUG_CONF_TWO_IN_FLIGHT not in self.config.bugs:
+            return
+        commit = self.commit_index
+
+        def caught_up(n: str) -> bool:
+            pr = self.progress.get(n)
+            return pr is not None and not pr.snap_index and pr.match >= commit
+        step = membership.next_step(self.conf, target, self.id, caught_up)
+        if isinstance(step, Membership):
+            self._propose_conf(step)
+        elif isinstance(step, str):
+            self.transfer_leadership(step)
+        elif self.reconfigured(target):
+            self.target = None
+
+    def _maybe_send_timeout_now(self) -> None:
+        to, until, sent = self._transfer
+        if not sent and self.progress[to].match == self.log.last_index():
+            self._msgs.append(TimeoutNow(self.id, to, self.current_term))
+            self._transfer = (to, until, True)
 
     def read_index(self, ctx: Any) -> bool:
         """Queue a linearizable read. False if not leader (the caller forwards or refuses)."""
@@ -290,18 +463,23 @@ class Raft:
             why = self._check_against_state(m)
         if why is not None:
             raise ProtocolError(why)
+        if isinstance(m, RequestVote) and (m.src not in self._voter_set or not self.is_voter):
+            # A spare, learner or removed node never wins a vote here (and never moves our term);
+            # nor do we vote while not a voter ourselves.
+            self._msgs.append(VoteResponse(self.id, m.src, self.current_term, False, m.pre_vote))
+            return
         if m.term > self.current_term:
-            if isinstance(m, RequestVote) and self._in_lease():
+            if isinstance(m, RequestVote) and self._in_lease(m.transfer):
                 return  # leader stickiness: a leader we heard from recently still stands
             if isinstance(m, RequestVote) and m.pre_vote:
                 self._handle_vote_request(m)  # a pre-vote never changes our term
                 return
             if not (isinstance(m, VoteResponse) and m.pre_vote and m.granted):
                 # (a granted pre-vote carries the term we would campaign in: no change)
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)) else None
+                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)) else None
                 self._become_follower(m.term, leader)
         elif m.term < self.current_term:
-            if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+            if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)):
                 # A stale leader: tell it about the newer term so it steps down.
                 self._msgs.append(HeartbeatResponse(self.id, m.src, self.current_term, 0))
             elif isinstance(m, RequestVote) and m.pre_vote:
@@ -321,6 +499,10 @@ class Raft:
             self._handle_vote_request(m)
         elif isinstance(m, VoteResponse):
             self._handle_vote_response(m)
+        elif isinstance(m, TimeoutNow):
+            # Our leader hands over (it holds no newer entries than we do): campaign now.
+            if self.role is Role.FOLLOWER and self.is_voter and self.leader_id in (None, m.src):
+                self._become_candidate(transfer=True)
         elif self.role is Role.LEADER:
             if isinstance(m, AppendResponse):
                 self._handle_append_response(m)
@@ -365,9 +547,13 @@ class Raft:
 
     def ready(self) -> Ready:
         if self.role is Role.LEADER:
+            if self.target is not None:
+                self._advance_reconfig()
             self._maybe_start_read_round()
             for peer in self.peers:
                 self._send_append(peer, self.progress[peer])
+            if self._transfer is not None:
+                self._maybe_send_timeout_now()
         hs = (self.current_term, self.voted_for)
         if hs == self._handed_hard_state:
             hard_state = None
@@ -401,11 +587,14 @@ class Raft:
         e = self.config.election_ticks
         self.randomized_election_ticks = self.rng.randrange(e, 2 * e)
 
-    def _in_lease(self) -> bool:
+    def _in_lease(self, transfer: bool = False) -> bool:
+        """Refuse to vote? `transfer`: the request comes from an heir our leader chose (TimeoutNow),
+        which overrides stickiness, never the restart quarantine."""
         cfg = self.config
         if self._lease_quarantine and self.ticks < cfg.election_ticks:
             return True  # just restarted: we may have promised a leader its lease before the crash
-        return cfg.check_quorum and self.leader_id is not None and self.election_elapsed < cfg.election_ticks
+        return (not transfer and cfg.check_quorum and self.leader_id is not None
+                and self.election_elapsed < cfg.election_ticks)
 
     def _drop_reads(self) -> None:
         self._dropped_reads.extend(self.pending_reads)
@@ -423,6 +612,8 @@ class Raft:
         if self.role is Role.LEADER:
             self._drop_reads()
             self.progress = {}
+            self.target = None
+            self._transfer = None
         self.role = Role.FOLLOWER
         self.leader_id = leader
         self.election_elapsed = 0
@@ -440,22 +631,22 @@ class Raft:
         self.role = Role.PRE_CANDIDATE
         self._campaign(self.current_term + 1, pre_vote=True, out=self._msgs)
 
-    def _become_candidate(self) -> None:
+    def _become_candidate(self, transfer: bool = False) -> None:
         self.current_term += 1
         self.voted_for = self.id
         self.role = Role.CANDIDATE
         # Our own vote must be durable before anyone can count on it.
-        self._campaign(self.current_term, pre_vote=False, out=self._msgs_after)
+        self._campaign(self.current_term, pre_vote=False, out=self._msgs_after, transfer=transfer)
 
-    def _campaign(self, term: int, *, pre_vote: bool, out: list[Message]) -> None:
+    def _campaign(self, term: int, *, pre_vote: bool, out: list[Message], transfer: bool = False) -> None:
         self.leader_id = None
         self.votes = {self.id: True}
         self._reset_election_timeout()
         if self._tally() is not None:
             return
         li, lt = self.log.last_index(), self.log.last_term()
-        for p in self.peers:
-            out.append(RequestVote(self.id, p, term, li, lt, pre_vote))
+        for p in self.voter_peers:
+            out.append(RequestVote(self.id, p, term, li, lt, pre_vote, transfer))
 
     def _become_leader(self) -> None:
         assert self.role is Role.CANDIDATE
@@ -469,21 +660,26 @@ class Raft:
         self._acked_ticks = {}
         nxt = self.log.last_index() + 1
         self.progress = {p: Progress(nxt) for p in self.peers}
+        self.target = None
+        self._transfer = None
         self.log.append(self.current_term, self.noop)  # commits this term (and all before it)
-        if not self.peers:
+        if not self.voter_peers:
             self._maybe_commit()
 
     def _tally(self) -> bool | None:
         """Count votes; on a decision, change role and return True (won) or False (lost)."""
-        granted = sum(1 for v in self.votes.values() if v)
-        rejected = len(self.votes) - granted
-        if granted >= self.quorum:
+        voters = self._voter_set
+        granted = sum(1 for p, v in self.votes.items() if v and p in voters)
+        rejected = sum(1 for p, v in self.votes.items() if not v and p in voters)
+        empty = self.log.last_index() == 0 and self.config.bootstrap_unanimous  # (see Config)
+        need = len(voters) if empty else self.quorum
+        if granted >= need:
             if self.role is Role.PRE_CANDIDATE:
                 self._become_candidate()
             else:
                 self._become_leader()
             return True
-        if rejected > len(self.peers) + 1 - self.quorum:
+        if rejected > len(voters) - need:
             self._become_follower(self.current_term, None)
             return False
         return None
@@ -553,6 +749,7 @@ class Raft:
             return
         index = m.prev_index
         ents = m.entries
+        conf_changed = False
         for k, (term, data) in enumerate(ents):
             index += 1
             have = log.term_at(index)
@@ -561,15 +758,20 @@ class Raft:
             if have is not None:
                 assert index > self.commit_index, "truncating a committed entry"
                 log.truncate_from(index)
+                conf_changed = self._drop_confs_from(index)
                 if self.persisted_index >= index:
                     self.persisted_index = index - 1
             for term2, data2 in ents[k:]:
-                log.append(term2, data2)
+                if self._note_conf(log.append(term2, data2), data2):
+                    conf_changed = True
             break
         match = m.prev_index + len(ents)
         if BUG_TRUNCATE_ON_STALE_APPEND in self.config.bugs and log.last_index() > match:
             log.truncate_from(match + 1)
+            conf_changed = self._drop_confs_from(match + 1) or conf_changed
             self.persisted_index = min(self.persisted_index, match)
+        if conf_changed:
+            self._set_conf()
         commit = min(m.commit_index, match)
         if commit > self.commit_index:
             self.commit_index = commit
@@ -592,6 +794,13 @@ class Raft:
         last = log.last_index()
         cfg = self.config
         if pr.snap_index or pr.next < log.first_index:
+            self._send_snapshot(peer, pr)
+            return
+        since = self._learner_since.get(peer)
+        if since is not None and pr.match < since and cfg.learner_snapshot:
+            if self.snapshot is None or self.snapshot.index < since:
+                self.snapshot_wanted = max(self.snapshot_wanted, since)
+                return  # (until then it hears heartbeats only)
             self._send_snapshot(peer, pr)
             return
         while pr.next <= last:
@@ -618,7 +827,9 @@ class Raft:
             pr.next = hi + 1
 
     def _handle_append_response(self, m: AppendResponse) -> None:
-        pr = self.progress[m.src]
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return  # (no longer in our configuration)
         self.recent_active.add(m.src)
         if pr.snap_index:
             if m.success and m.match_index >= self.log.first_index - 1:
@@ -657,7 +868,9 @@ class Raft:
         pr.inflight.clear()
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
-        pr = self.progress[m.src]
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return  # a spare or removed node: it only learns who leads
         self.recent_active.add(m.src)
         if pr.snap_index or pr.probing:
             if self.ticks - pr.probe_tick >= self.config.heartbeat_ticks:
@@ -701,10 +914,18 @@ class Raft:
             pr = self.progress[peer]
             commit = min(pr.match, self.commit_index)
             self._msgs.append(Heartbeat(self.id, peer, self.current_term, commit, self.read_seq))
+        for peer in self.outsiders:  # so spares and removed nodes know whom to forward clients to
+            if peer != self.id:
+                self._msgs.append(Heartbeat(self.id, peer, self.current_term, 0, self.read_seq))
 
     def _maybe_commit(self) -> None:
-        matches = [pr.match for pr in self.progress.values()]
-        matches.append(min(self.persisted_index, self.log.last_index()))
+        progress = self.progress
+        counted = self.peers if BUG_LEARNER_COUNTS in self.config.bugs else self.voter_peers
+        matches = [progress[p].match for p in counted]
+        if self.is_voter:
+            matches.append(min(self.persisted_index, self.log.last_index()))
+        if len(matches) < self.quorum:
+            return
         matches.sort(reverse=True)
         n = matches[self.quorum - 1]
         if n > self.commit_index:
@@ -724,7 +945,13 @@ class Raft:
         assert meta.index <= self.applied_index or BUG_SNAPSHOT_PAST_APPLIED in self.config.bugs, (
             f"snapshot at {meta.index} past the applied index {self.applied_index}")
         assert self.log.term_at(meta.index) == meta.term, (meta, self.log.term_at(meta.index))
+        base = self.conf_at(meta.index)
+        assert (base.voters, base.learners) == (meta.voters, meta.learners), (base, meta)
         self.log.compact(meta.index)
+        if meta.index >= self.snapshot_wanted:
+            self.snapshot_wanted = 0
+        self._base_conf = base
+        self._confs = [c for c in self._confs if c[0] > meta.index]
         self.snapshot = meta
         self._snapshot_reader = reader
         return True
@@ -739,12 +966,14 @@ class Raft:
         data = self._snapshot_reader(pr.snap_offset, self.config.snapshot_chunk_bytes_max)
         assert data or not snap.size, "the snapshot reader returned nothing"
         self._msgs.append(InstallSnapshot(self.id, peer, self.current_term, snap.index, snap.term,
-                                          snap.voters, snap.size, pr.snap_offset, data))
+                                          snap.voters, snap.size, pr.snap_offset, data, snap.learners))
         pr.snap_sent = True
         pr.probe_tick = self.ticks
 
     def _handle_snapshot_response(self, m: SnapshotResponse) -> None:
-        pr = self.progress[m.src]
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
         self.recent_active.add(m.src)
         if m.done:
             if m.last_index > pr.match:
@@ -762,7 +991,7 @@ class Raft:
         pr.snap_sent = False
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
-        meta = SnapshotMeta(m.last_index, m.last_term, tuple(m.voters), m.size)
+        meta = SnapshotMeta(m.last_index, m.last_term, tuple(m.voters), m.size, tuple(m.learners))
         bug = BUG_INSTALL_STALE_SNAPSHOT in self.config.bugs
         if m.last_index <= self.commit_index and not bug:
             # We hold every entry it covers already (committed entries are the leader's).
@@ -797,7 +1026,11 @@ class Raft:
         leader = self.leader_id
         installed = meta.index > self.commit_index or BUG_INSTALL_STALE_SNAPSHOT in self.config.bugs
         if installed:
+            kept = self.log.last_index() >= meta.index and self.log.term_at(meta.index) == meta.term
             self.log.restore(meta.index, meta.term)
+            self._base_conf = Membership.of(meta.voters, meta.learners)
+            self._confs = [c for c in self._confs if c[0] > meta.index] if kept else []
+            self._set_conf()
             self.commit_index = self.applied_index = meta.index
             self.persisted_index = meta.index  # what the log kept after it is handed out again
             self.snapshot = meta
@@ -822,7 +1055,7 @@ class Raft:
             return
         if self.log.term_at(self.commit_index) != self.current_term:
             return  # until this term's first entry commits, our commit index may be stale
-        if not self.peers or self._lease_valid() or BUG_READ_WITHOUT_QUORUM in self.config.bugs:
+        if not self.voter_peers or self._lease_valid() or BUG_READ_WITHOUT_QUORUM in self.config.bugs:
             self._read_states.extend((c, self.commit_index) for c in self.pending_reads)
             self.pending_reads = []
             return
@@ -836,9 +1069,9 @@ class Raft:
         """A quorum acknowledged beats sent at or after tick T; until T + election_ticks those voters
         refuse any other candidate (leader stickiness), minus a margin for clock drift."""
         cfg = self.config
-        if not cfg.lease_reads:
-            return False
-        acked = sorted((self._acked_ticks.get(p, -1) for p in self.peers), reverse=True)
+        if not cfg.lease_reads or self._transfer is not None:
+            return False  # (an heir we sent TimeoutNow to campaigns through our voters' stickiness)
+        acked = sorted((self._acked_ticks.get(p, -1) for p in self.voter_peers), reverse=True)
         start = acked[self.quorum - 2]  # the quorum's oldest acknowledgement (we are the other one)
         return start >= 0 and self.ticks < start + cfg.election_ticks - cfg.lease_margin_ticks
 
@@ -847,7 +1080,7 @@ class Raft:
         quorum = 2 if BUG_READ_ONE_ACK in self.config.bugs else self.quorum
         while rounds:
             rnd = rounds[0]
-            acks = 1 + sum(1 for p in self.peers if self.read_acks.get(p, 0) >= rnd.seq)
+            acks = self.is_voter + sum(1 for p in self.voter_peers if self.read_acks.get(p, 0) >= rnd.seq)
             if acks < quorum:
                 return
             rounds.popleft()

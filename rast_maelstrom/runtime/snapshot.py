@@ -14,9 +14,13 @@ File format: records framed and checked by runtime/records.py (the node's one da
 file is written whole and renamed into place, so it is read with ``torn_tail_ok=False``: an
 incomplete record anywhere is damage::
 
-    header   b"H" | magic b"RASTSNP\\0" | u32 version | u64 index | u64 term | voters (JSON list)
+    header   b"H" | magic b"RASTSNP\\0" | u32 version | u64 index | u64 term | configuration (JSON)
     section  b"S" | u8 name length | name (utf-8) | body bytes         (a section may span records)
     footer   b"F" | u64 number of section records
+
+The configuration in force at the index is, in format 2, the JSON object
+``{"voters": [...], "learners": [...]}``; format 1 (before membership changes) held the voter list
+alone and is still read (no learners). Any other version is refused as damage.
 
 The footer makes a file cut at a record boundary detectably incomplete. The bytes of the file are
 the bytes InstallSnapshot carries: a follower writes each chunk at its offset in
@@ -47,7 +51,8 @@ from .fileio import REAL, FileIO
 from .records import RECORD_BYTES_MAX, DamagedFile, RecordReader, frame
 
 MAGIC = b"RASTSNP\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header holds voters and learners; 1: a voter list (still read)
+FORMAT_VERSIONS_READ = (1, 2)
 SECTION_RECORD_BYTES_MAX = 1 << 20  # a section's body is cut into records of at most this much
 SNAPSHOTS_KEPT_MAX = 1  # complete snapshots kept after a newer one is durable
 INCOMING_NAME = "incoming.snap.tmp"
@@ -66,6 +71,7 @@ class SnapshotFile:
     voters: tuple[str, ...]
     size: int
     path: str
+    learners: tuple[str, ...] = ()
 
 
 def snapshot_name(index: int) -> str:
@@ -73,10 +79,11 @@ def snapshot_name(index: int) -> str:
 
 
 def encode_snapshot(index: int, term: int, voters: Iterable[str], sections: Iterable[tuple[str, bytes]],
-                    write: Callable[[list[bytes]], None]) -> None:
+                    write: Callable[[list[bytes]], None], learners: Iterable[str] = ()) -> None:
     """Frame a snapshot as records, handing them to `write` a few at a time."""
     out: list[bytes] = []
-    frame([_HEADER.pack(b"H", MAGIC, FORMAT_VERSION, index, term), orjson.dumps(list(voters))], out)
+    conf = orjson.dumps({"voters": list(voters), "learners": list(learners)})
+    frame([_HEADER.pack(b"H", MAGIC, FORMAT_VERSION, index, term), conf], out)
     count = 0
     for name, body in sections:
         tag = b"S" + bytes([len(name.encode())]) + name.encode()
@@ -91,8 +98,10 @@ def encode_snapshot(index: int, term: int, voters: Iterable[str], sections: Iter
     write(out)
 
 
-def decode_snapshot(buf: memoryview | bytes, path: str) -> tuple[int, int, tuple[str, ...], Sections]:
-    """Check and parse a whole snapshot file. Raises DamagedFile for anything wrong."""
+def decode_snapshot(buf: memoryview | bytes, path: str
+                    ) -> tuple[int, int, tuple[str, ...], Sections, tuple[str, ...]]:
+    """Check and parse a whole snapshot file: (index, term, voters, sections, learners). Raises
+    DamagedFile for anything wrong."""
     reader = RecordReader(memoryview(buf), path, payload_bytes_max=RECORD_BYTES_MAX, torn_tail_ok=False)
     header = None
     parts: dict[str, list[bytes]] = {}
@@ -106,13 +115,20 @@ def decode_snapshot(buf: memoryview | bytes, path: str) -> tuple[int, int, tuple
             if kind != b"H" or len(payload) < _HEADER.size:
                 raise reader.damaged(off, "no snapshot header")
             _, magic, version, index, term = _HEADER.unpack_from(payload)
-            if magic != MAGIC or version != FORMAT_VERSION:
-                raise reader.damaged(off, f"not a Rast snapshot of format {FORMAT_VERSION}")
+            if magic != MAGIC or version not in FORMAT_VERSIONS_READ:
+                raise reader.damaged(off, f"not a Rast snapshot of format {FORMAT_VERSIONS_READ}")
             try:
-                voters = orjson.loads(bytes(payload[_HEADER.size:]))
+                conf = orjson.loads(bytes(payload[_HEADER.size:]))
             except orjson.JSONDecodeError:
-                raise reader.damaged(off, "voter list is not JSON") from None
-            header = (index, term, tuple(voters))
+                raise reader.damaged(off, "the configuration is not JSON") from None
+            if version == 1:
+                conf = {"voters": conf, "learners": []}
+            if (type(conf) is not dict or type(conf.get("voters")) is not list
+                    or type(conf.get("learners")) is not list
+                    or not all(type(n) is str for n in conf["voters"] + conf["learners"])):
+                raise reader.damaged(off, "the configuration is not voters and learners")
+            header = (index, term, tuple(conf["voters"]))
+            learners = tuple(conf["learners"])
         elif kind == b"S" and len(payload) >= 2:
             n = payload[1]
             name = bytes(payload[2:2 + n]).decode(errors="replace")
@@ -127,7 +143,7 @@ def decode_snapshot(buf: memoryview | bytes, path: str) -> tuple[int, int, tuple
             raise reader.damaged(off, f"unknown snapshot record {kind!r}")
     if header is None or not footer:
         raise DamagedFile(path, reader.good_bytes, "snapshot without its footer (incomplete)")
-    return (*header, {k: b"".join(v) for k, v in parts.items()})
+    return (*header, {k: b"".join(v) for k, v in parts.items()}, learners)
 
 
 class SnapshotStore:
@@ -162,10 +178,10 @@ class SnapshotStore:
         path = self.path(index)
         with open(path, "rb") as f:
             buf = f.read()
-        i, term, voters, sections = decode_snapshot(buf, path)
+        i, term, voters, sections, learners = decode_snapshot(buf, path)
         if i != index:
             raise DamagedFile(path, 0, f"header says index {i}, the name {index}")
-        return SnapshotFile(index, term, voters, len(buf), path), sections
+        return SnapshotFile(index, term, voters, len(buf), path, learners), sections
 
     def reader(self, snap: SnapshotFile) -> Callable[[int, int], bytes]:
         """Reads the bytes of `snap` (the leader's InstallSnapshot chunks); one file open at a time."""
@@ -180,7 +196,7 @@ class SnapshotStore:
     # -- taking (forked child) ------------------------------------------------------------------
 
     def take(self, index: int, term: int, voters: tuple[str, ...],
-             produce: Callable[[], Iterator[tuple[str, bytes]]]) -> int:
+             produce: Callable[[], Iterator[tuple[str, bytes]]], learners: tuple[str, ...] = ()) -> int:
         """Fork a child that writes the snapshot; returns the fd the loop watches (readable when the
         child is done; then call `taken()`)."""
         assert self.child is None, "one snapshot at a time"
@@ -196,7 +212,7 @@ class SnapshotStore:
                 # the parent dies, and the WAL's files are not ours to touch.
                 os.closerange(0, w)
                 os.closerange(w + 1, _FDS_MAX)
-                self._write_file(index, term, voters, produce())
+                self._write_file(index, term, voters, produce(), learners)
                 status = 0
             finally:
                 try:
@@ -204,11 +220,11 @@ class SnapshotStore:
                 finally:
                     os._exit(status)
         os.close(w)
-        self.child = (pid, r, index, term, voters)
+        self.child = (pid, r, index, term, voters, learners)
         return r
 
     def _write_file(self, index: int, term: int, voters: tuple[str, ...],
-                    sections: Iterable[tuple[str, bytes]]) -> None:
+                    sections: Iterable[tuple[str, bytes]], learners: tuple[str, ...] = ()) -> None:
         final = self.path(index)
         tmp = final + ".tmp"
         io = self.io
@@ -226,7 +242,7 @@ class SnapshotStore:
                     done += n
                 pos[0] += len(blob)
 
-            encode_snapshot(index, term, voters, sections, write)
+            encode_snapshot(index, term, voters, sections, write, learners)
             if self.fsync:
                 io.fsync(fd)
         finally:
@@ -238,7 +254,7 @@ class SnapshotStore:
     def taken(self) -> SnapshotFile:
         """The child finished: its snapshot file, durable. Raises OSError if the child failed."""
         assert self.child is not None
-        pid, r, index, term, voters = self.child
+        pid, r, index, term, voters, learners = self.child
         self.child = None
         try:
             status = os.read(r, 1)
@@ -248,7 +264,7 @@ class SnapshotStore:
         if status != b"\x00" or os.waitstatus_to_exitcode(wstatus) != 0:
             raise OSError(f"the snapshot child for index {index} failed (status {status!r}, "
                           f"exit {os.waitstatus_to_exitcode(wstatus)})")
-        return SnapshotFile(index, term, voters, os.stat(self.path(index)).st_size, self.path(index))
+        return SnapshotFile(index, term, voters, os.stat(self.path(index)).st_size, self.path(index), learners)
 
     def abandon(self) -> None:
         """Stop waiting for a child (node shutdown): kill it and reap it."""
@@ -289,7 +305,7 @@ class SnapshotStore:
             size = os.fstat(fd).st_size
             buf = os.pread(fd, size, 0)
             try:
-                i, t, voters, sections = decode_snapshot(buf, path)
+                i, t, voters, sections, learners = decode_snapshot(buf, path)
             except DamagedFile:
                 return None
             if (i, t) != (index, term):
@@ -302,7 +318,7 @@ class SnapshotStore:
         self.io.rename(path, final)
         if self.fsync:
             self.io.fsync_dir(self.dir)
-        return SnapshotFile(index, term, voters, size, final), sections
+        return SnapshotFile(index, term, voters, size, final, learners), sections
 
     # -- pruning --------------------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ The invariants (Raft paper §5.2-§5.4, Figure 3):
   exactly the state of applying the decided entries 1..i; across a snapshot boundary the checks
   above look only at what a compacted log still holds (its boundary term must agree with the
   decided entry there).
+- configurations in log order: the configuration in force at a node is always the one of the last
+  configuration entry in its log (decoded here from the entries it handed to storage), or its
+  snapshot's; an entry cut from the log takes its configuration with it. (That committed entries
+  survive every election any configuration could still hold is checked by the simulator, which
+  sees the nodes' disks: `Simulation._check_electable`.)
 - exactly once: a client request (its `src` and `msg_id`, carried in the command) is executed by
   the state machine at one log index only, on every node and incarnation; any other copy of it in
   the log is answered from the session table (a node replaying its log executes it at the same index).
@@ -31,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import kv
-from ..core import Role
+from ..core import Role, membership
 
 
 class Violation(Exception):
@@ -59,6 +64,7 @@ class Invariants:
         self._snap_checks: list[tuple[str, int, dict]] = []  # (who, index, state) not yet decidable
         self.snapshots_checked = 0
         self.installs = 0  # snapshots installed from a leader (counted by the simulator's node)
+        self.confs: dict[str, list[tuple[int, Any]]] = {}  # node -> its config entries (index order)
 
     # ------------------------------------------------------------------ hooks from the node
 
@@ -67,6 +73,13 @@ class Invariants:
         known = self.entries
         prev = raft.log.term_at(start - 1)
         index = start
+        confs = self.confs.setdefault(node_id, [])
+        while confs and confs[-1][0] >= start:
+            confs.pop()
+        for k, (_, data) in enumerate(entries):
+            conf = membership.decode(data)
+            if conf is not None:
+                confs.append((start + k, conf))
         for term, data in entries:
             key = (index, term)
             seen = known.get(key)
@@ -81,6 +94,16 @@ class Invariants:
                 )
             prev = term
             index += 1
+
+    def conf_reset(self, node_id: str, raft: Any) -> None:
+        """A node (re)started or installed a snapshot: its configuration entries from its log."""
+        base = raft.log.first_index - 1
+        confs = [(base, raft.conf_at(base))]
+        for k, (_, data) in enumerate(raft.log.entries(base + 1, raft.log.last_index())):
+            conf = membership.decode(data)
+            if conf is not None:
+                confs.append((base + 1 + k, conf))
+        self.confs[node_id] = confs
 
     def on_apply(self, node: Any, committed: list, applied_before: int) -> int:
         """A node applies `committed`: order, state machine safety, and which entries get answered.
@@ -164,6 +187,13 @@ class Invariants:
         self.checks += 1
         log = raft.log
         term = raft.current_term
+        confs = self.confs.get(nid)
+        if confs:
+            last = log.last_index()
+            want = next((c for i, c in reversed(confs) if i <= last), None)
+            if want is not None and want != raft.conf:
+                raise Violation("configuration order", f"{nid} has {raft.conf} in force, but the last "
+                                f"configuration entry in its log (through {last}) is {want}")
         if raft.role is Role.LEADER:
             other = self.leaders.setdefault(term, nid)
             if other != nid:

@@ -23,6 +23,12 @@ Disk failures (`diskfail`): a node's next fsync fails (EIO or ENOSPC); the node 
 exit 70 (any other SystemExit is a violation), its incarnation ends like a crash that may keep a
 prefix of what it was writing, and it restarts from its disk.
 
+Membership changes (`member`): the cluster starts with a subset of the nodes as voters (init's
+`members`, extension) and the nemesis sends `reconfigure` requests (a membership client, `cm`):
+add a spare or two, remove a voter or two (never below a majority of the initial members),
+sometimes the leader, sometimes wiping a spare's data before adding it back. Each reply is checked
+(`reconfigure_ok` names the target). Swarm seeds enable it in about half the runs.
+
 Phases: (1) `steps` steps with faults; (2) healed: faults off, crashed nodes restarted, and a probe
 client must get a write acknowledged within `heal_bound_s` of simulated time (liveness); (3) drain:
 no new ops, in-flight ops finish; then the end-of-run checks and the linearizability check of the
@@ -53,6 +59,7 @@ from .. import kv as kv_mod
 from .. import node as node_mod
 from .. import sessions
 from ..core import BUGS as CORE_BUGS, Role
+from ..runtime.snapshot import decode_snapshot
 from ..harness.linearizability import check_independent
 from .checks import Invariants, Violation
 from .clients import Workload
@@ -76,12 +83,18 @@ K_TIMER, K_DURABLE, K_MSG, K_CALL, K_SNAP = 0, 1, 2, 3, 4
 _KIND_NAMES = ("timer", "durable", "msg", "call", "snapshot")
 _PACK = struct.Struct("<BbId")
 
-FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale")
+FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale", "member")
 # Every fault the simulator counts (RunResult.faults keys; "partition-drop" is a consequence, not
 # a class): the CI sweep requires each of them to happen. "stale" is not among them: it is a
 # scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
 FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
-                  "leader-hit", "snapshot", "install", "snapcorrupt", "client-dup")
+                  "leader-hit", "snapshot", "install", "snapcorrupt", "client-dup",
+                  "member", "member-ok", "member-leader", "wipe")
+MEMBER_P = 0.5  # share of swarm seeds that change membership
+RECONF_TIMEOUT_S = 5.0  # the membership client gives up on a reconfigure after this (indefinite)
+MEMBER_LEADER_P = 0.3  # a removal takes the leader
+MEMBER_WIPE_P = 0.5  # a spare that was a member before is wiped before it is added back
+MEMBER_TWO_P = 0.3  # a change adds or removes two nodes at once (carried out in single steps)
 # Snapshots are on in every run, with thresholds this small (entries), so compaction and
 # InstallSnapshot happen in most seeds.
 SNAPSHOT_ENTRIES_CHOICES = (8, 16, 32, 64)
@@ -132,6 +145,7 @@ class FaultMix:
     stale: bool = False
     clock: float = 0.25
     cdup: float = 0.0  # chance a client request is sent again (same msg_id) to a random node, later
+    member: bool = False  # membership changes (reconfigure requests, wiped re-adds)
     interval: float = 0.5  # mean seconds between nemesis actions
     down: float = 1.5  # longest crash, pause or slow-disk period, seconds
 
@@ -171,7 +185,7 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale")
+        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale", "member")
         parts = [k for k in kinds if getattr(self, k)]
         parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader", "cdup") if getattr(self, k)]
         if self.stale:
@@ -321,6 +335,7 @@ class SimNode(node_mod.Node):
     def _open_storage(self) -> None:
         super()._open_storage()
         raft = self.raft
+        self._inv.conf_reset(self.node_id, raft)
         self._applied_seen = raft.applied_index
         if raft.snapshot is not None:
             self._inv.check_snapshot(f"{self.node_id} (loaded at restart)", raft.snapshot.index,
@@ -342,9 +357,9 @@ class SimNode(node_mod.Node):
         self.kv.indexes = iter([index for index, _, _ in committed])  # for the exactly-once tap
         super()._apply(committed)
 
-    def _maybe_snapshot(self) -> None:
+    def _maybe_snapshot(self, force: bool = False) -> None:
         before = self.snapshots.child
-        super()._maybe_snapshot()
+        super()._maybe_snapshot(force)
         child = self.snapshots.child
         if child is not None and child is not before:
             self._inv.check_snapshot(f"{self.node_id} (taken)", child[0], dict(self.kv.data))
@@ -355,6 +370,7 @@ class SimNode(node_mod.Node):
         if self.snapshots_installed != installed:
             self._inv.installs += 1
             raft = self.raft
+            self._inv.conf_reset(self.node_id, raft)
             self._applied_seen = raft.applied_index
             self._inv.check_snapshot(f"{self.node_id} (installed)", raft.snapshot.index, dict(self.kv.data))
 
@@ -364,7 +380,7 @@ class _Slot:
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
                  "paused_until", "slow_until", "down_gen", "led_term", "disk_fail", "clock_rate",
-                 "clock_base")
+                 "clock_base", "snap_term")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -382,6 +398,7 @@ class _Slot:
         self.disk_fail = False  # the next fsync of this incarnation fails
         self.clock_rate = 1.0  # the node's clock runs at this rate of simulated time
         self.clock_base = (0.0, 0.0)  # (simulated s, node clock s) when the rate last changed
+        self.snap_term = (0, 0)  # (index, term) of the disk's newest snapshot, once read
 
     def node_time(self, sim_s: float) -> float:
         base_sim, base_node = self.clock_base
@@ -426,6 +443,14 @@ class Simulation:
         node_argv = cfg.node_argv
         if cfg.faults is None and not node_argv:
             node_argv = rng.choice(NODE_PROFILES)
+        if cfg.faults is None:  # (drawn apart, like the snapshot thresholds: the main stream stays)
+            self.mix.member = random.Random(f"member/{cfg.seed}").random() < MEMBER_P
+        n = cfg.nodes
+        k = random.Random(f"members/{cfg.seed}").choice(range(n // 2 + 1, n + 1)) if n >= 3 else n
+        self.initial_members = [f"n{i}" for i in range(k)] if self.mix.member else None
+        self._reconf_sent: tuple[int, float, tuple[str, ...]] | None = None  # (msg_id, at, target)
+        self._reconf_msg_id = 0
+        self._decided_checked = 0
         if "--snapshot-entries" not in node_argv and "--no-snapshots" not in node_argv:
             # (drawn apart, so the seed's main random stream, and its faults, stay as they were)
             pick = random.Random(f"snapshot-entries/{cfg.seed}").choice(SNAPSHOT_ENTRIES_CHOICES)
@@ -530,6 +555,9 @@ class Simulation:
         node.flush()
         raft = node.raft
         s.commit_seen = self.inv.after_step(s.id, raft, s.commit_seen)
+        if self.inv.decided_max != self._decided_checked:
+            self._decided_checked = self.inv.decided_max
+            self._check_electable()
         if raft.role is Role.LEADER and raft.current_term != s.led_term:
             s.led_term = raft.current_term
             if self.mix.leader and self.faults_on and self.rng.random() < self.mix.leader:
@@ -595,6 +623,8 @@ class Simulation:
         s.node, s.loop, s.commit_seen = node, loop, 0
         init = {"src": "cinit", "dest": s.id,
                 "body": {"type": "init", "msg_id": 1, "node_id": s.id, "node_ids": self.node_ids}}
+        if self.initial_members is not None:
+            init["body"]["members"] = self.initial_members
         try:
             node.on_line(orjson.dumps(init))
         except SystemExit as e:  # it refused to start
@@ -735,7 +765,135 @@ class Simulation:
     def _deliver_reply(self, arg: tuple[str, bytes]) -> None:
         cid, line = arg
         self._hash.update(line)
+        if cid == "cm":
+            self._on_reconf_reply(orjson.loads(line)["body"])
+            return
         self.workload.on_reply(cid, line)
+
+    # ------------------------------------------------------------------ membership
+
+    def _fault_member(self) -> None:
+        """Ask a random node to change the voters: add or remove one or two nodes."""
+        sent = self._reconf_sent
+        if sent is not None and self.now - sent[1] < RECONF_TIMEOUT_S:
+            return  # one change at a time (another one would get 11)
+        rng = self.rng
+        leaders = [s for s in self.slots if s.node is not None and s.node.raft.role is Role.LEADER]
+        live = [s for s in self.slots if s.node is not None]
+        if not leaders or not live:
+            return
+        lead = max(leaders, key=lambda x: x.node.raft.current_term)
+        raft = lead.node.raft
+        conf = raft.committed_conf()
+        voters = set(conf.voters)
+        spares = [n for n in self.node_ids if n not in voters]
+        least = len(self.initial_members) // 2 + 1
+        k = 2 if rng.random() < MEMBER_TWO_P else 1
+        if spares and (len(voters) - k < least or rng.random() < 0.5):
+            added = rng.sample(spares, min(k, len(spares)))
+            target = voters | set(added)
+            in_force = set(raft.conf.members())
+            for x in added:
+                if x not in in_force and rng.random() < MEMBER_WIPE_P:
+                    self._wipe(self.slots[self.slot_of[x]])
+        elif len(voters) - k >= least:
+            if lead.id in voters and rng.random() < MEMBER_LEADER_P:
+                gone = [lead.id, *rng.sample(sorted(voters - {lead.id}), k - 1)]
+                self.faults["member-leader"] += 1
+            else:
+                others = sorted(voters - {lead.id})
+                gone = rng.sample(others, min(k, len(others)))
+            target = voters - set(gone)
+        else:
+            return
+        dest = rng.choice(live).id
+        self._reconf_msg_id += 1
+        tgt = tuple(sorted(target))
+        self._reconf_sent = (self._reconf_msg_id, self.now, tgt)
+        self.faults["member"] += 1
+        self.fault_log.append(f"{self.now:.4f} reconfigure via {dest}: {' '.join(sorted(voters))} -> {' '.join(tgt)}")
+        body = {"type": "reconfigure", "msg_id": self._reconf_msg_id, "members": list(tgt)}
+        line = orjson.dumps({"src": "cm", "dest": dest, "body": body}) + b"\n"
+        self._push(self.now + self._client_delay(), K_MSG, self.slot_of[dest], 0, ("cm", line))
+
+    def _on_reconf_reply(self, body: dict) -> None:
+        sent = self._reconf_sent
+        if sent is None or body.get("in_reply_to") != sent[0]:
+            return  # (late)
+        self._reconf_sent = None
+        if body.get("type") == "reconfigure_ok":
+            if tuple(body.get("members", ())) != sent[2]:
+                raise Violation("membership", f"reconfigure_ok names {body.get('members')}, "
+                                f"the request asked for {list(sent[2])}")
+            self.faults["member-ok"] += 1
+            self.fault_log.append(f"{self.now:.4f} reconfigured: {' '.join(sent[2])}")
+        elif body.get("type") != "error" or body.get("code") not in (11, 13):
+            raise Violation("membership", f"unexpected answer to reconfigure: {body}")
+
+    def _wipe(self, s: _Slot) -> None:
+        """A replaced machine: the node stops, its data directory is emptied, it starts again."""
+        s.node = s.loop = s.writer = None
+        s.paused_until = 0.0
+        s.disk_fail = False
+        s.down_gen += 1
+        s.disk = SimDisk()
+        s.snap_term = (0, 0)
+        self.faults["wipe"] += 1
+        self.fault_log.append(f"{self.now:.4f} wipe {s.id}")
+        self._after(RESTART_DELAY_MIN_S, self._boot_call, (s.index, s.down_gen, 0))
+
+    def _check_electable(self) -> None:
+        """Every committed entry is on enough voters of every configuration that could still elect
+        a leader: no node lacking the newest decided entry D, in the configuration in force at it,
+        could collect the votes it needs from voters that lack D too and whose logs are no more up
+        to date than its own (voters holding D always refuse it, Raft §5.4.1). That is "every
+        quorum of such a configuration holds D", tightened where logs already rule a candidate
+        out (a stale configuration one step back may have a quorum without D whose members all
+        hold newer logs than any candidate among them). Down nodes vote with their durable log."""
+        d = self.inv.decided_max
+        term = self.inv.decided[d][0]
+        views: dict[str, tuple[bool, int, int, Any]] = {}
+        for s in self.slots:
+            if s.node is not None and s.node.raft is not None:
+                r = s.node.raft
+                lg = r.log
+                views[s.id] = (lg.first_index - 1 >= d or lg.term_at(d) == term, lg.last_index(),
+                               lg.last_term(), r.conf)
+                continue
+            disk = s.disk
+            snap = disk.snapshot_index()
+            n = len(disk.entries)
+            end = disk.first_index - 1 + n
+            if n and end >= snap:
+                last, last_term = end, disk.entries[-1][0]
+            else:
+                last, last_term = snap, self._snapshot_term(s, snap)
+                if last_term is None:
+                    continue  # (a damaged file: no view; it refuses or falls back when it starts)
+            k = d - disk.first_index
+            holds = snap >= d or (0 <= k < n and disk.entries[k][0] == term)
+            views[s.id] = (holds, last, last_term, None)
+        for nid, (holds, li, lt, conf) in views.items():
+            if holds or conf is None or nid not in conf.voters:
+                continue
+            grants = [v for v in conf.voters if v in views and not views[v][0]
+                      and (lt > views[v][2] or (lt == views[v][2] and li >= views[v][1]))]
+            need = len(conf.voters) if li == 0 and self.initial_members is not None else conf.quorum
+            if len(grants) >= need:
+                raise Violation("committed entries survive elections",
+                                f"entry {d} (term {term}) is committed, but {nid} lacks it and could be "
+                                f"elected in its configuration {list(conf.voters)}: {grants} would vote for "
+                                f"it (they lack it too, and its log ends at {li}/{lt})")
+
+    def _snapshot_term(self, s: _Slot, index: int) -> int | None:
+        if index == 0:
+            return 0
+        if s.snap_term[0] != index:
+            try:
+                s.snap_term = (index, decode_snapshot(s.disk.snapshots[index], "sim")[1])
+            except Exception:
+                return None
+        return s.snap_term[1]
 
     # ------------------------------------------------------------------ nemesis
 

@@ -267,26 +267,27 @@ class SimSnapshots:
 
     def load(self, index: int) -> tuple[SnapshotFile, dict[str, bytes]]:
         blob = self.disk.snapshots[index]
-        i, term, voters, sections = decode_snapshot(blob, self.path(index))
-        return SnapshotFile(index, term, voters, len(blob), self.path(index)), sections
+        i, term, voters, sections, learners = decode_snapshot(blob, self.path(index))
+        return SnapshotFile(index, term, voters, len(blob), self.path(index), learners), sections
 
     def reader(self, snap: SnapshotFile) -> Callable[[int, int], bytes]:
         blob = self.disk.snapshots.get(snap.index) or self.disk.damaged[snap.index]
         return lambda offset, n: blob[offset:offset + n]
 
-    def take(self, index: int, term: int, voters: tuple[str, ...], produce: Callable[[], Any]) -> int:
+    def take(self, index: int, term: int, voters: tuple[str, ...], produce: Callable[[], Any],
+             learners: tuple[str, ...] = ()) -> int:
         assert self.child is None
         out: list[bytes] = []
-        encode_snapshot(index, term, voters, produce(), out.extend)  # the state as of now
-        self.child = (index, term, voters, b"".join(out))
+        encode_snapshot(index, term, voters, produce(), out.extend, learners)  # the state as of now
+        self.child = (index, term, voters, b"".join(out), learners)
         self._start_take(self, self.fd)
         return self.fd
 
     def complete_take(self) -> None:
         """The simulated child finished: its file is durable."""
-        index, term, voters, blob = self.child  # type: ignore[misc]
+        index, term, voters, blob, learners = self.child  # type: ignore[misc]
         self.disk.snapshots[index] = blob
-        self._done = SnapshotFile(index, term, voters, len(blob), self.path(index))
+        self._done = SnapshotFile(index, term, voters, len(blob), self.path(index), learners)
 
     def taken(self) -> SnapshotFile:
         done, self._done, self.child = self._done, None, None
@@ -302,13 +303,13 @@ class SimSnapshots:
     def finish_receive(self, index: int, term: int) -> tuple[SnapshotFile, dict[str, bytes]] | None:
         blob, self.partial = bytes(self.partial), bytearray()
         try:
-            i, t, voters, sections = decode_snapshot(blob, self.path(index))
+            i, t, voters, sections, learners = decode_snapshot(blob, self.path(index))
         except DamagedFile:
             return None
         if (i, t) != (index, term):
             return None
         self.disk.snapshots[index] = blob
-        return SnapshotFile(index, term, voters, len(blob), self.path(index)), sections
+        return SnapshotFile(index, term, voters, len(blob), self.path(index), learners), sections
 
     def prune(self, newest: int) -> None:
         older = sorted((i for i in self.disk.snapshots if i < newest), reverse=True)

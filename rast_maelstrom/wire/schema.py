@@ -40,6 +40,23 @@ class Init(msgspec.Struct, tag="init", tag_field="type"):
     msg_id: I64
     node_id: Name
     node_ids: list[Name]
+    members: Union[list[Name], None] = None  # extension: the voters at start (absent: everyone)
+
+
+class Members(msgspec.Struct, tag="members", tag_field="type"):
+    """Extension: the committed configuration (`members_ok` with members and learners)."""
+
+    msg_id: I64
+    fwd: U63 = 0
+
+
+class Reconfigure(msgspec.Struct, tag="reconfigure", tag_field="type"):
+    """Extension: change the voters to `members` (`reconfigure_ok` once committed and in force)."""
+
+    msg_id: I64
+    members: list[Name]
+    fwd: U63 = 0
+    cont: bool = False  # handed on by a leader that lost leadership: steps may have been taken
 
 
 class Read(msgspec.Struct, tag="read", tag_field="type"):
@@ -100,6 +117,7 @@ class RV(msgspec.Struct, tag="rv", tag_field="type"):
     li: U63
     lt: U63
     pre: bool
+    tr: bool = False  # a campaign started by TimeoutNow (leadership transfer)
 
 
 class RVR(msgspec.Struct, tag="rvr", tag_field="type"):
@@ -118,6 +136,7 @@ class IS(msgspec.Struct, tag="is", tag_field="type"):
     sz: U63
     o: U63
     d: bytes
+    lr: list[str] = msgspec.field(default_factory=list)  # the snapshot's learners
 
 
 class ISR(msgspec.Struct, tag="isr", tag_field="type"):
@@ -129,10 +148,18 @@ class ISR(msgspec.Struct, tag="isr", tag_field="type"):
     done: bool
 
 
-Body = Union[Read, Write, Cas, AE, AER, HB, HBR, RV, RVR, IS, ISR, Init]
-CLIENT_BODIES = (Read, Write, Cas)
-RAFT_BODIES = (AE, AER, HB, HBR, RV, RVR, IS, ISR)
-TYPE_NAMES = frozenset(("read", "write", "cas", "ae", "aer", "hb", "hbr", "rv", "rvr", "is", "isr", "init"))
+class TN(msgspec.Struct, tag="tn", tag_field="type"):
+    """TimeoutNow: the leader hands leadership to the receiver."""
+
+    term: U63
+
+
+Body = Union[Read, Write, Cas, Members, Reconfigure, AE, AER, HB, HBR, RV, RVR, IS, ISR, TN, Init]
+CLIENT_BODIES = (Read, Write, Cas, Members, Reconfigure)
+RAFT_BODIES = (AE, AER, HB, HBR, RV, RVR, IS, ISR, TN)
+TYPE_NAMES = frozenset(("read", "write", "cas", "members", "reconfigure", "ae", "aer", "hb", "hbr", "rv",
+                        "rvr", "is", "isr", "tn", "init"))
+CLIENT_TYPES = ("read", "write", "cas", "members", "reconfigure", "init")  # a malformed one gets 12
 
 
 class Envelope(msgspec.Struct):
