@@ -106,7 +106,7 @@ FOLLOWER_CATCHUP_TICKS_MAX = 2  # a follower's stall must not look like a silent
 STALL_LOG_TICKS = 10  # a clock this many ticks behind is logged at INFO (the loop or process stalled)
 FORWARD_HOPS_MAX = 3  # a request forwarded this often without reaching a leader gets 11
 RECONF_WAITERS_MAX = 64  # reconfigure requests a node waits on (beyond: 11)
-RECONF_AGE_MAX_S = 60.0  # ... kept at most this long while no leader is known to hand them to
+RECONF_AGE_MAX_S = 60.0  # ... for at most this long (a learner that never catches up, no leader)
 # Every line the node writes must fit under a receiver's LINE_BYTES_MAX. An AppendEntries carries at
 # most APPEND_ENTRIES_BYTES_MAX of entries (or one larger entry); a command is at most
 # ENTRY_BYTES_MAX, leaving room for the envelope (names are at most schema.NAME_CHARS_MAX).
@@ -463,9 +463,10 @@ class Node:
         if raft.target is None and raft.reconfigured(target):
             self._reply(src, body.msg_id, {"type": "reconfigure_ok", "members": list(target)})
             return
-        why = raft.reconfigure(target)
-        if why is None and len(self._reconf) >= RECONF_WAITERS_MAX:
-            why = "too many reconfigure requests waiting"
+        if len(self._reconf) >= RECONF_WAITERS_MAX:
+            why: str | None = "too many reconfigure requests waiting"
+        else:
+            why = raft.reconfigure(target)
         if why is not None:
             if not body.cont:  # (one handed on may have had steps taken: no definite answer)
                 self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, f"{why}; nothing changed")
@@ -479,6 +480,8 @@ class Node:
         now = self.loop.clock()
         keep = []
         for src, msg_id, target, arrived in self._reconf:
+            if now - arrived >= RECONF_AGE_MAX_S:
+                continue  # its client gave up long ago (indefinite, as it is)
             if raft.role is Role.LEADER:
                 if raft.reconfigured(target):
                     self._reply(src, msg_id, {"type": "reconfigure_ok", "members": list(target)})
@@ -489,7 +492,7 @@ class Node:
                 body = {"type": "reconfigure", "msg_id": msg_id, "members": list(target), "fwd": 1,
                         "cont": True}
                 self.out.append(encode(src, raft.leader_id, body))
-            elif now - arrived < RECONF_AGE_MAX_S:
+            else:
                 keep.append((src, msg_id, target, arrived))
         self._reconf = keep
 

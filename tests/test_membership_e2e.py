@@ -124,12 +124,16 @@ def test_grow_to_5_remove_the_leader_shrink_to_3_wipe_and_re_add_with_writes_goi
 
         gone = [n for n in IDS if n not in three]
         wiped = gone[0]
+        installed: list[int] = []  # snapshots the wiped node acknowledged as installed
+        net.on_peer = lambda src, body: installed.append(body["li"]) if (
+            src == wiped and body["type"] == "isr" and body["done"]) else None
         net.wipe(wiped)  # a replaced machine, started with the same init as at the beginning
         d.run(1.5)
         back = sorted([*three, wiped])
         d.reconfigure(back)  # learner first (by a snapshot), then a voter
         conf, _ = d.members()
         assert conf["members"] == back and conf["learners"] == []
+        assert installed, f"{wiped} was not caught up by a snapshot"
         d.run(1.0)
         assert d.ok > ok0 + 100, f"only {d.ok - ok0} writes acknowledged during the changes"
 
