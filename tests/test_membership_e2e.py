@@ -20,6 +20,7 @@ KEYS = 6  # one write in flight per key, so a key's values are acknowledged in t
 WRITE_TIMEOUT_S = 2.0
 RECONF_TIMEOUT_S = 30.0
 RECONF_TRY_S = 5.0
+MEMBERS_TIMEOUT_S = 30.0
 NODE_ARGS = ("--snapshot-entries", "100")  # learners catch up by InstallSnapshot
 
 
@@ -81,7 +82,8 @@ class Driver:
         raise AssertionError(f"reconfigure to {members} not done in {RECONF_TIMEOUT_S} s")
 
     def members(self) -> tuple[dict, str]:
-        for _ in range(100):
+        deadline = time.monotonic() + MEMBERS_TIMEOUT_S  # (a first election may take a while under load)
+        while time.monotonic() < deadline:
             mid = self._next_id()
             reply = self.net.rpc("cm", self.rng.choice(sorted(self.net.procs)), {"type": "members", "msg_id": mid})
             if reply is not None and reply["body"]["type"] == "members_ok":

@@ -20,6 +20,12 @@ runs in parallel with replication); only entries of the current term are committ
 (§5.4.2); a follower never truncates entries that match, so a stale or reordered AppendEntries cannot
 shorten its log.
 
+Membership (core/membership.py): the configuration in force is the last configuration entry in the
+log (or the snapshot's); only its voters campaign, vote and count toward commits, read rounds,
+leases and check-quorum; learners are replicated to; everyone else in `node_ids` gets heartbeats
+only. `reconfigure(voters)` reaches a target in single-server steps, one in flight at a time, each
+only after an entry of the leader's term committed; `transfer_leadership` hands over by TimeoutNow.
+
 May not touch: IO, clocks, threads, global randomness. Time enters as ticks, randomness as the
 injected `rng` (anything with `randrange`). Imports only the standard library.
 """
