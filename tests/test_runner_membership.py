@@ -370,3 +370,27 @@ def test_cli_refuses_membership_combinations_that_make_no_sense(flags, nodes, no
         argv += ["--", *node_args]
     assert cli.main(argv) == 254
     assert message in capsys.readouterr().out
+
+
+def test_a_wipe_kills_the_node_deletes_its_wipe_path_then_restarts_it_with_the_members(tmp_path):
+    opts = runner.TestOptions(bin="/bin/true", nodes=NODES5, nemesis=["member"], initial_members=3)
+    run = runner.TestRun(opts)
+    run.store_dir = tmp_path
+    events = []
+    run.kill_node = lambda node: events.append(("kill", node, (tmp_path / "data" / node).exists()))
+    run.restart_node = lambda node, members=None: events.append(
+        ("restart", node, (tmp_path / "data" / node).exists(), members))
+    mine, other = tmp_path / "data" / "n2", tmp_path / "data" / "n1"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "wal-1.log").write_text("x")
+    other.mkdir()
+    run.wipe_node("n2", ["n0", "n1"])
+    assert events == [("kill", "n2", True), ("restart", "n2", False, ["n0", "n1"])]
+    assert not mine.exists() and other.exists()       # only that node's data
+    run.wipe_node("n2", ["n0", "n1"])                 # nothing there: still a kill and a restart
+    assert [e[0] for e in events] == ["kill", "restart", "kill", "restart"]
+    run.opts.wipe_path = str(tmp_path / "elsewhere" / "{node}.db")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "n3.db").write_text("x")
+    run.wipe_node("n3", ["n0"])
+    assert not (tmp_path / "elsewhere" / "n3.db").exists()

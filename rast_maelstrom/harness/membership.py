@@ -381,6 +381,8 @@ class MemberNemesis:
                 self.leader = src
                 return members
             self._note_error("members", body)
+            if body.get("type") == "error" and _error_name(body)[1] and body.get("code") != 11:
+                return None   # not supported or refused: asking again would not help
             if body.get("type") == "members_ok":
                 log.warning("Malformed members_ok from %s (members must be a non-empty list of "
                             "node ids): %s", src, body)
