@@ -67,6 +67,8 @@ def _check_run(proc, store_dir: Path) -> Counter:
     line = re.search(r"Membership changes \[extension\]: (\d+) attempted .*: (\d+) succeeded", out)
     assert line and (int(line.group(1)), int(line.group(2))) == (attempted, succeeded), out[-3000:]
     assert line.group(0) in (store_dir / "jepsen.log").read_text()
+    tail = proc.stdout[proc.stdout.rindex("Final reads [extension]"):]   # again after the results
+    assert line.group(0) in tail and tail.rstrip().endswith("Everything looks good! ヽ(‘ー`)ノ")
     report = json.loads((store_dir / "membership.json").read_text())
     assert report["counts"]["attempted"] == attempted
     assert report["counts"]["wiped"] == flavors["wiped"]

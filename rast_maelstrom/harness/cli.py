@@ -579,6 +579,8 @@ def cmd_test(ns: argparse.Namespace) -> int:
                              "absent-reads") else
                          "(the linearizability checker cannot see this: failed reads are "
                          "dropped; --absent-reads checks them)"), flush=True)
+        if outcome.membership is not None:
+            print(outcome.membership, flush=True)
         print_verdict(outcome.exit_code)
         code = outcome.exit_code
         if code != EXIT_VALID:

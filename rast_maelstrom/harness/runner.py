@@ -19,10 +19,10 @@ directory (`substitute_store`), so `-- --data-dir {store}/data` keeps node data 
 and across restarts; with the kill nemesis and no `{store}`, a WARNING says restarted nodes come
 back empty. The runner is the nemesis's `NodeControl`: a node it kills is expected dead (messages
 to it vanish; teardown does not call it a crash), and a restarted node gets `init` again from a
-fresh client id (c<2n+concurrency+k>), with init_ok required within `init_timeout_s` (else crash).
-A paused node's messages vanish too, until it is resumed.
-When any extension fault is enabled (kill, pause, loss, dup, member) the run ends with a recovery phase:
-at the time limit, once in-flight ops are done, the active fault is stopped (a recorded stop op),
+fresh client id (c<2n+concurrency+k>, one more with the member nemesis), with init_ok required
+within `init_timeout_s` (else crash). A paused node's messages vanish too, until it is resumed.
+When any extension fault is enabled (kill, pause, loss, dup, member) the run ends with a recovery
+phase: at the time limit, once in-flight ops are done, the active fault is stopped (a recorded stop op),
 restarted nodes must answer init, the runner waits `--recovery-s`, then each node's reader client
 reads every key used (recorded, so the checker judges them). The figures go to the console,
 jepsen.log and `final-reads.json` (including "lost-keys": keys with an acknowledged write that a
@@ -137,6 +137,7 @@ class RunOutcome:
     results: dict | None = None
     message: str = ""
     final_reads: dict | None = None     # [extension] figures of the recovery phase
+    membership: str | None = None       # [extension] the member nemesis's summary line
 
 
 def substitute_store(args: list[str], store_dir: Path) -> list[str]:
@@ -350,7 +351,8 @@ class TestRun(NodeControl):
         if crash is not None:
             log.error("Test crashed: %s", crash)
             return RunOutcome(255, self.store_dir, None, str(crash))
-        return RunOutcome(0, self.store_dir, None, "", self.final_reads)
+        return RunOutcome(0, self.store_dir, None, "", self.final_reads,
+                          self.member.summary() if self.member is not None else None)
 
     # -- phases -----------------------------------------------------------------------------------
     def _start_nodes(self) -> None:
