@@ -82,6 +82,7 @@ refresh_attempts = 3       # members reads before a change (each up to the RPC t
 wipe_init_s_max = 12.0     # waiting for a wiped node's init_ok (the runner crashes at 10 s)
 settle_s = 2.0             # at the time limit, a change in flight gets this long to finish
 poll_s = 0.02              # how often a wait for a condition looks again
+CHANGES_MAX = 10_000       # changes listed in membership.json (the counts go on past it)
 
 
 def init_body(node: str, node_ids: list[str], members: list[str] | None = None) -> dict:
@@ -228,7 +229,8 @@ class MemberNemesis:
         self.final_members: list[str] | None = None
         self.counts = {"attempted": 0, "succeeded": 0, "failed": 0, "unknown": 0, GROW_F: 0,
                        SHRINK_F: 0, "wiped": 0, "leader": 0, "added": 0, "removed": 0}
-        self.changes: list[dict] = []
+        self.changes: list[dict] = []   # the first CHANGES_MAX, for membership.json
+        self.change: dict = {}
         self.warned_unsupported = False
         network.register_client(client_id, self._on_reply)
 
@@ -258,6 +260,7 @@ class MemberNemesis:
         if self.task is None:
             callback()
         else:
+            assert not self.waiters, "only the fault nemesis waits, one step at a time"
             self.waiters.append(callback)
 
     def _due(self) -> None:
@@ -458,8 +461,10 @@ class MemberNemesis:
         target = plan.target(f, node)
         self.record("info", f, [flavor, node])
         self.open_op = (f, node)
-        self.changes.append({"f": f, "flavor": flavor, "node": node, "target": target,
-                             "outcome": None, "start_s": self._elapsed_s()})
+        self.change = {"f": f, "flavor": flavor, "node": node, "target": target, "outcome": None,
+                       "start_s": self._elapsed_s()}
+        if len(self.changes) < CHANGES_MAX:
+            self.changes.append(self.change)
         self.counts["attempted"] += 1
         self.counts[f] += 1
         if flavor == "leader":
@@ -482,7 +487,7 @@ class MemberNemesis:
         if word in ("added", "removed"):
             self.counts["succeeded"] += 1
         self.counts[word] += 1
-        change = self.changes[-1]
+        change = self.change
         change["outcome"] = outcome
         change["duration_s"] = self._elapsed_s() - change["start_s"]
         log.info("Member nemesis %s %s %s -> %s (%.0f ms)", f, change["flavor"], node, outcome,
