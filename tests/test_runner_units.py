@@ -441,9 +441,10 @@ def test_cli_parses_concurrency_and_marks_extensions_in_help(capsys):
     out = capsys.readouterr().out
     for flag in ("--seed", "--store", "--p-loss", "--p-dup", "--recovery-s", "'kill'", "'pause'",
                  "{store}", "--lin-time-limit", "--lin-config-max", "--absent-reads", "--dup-requests",
-                 "--dup-delay-ms", "--dup-target"):
+                 "--dup-delay-ms", "--dup-target", "--initial-members", "'member'", "--wipe-path",
+                 "--no-wipe"):
         assert flag in out, flag
-    assert out.count("[extension]") == 14
+    assert out.count("[extension]") == 17
 
 
 def test_same_seed_same_ops_on_virtual_time():

@@ -22,6 +22,8 @@ import traceback
 from collections import Counter
 from typing import Any, Callable, Iterable
 
+from .nemesis import MEMBER_FS, MEMBER_KIND
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -250,11 +252,15 @@ def _fault_kind(f: str) -> tuple[str, str] | None:
 def nemesis_periods(pairs: list[tuple[dict, dict | None]], end_ns: int) -> list[tuple[str, int, int]]:
     """(kind, start_ns, stop_ns) for each nemesis fault, from its start op's invoke to its stop
     op's completion (so the shading covers the whole fault); a fault never stopped runs to
-    `end_ns`. `pairs` is `pair_ops(history)`."""
+    `end_ns`. [extension] Each membership change (grow, shrink) is a "member" period of its own,
+    from its invoke to its completion. `pairs` is `pair_ops(history)`."""
     periods: list[tuple[str, int, int]] = []
     open_since: dict[str, int] = {}
     for invoke, done in pairs:
         if is_client(invoke):
+            continue
+        if invoke.get("f") in MEMBER_FS:
+            periods.append((MEMBER_KIND, invoke["time"], done["time"] if done is not None else end_ns))
             continue
         parsed = _fault_kind(str(invoke.get("f")))
         if parsed is None:

@@ -10,8 +10,9 @@ Flags the jar has but lin-kv ignores are accepted and ignored; our extensions ar
 "[extension]" in --help: --seed, --store, the nemesis faults beyond `partition` (`--nemesis kill`,
 `pause`, `loss`, `dup`; `--p-loss P` and `--p-dup P` give the last two their probability and
 enable them on their own), --recovery-s (the wait before the final reads that any extension
-fault adds) and duplicated client requests (`--dup-requests P`, `--dup-delay-ms`,
-`--dup-target`). Without them a run is the jar's.
+fault adds), duplicated client requests (`--dup-requests P`, `--dup-delay-ms`,
+`--dup-target`), and membership changes (`--initial-members K`, `--nemesis member`,
+`--wipe-path TEMPLATE`, `--no-wipe`). Without them a run is the jar's.
 
 May not touch: the run itself (runner.py) or the checkers (analysis.py).
 """
@@ -31,8 +32,10 @@ import orjson
 
 from .. import __version__
 from .analysis import summary_lines
-from .runner import (JarLogFormatter, Progress, TestOptions, analyze_store, exit_code_for,
-                     run_test)
+from .membership import DEFAULT_WIPE_PATH, NODE_TOKEN, member_problem
+from .nemesis import MEMBER_KIND
+from .runner import (STORE_TOKEN, JarLogFormatter, Progress, TestOptions, analyze_store,
+                     exit_code_for, run_test)
 
 log = logging.getLogger("maelstrom.cli")
 
@@ -41,7 +44,7 @@ WORKLOADS = ("broadcast", "echo", "g-counter", "g-set", "kafka", "lin-kv", "pn-c
              "txn-list-append", "txn-rw-register", "unique-ids")
 IMPLEMENTED_WORKLOADS = ("lin-kv",)
 NEMESES = ("partition",)
-EXTENSION_NEMESES = ("kill", "pause", "loss", "dup")   # loss/dup need --p-loss / --p-dup
+EXTENSION_NEMESES = ("kill", "pause", "loss", "dup", MEMBER_KIND)   # loss/dup need --p-loss / --p-dup
 LIN_KV_NODE_COUNT_MAX = 10
 
 VERDICTS = {
@@ -143,8 +146,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         "only one); [extension] 'kill' (SIGKILL a random minority or sometimes "
                         "all nodes, later restart them with the same command line and init them "
                         "again), 'pause' (SIGSTOP a minority or all, later SIGCONT), 'loss' and "
-                        "'dup' (see --p-loss, --p-dup, which also enable them). One fault "
-                        "is active at a time, each start picking a kind at random. Any extension "
+                        "'dup' (see --p-loss, --p-dup, which also enable them), 'member' "
+                        "(membership changes: every interval on average, add a spare or remove a "
+                        "member, sometimes the leader, sometimes wiping a removed node's data "
+                        "before adding it back; see --initial-members, --wipe-path). One fault "
+                        "is active at a time, each start picking a kind at random; membership "
+                        "changes run on their own schedule, under whatever fault is active. Any extension "
                         "adds a final recovery phase: heal all, wait --recovery-s, then read every "
                         "key from every node. Node arguments may use {store} (the run's store "
                         "directory), e.g. -- --data-dir {store}/data, so data survive restarts")
@@ -170,6 +177,17 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dup-target", default="any", choices=("same", "other", "any"),
                    help="[extension] with --dup-requests: send the copy to the same node, another "
                         "node or any node at random (default any)")
+    t.add_argument("--initial-members", type=int, metavar="K",
+                   help="[extension] init names the first K nodes as the voting members "
+                        "(`\"members\": [...]` beside node_ids); the others start as spares "
+                        "(1 <= K <= node count; default: no members field, everyone votes)")
+    t.add_argument("--wipe-path", metavar="TEMPLATE",
+                   help="[extension] with --nemesis member: the node data a wipe deletes, "
+                        f"{{store}} and {{node}} filled in (default {DEFAULT_WIPE_PATH}, where "
+                        "bin/rast keeps it with -- --data-dir {store}/data)")
+    t.add_argument("--no-wipe", action="store_true",
+                   help="[extension] with --nemesis member: never wipe a node's data (needed "
+                        "when the node keeps none under the store)")
     t.add_argument("--recovery-s", type=float, default=5.0, metavar="SECONDS",
                    help="[extension] with an extension fault: seconds to wait after the final "
                         "heal before the final reads (default 5)")
@@ -424,6 +442,7 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         elif kind in nemesis:
             raise BadArgs(f"the {kind} nemesis needs its probability: add {flag} P (0 < P <= 1)")
     nemesis = sorted(nemesis)
+    _check_membership(ns, nemesis, len(nodes))
     if not 0 <= ns.dup_requests <= 1:
         raise BadArgs(f"--dup-requests must be a probability in [0, 1]; got {ns.dup_requests}")
     if ns.dup_delay_ms < 0:
@@ -450,8 +469,39 @@ def test_options(ns: argparse.Namespace) -> tuple[TestOptions, int]:
         seed=seed, store=ns.store, p_loss=ns.p_loss, p_dup=ns.p_dup, recovery_s=ns.recovery_s,
         svg_events=ns.svg_events, svg_window=svg_window, dup_requests=ns.dup_requests,
         dup_delay_ms=ns.dup_delay_ms, dup_target=ns.dup_target,
+        initial_members=ns.initial_members, wipe_path=ns.wipe_path or DEFAULT_WIPE_PATH,
+        wipe=not ns.no_wipe,
         absent_reads=ns.absent_reads, **{k: v for k, v in checker_budget(ns).items() if v is not None})
     return opts, ns.test_count
+
+
+def _check_membership(ns: argparse.Namespace, nemesis: list[str], node_count: int) -> None:
+    """[extension] --initial-members, --nemesis member and its wipes: refuse what makes no sense."""
+    k = ns.initial_members
+    if k is not None and not 1 <= k <= node_count:
+        raise BadArgs(f"--initial-members must be between 1 and the node count ({node_count}); "
+                      f"got {k}")
+    if MEMBER_KIND not in nemesis:
+        for flag, given in (("--wipe-path", ns.wipe_path is not None), ("--no-wipe", ns.no_wipe)):
+            if given:
+                raise BadArgs(f"{flag} applies to the member nemesis: add --nemesis member")
+        return
+    problem = member_problem(node_count, k)
+    if problem is not None:
+        raise BadArgs(problem)
+    if ns.no_wipe:
+        if ns.wipe_path is not None:
+            raise BadArgs("--wipe-path and --no-wipe contradict each other")
+        return
+    template = ns.wipe_path or DEFAULT_WIPE_PATH
+    if NODE_TOKEN not in template:
+        raise BadArgs(f"--wipe-path must contain {NODE_TOKEN} (each node's own data); got "
+                      f"{template!r}")
+    if STORE_TOKEN in template and not any(STORE_TOKEN in a for a in ns.node_args):
+        raise BadArgs(f"the member nemesis wipes {template}, but no node argument contains "
+                      f"{STORE_TOKEN}, so the node keeps its data elsewhere (or nowhere): pass e.g. "
+                      f"`-- --data-dir {STORE_TOKEN}/data`, point --wipe-path at the node's data, "
+                      f"or add --no-wipe")
 
 
 def _add_checker_flags(parser: argparse.ArgumentParser, command: str) -> None:
@@ -466,7 +516,7 @@ def _add_checker_flags(parser: argparse.ArgumentParser, command: str) -> None:
                         help="[extension] check a read that failed with key-does-not-exist (20) as "
                              "an observation that the key was absent, instead of dropping it as "
                              "the jar does (default: on with the extension faults kill, pause, "
-                             f"loss, dup; off otherwise){stored}")
+                             f"loss, dup, member; off otherwise){stored}")
 
 
 def checker_budget(ns: argparse.Namespace) -> dict:
@@ -529,6 +579,8 @@ def cmd_test(ns: argparse.Namespace) -> int:
                              "absent-reads") else
                          "(the linearizability checker cannot see this: failed reads are "
                          "dropped; --absent-reads checks them)"), flush=True)
+        if outcome.membership is not None:
+            print(outcome.membership, flush=True)
         print_verdict(outcome.exit_code)
         code = outcome.exit_code
         if code != EXIT_VALID:

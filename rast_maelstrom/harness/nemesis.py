@@ -23,6 +23,9 @@ Fault kinds (ops are named start-X/stop-X, the convention checkers.nemesis_perio
   p until stop-loss. Completions ["dropping", p] / "loss-stopped".
 - [extension] dup: start-dup value p; every server-to-server message is delivered twice with
   probability p until stop-dup. Completions ["duplicating", p] / "dup-stopped".
+- [extension] member (membership.py, not a FaultKind): grows and shrinks the configuration on a
+  schedule of its own; the runner runs one nemesis op at a time, so a fault op falls due while a
+  change is in flight waits for it.
 `final_heal()` (only when an extension is enabled: the runner's recovery phase) stops the active
 fault with its ordinary recorded stop op (invoke value "final-heal").
 
@@ -46,8 +49,10 @@ from typing import Any, Callable
 log = logging.getLogger("maelstrom.nemesis")
 
 PARTITION_SPECS = ("one", "majority", "minority-third", "majorities-ring")
-NEMESIS_KINDS = ("partition", "kill", "pause", "loss", "dup")
-EXTENSION_KINDS = ("kill", "pause", "loss", "dup")
+NEMESIS_KINDS = ("partition", "kill", "pause", "loss", "dup", "member")
+EXTENSION_KINDS = ("kill", "pause", "loss", "dup", "member")   # member: membership.py
+MEMBER_KIND = "member"
+MEMBER_FS = ("grow", "shrink")   # the member nemesis's ops (one op pair per change)
 PROCESS_TARGETS = ("minority", "all")
 all_probability = 0.25      # a kill or pause hits every node this often, otherwise a minority
 ring_attempts_max = 1000
@@ -190,6 +195,19 @@ class NodeControl:
         raise NotImplementedError
 
     def resume_node(self, node: str) -> None:
+        raise NotImplementedError
+
+    # [extension] the member nemesis's wipes
+    def wipe_node(self, node: str, members: list[str]) -> None:
+        """Kill `node`, delete its data, restart it and send it `init` naming `members`."""
+        raise NotImplementedError
+
+    def init_pending(self, node: str) -> bool:
+        """A restarted node has not answered its init yet."""
+        raise NotImplementedError
+
+    def node_available(self, node: str) -> bool:
+        """Neither killed nor paused by a fault: the member nemesis may wipe it."""
         raise NotImplementedError
 
 

@@ -6,7 +6,8 @@ plot is drawn, so importing the runner stays cheap).
 
 Conventions kept from the jar: outcome colours ok #81BFFC, info #FFA400, fail #FF1E90; nemesis
 fault periods shaded #E9DCA0 (faults other than partitions are also hatched so they can be told
-apart); quantiles 0.5, 0.95, 0.99 and 1. Time on the x axis is seconds since the test's time
+apart; membership changes the other way, with a vertical line at each change's start);
+quantiles 0.5, 0.95, 0.99 and 1. Time on the x axis is seconds since the test's time
 zero, taken from the op's invocation.
 
 Bucket sizes: the jar uses 30 s (quantiles) and 10 s (rate), which leaves a 10 s run with one
@@ -25,6 +26,8 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
+
+from .nemesis import MEMBER_KIND
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +105,11 @@ def _shade(ax, periods: list[tuple[str, float, float]]) -> None:
         labelled.add(kind)
         ax.axvspan(
             start_s, stop_s, facecolor=NEMESIS_COLOUR, edgecolor="#C9B870" if kind != "partition" else "none",
-            hatch=None if kind == "partition" else "//", alpha=1.0, zorder=0, label=label, linewidth=0,
+            hatch=None if kind == "partition" else "\\\\" if kind == MEMBER_KIND else "//", alpha=1.0,
+            zorder=0, label=label, linewidth=0,
         )
+        if kind == MEMBER_KIND:   # [extension] a change lasts milliseconds: a line keeps it visible
+            ax.axvline(start_s, color="#C9B870", linewidth=0.8, zorder=0)
 
 
 def _log_y(ax) -> None:

@@ -19,22 +19,31 @@ directory (`substitute_store`), so `-- --data-dir {store}/data` keeps node data 
 and across restarts; with the kill nemesis and no `{store}`, a WARNING says restarted nodes come
 back empty. The runner is the nemesis's `NodeControl`: a node it kills is expected dead (messages
 to it vanish; teardown does not call it a crash), and a restarted node gets `init` again from a
-fresh client id (c<2n+concurrency+k>), with init_ok required within `init_timeout_s` (else crash).
-A paused node's messages vanish too, until it is resumed.
-When any extension fault is enabled (kill, pause, loss, dup) the run ends with a recovery phase:
-at the time limit, once in-flight ops are done, the active fault is stopped (a recorded stop op),
+fresh client id (c<2n+concurrency+k>, one more with the member nemesis), with init_ok required
+within `init_timeout_s` (else crash). A paused node's messages vanish too, until it is resumed.
+When any extension fault is enabled (kill, pause, loss, dup, member) the run ends with a recovery
+phase: at the time limit, once in-flight ops are done, the active fault is stopped (a recorded stop op),
 restarted nodes must answer init, the runner waits `--recovery-s`, then each node's reader client
 reads every key used (recorded, so the checker judges them). The figures go to the console,
 jepsen.log and `final-reads.json` (including "lost-keys": keys with an acknowledged write that a
 final read says do not exist); restarts are counted in jepsen.log. Without extensions nothing
 of this happens and the run is the jar-compatible one.
+[extension] Membership (membership.py): with --initial-members K every `init` names the first K
+nodes as `members`. The member nemesis runs beside the fault nemesis on its own schedule, as a
+client of its own (c<2n+concurrency>); the runner runs one nemesis op at a time, so a fault op due
+while a change is in flight waits for it (`_nemesis_step`). Its wipes go through `wipe_node`
+(kill, delete the --wipe-path, restart, `init` naming the configuration the nemesis last read).
+At the time limit it starts no change; in the recovery phase, before the final heal, a change in
+flight gets `settle_s` and is then cut short (unknown); after the recovery wait it reads the
+configuration once more. Its counts go to jepsen.log and the console, and membership.json.
 
 With --leave-db-running, as under the jar, nodes are neither killed nor checked: a node that died
 during the run is not reported and the analysis runs.
 
 Invariants: one thread; every node started is killed (unless --leave-db-running) even on errors;
 the run is bounded in time by time_limit + client timeout + `teardown_slack_s`, plus, with
-extensions, `init_timeout_s` + recovery_s + `final_reads_s_max` + client timeout + slack.
+extensions, `init_timeout_s` + recovery_s + `final_reads_s_max` + client timeout + slack (and,
+with the member nemesis, `settle_s` and one configuration read).
 May not touch: checker and analysis internals (only `analysis.analyze`).
 """
 from __future__ import annotations
@@ -44,6 +53,7 @@ import io
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -54,7 +64,9 @@ import orjson
 
 from . import services
 from .eventloop import Loop
-from .nemesis import EXTENSION_KINDS, Nemesis, NodeControl, make_fault_kinds
+from .membership import (DEFAULT_WIPE_PATH, NODE_TOKEN, MemberNemesis, MemberPlan, init_body,
+                         settle_s)
+from .nemesis import EXTENSION_KINDS, MEMBER_KIND, Nemesis, NodeControl, make_fault_kinds
 from .network import Network, NetworkOverload
 from .process import NodeProcess, connect_to_network
 from .workload import History, Workload, client_timeout_ms, final_reads_s_max
@@ -105,6 +117,12 @@ class TestOptions:
     dup_requests: float = 0.0  # [extension] chance each client request is sent again (same msg_id)
     dup_delay_ms: int = 200    # [extension] ... up to this much later
     dup_target: str = "any"    # [extension] ... to the same node, another one, or any
+    initial_members: int | None = None   # [extension] init names the first K nodes as members
+    wipe_path: str = DEFAULT_WIPE_PATH   # [extension] what a member-nemesis wipe deletes
+    wipe: bool = True          # [extension] the member nemesis sometimes wipes a removed node
+
+    def initial_member_list(self) -> list[str] | None:
+        return None if self.initial_members is None else self.nodes[:self.initial_members]
 
     @property
     def extensions(self) -> list[str]:
@@ -119,6 +137,7 @@ class RunOutcome:
     results: dict | None = None
     message: str = ""
     final_reads: dict | None = None     # [extension] figures of the recovery phase
+    membership: str | None = None       # [extension] the member nemesis's summary line
 
 
 def substitute_store(args: list[str], store_dir: Path) -> list[str]:
@@ -243,6 +262,7 @@ class TestRun(NodeControl):
         self.workload: Workload | None = None
         self.nemesis: Nemesis | None = None
         self.nemesis_timer = None
+        self.member: MemberNemesis | None = None   # [extension] the member nemesis
         self.end_ns = 0
         self.files: list[io.IOBase] = []
         self.log_handler: logging.Handler | None = None
@@ -272,7 +292,9 @@ class TestRun(NodeControl):
                 **({"p_loss": o.p_loss, "p_dup": o.p_dup, "recovery_s": o.recovery_s}
                    if o.extensions else {}),
                 **({"dup_requests": o.dup_requests, "dup_delay_ms": o.dup_delay_ms,
-                    "dup_target": o.dup_target} if o.dup_requests else {})}
+                    "dup_target": o.dup_target} if o.dup_requests else {}),
+                **({"initial_members": o.initial_members} if o.initial_members is not None else {}),
+                **({"wipe": o.wipe, "wipe_path": o.wipe_path} if MEMBER_KIND in o.nemesis else {})}
 
     def run(self) -> RunOutcome:
         o = self.opts
@@ -329,7 +351,8 @@ class TestRun(NodeControl):
         if crash is not None:
             log.error("Test crashed: %s", crash)
             return RunOutcome(255, self.store_dir, None, str(crash))
-        return RunOutcome(0, self.store_dir, None, "", self.final_reads)
+        return RunOutcome(0, self.store_dir, None, "", self.final_reads,
+                          self.member.summary() if self.member is not None else None)
 
     # -- phases -----------------------------------------------------------------------------------
     def _start_nodes(self) -> None:
@@ -363,8 +386,8 @@ class TestRun(NodeControl):
                     replies[node] = body
             self.network.register_client(client, on_reply)
         for k, node in enumerate(nodes):
-            self.network.send_body(f"c{k}", node, {"type": "init", "msg_id": 1, "node_id": node,
-                                                   "node_ids": list(nodes)})
+            self.network.send_body(f"c{k}", node,
+                                   init_body(node, nodes, self.opts.initial_member_list()))
         deadline = self.loop.now_ns() + int(init_timeout_s * 1e9)
 
         def done() -> bool:
@@ -412,13 +435,16 @@ class TestRun(NodeControl):
         self.network.set_time_zero()
         t0 = loop.now_ns()
         self.end_ns = t0 + o.time_limit * 1_000_000_000
-        if o.nemesis:
-            kinds = make_fault_kinds(o.nemesis, self.network, o.nodes, self._rng("nemesis-faults"),
+        faults = [k for k in o.nemesis if k != MEMBER_KIND]
+        if faults:
+            kinds = make_fault_kinds(faults, self.network, o.nodes, self._rng("nemesis-faults"),
                                      control=self, p_loss=o.p_loss, p_dup=o.p_dup)
             self.nemesis = Nemesis(kinds, self._rng("nemesis"), o.nemesis_interval,
                                    lambda type_, f, value: self.history.append(
                                        type_, "nemesis", f, value))
             self.nemesis_timer = loop.call_at(t0, self._nemesis_step)
+        if MEMBER_KIND in o.nemesis:
+            self._start_member_nemesis()
         self.workload.start(self.end_ns)
         if self.progress:
             loop.call_at(t0, self._progress_tick)
@@ -431,6 +457,8 @@ class TestRun(NodeControl):
             log.warning("Some client ops were still in flight after the time limit and timeout")
         if self.nemesis_timer is not None:
             self.nemesis_timer.cancel()
+        if self.member is not None:
+            self.member.stop()
         if o.extensions:
             self._recovery_phase()
         if self.nemesis is not None:
@@ -439,13 +467,40 @@ class TestRun(NodeControl):
         counts = self.history.counts
         log.info("Run complete: %d invocations, %d ok, %d fail, %d info", counts["invoke"],
                  counts["ok"], counts["fail"], counts["info"])
-        if self.nemesis is not None and o.extensions:
+        if (self.nemesis is not None or self.member is not None) and o.extensions:
             restarts = sum(p.restarts for p in self.procs)
             log.info("Nemesis ops: %s; node restarts: %d (%s)",
-                     ", ".join(f"{f} x{c}" for f, c in sorted(self.nemesis.counts.items()))
+                     ", ".join(f"{f} x{c}" for f, c in sorted(
+                         self.nemesis.counts.items() if self.nemesis else ()))
                      or "none", restarts,
                      ", ".join(f"{p.node_id} x{p.restarts}" for p in self.procs if p.restarts)
                      or "none")
+        if self.member is not None:
+            log.info("%s", self.member.summary())
+            (self.store_dir / "membership.json").write_bytes(
+                orjson.dumps(self.member.report(), option=orjson.OPT_INDENT_2))
+
+    # -- [extension] the member nemesis -----------------------------------------------------------
+    def _start_member_nemesis(self) -> None:
+        o = self.opts
+        client = f"c{self.next_client_index}"
+        self.next_client_index += 1
+        plan = MemberPlan(o.nodes, o.initial_member_list() or o.nodes, wipe=o.wipe)
+        self.member = MemberNemesis(
+            self.loop, self.network, self, plan, self._rng("member"), o.nemesis_interval,
+            lambda type_, f, value: self.history.append(type_, "nemesis", f, value),
+            client_id=client, rpc_timeout_s=self.timeout_ms / 1000,
+            on_op=self.workload.note_nemesis_op)
+        self.member.start(self.end_ns)
+
+    def _member_settle(self) -> None:
+        """No change in flight: one still running at the time limit gets `settle_s`, then is cut
+        short (recorded as unknown)."""
+        if self.member is not None and self.member.busy:
+            log.info("Waiting up to %g s for the membership change in flight...", settle_s)
+            self.loop.run_until(lambda: not self.member.busy,
+                                self.loop.now_ns() + int(settle_s * 1e9))
+            self.member.abort()
 
     # -- [extension] recovery phase ---------------------------------------------------------------
     def _recovery_phase(self) -> None:
@@ -454,6 +509,7 @@ class TestRun(NodeControl):
         o = self.opts
         loop = self.loop
         workload = self.workload
+        self._member_settle()
         stopped = self.nemesis.final_heal() if self.nemesis is not None else None
         log.info("Final heal (%s); waiting for recovery...", stopped or "no fault was active")
         assert not any(p.down or p.paused for p in self.procs), "a fault outlived the final heal"
@@ -461,6 +517,10 @@ class TestRun(NodeControl):
         loop.run_until(lambda: not self.pending_inits,
                        loop.now_ns() + int((init_timeout_s + 1) * 1e9))
         loop.run_until(lambda: False, loop.now_ns() + int(o.recovery_s * 1e9))
+        if self.member is not None and not self.member.busy:
+            self.member.read_final()
+            loop.run_until(lambda: not self.member.busy,
+                           loop.now_ns() + int(self.member.read_bound_s() * 1e9))
         keys = sorted(workload.keys_used)
         reads_end_ns = loop.now_ns() + int(final_reads_s_max * 1e9)
         workload.start_final_reads(keys, reads_end_ns)
@@ -498,7 +558,7 @@ class TestRun(NodeControl):
         how = "still running" if status is None else f"signal {-status}" if status < 0 else f"exit status {status}"
         log.info("Nemesis killed %s (pid %d, %s)", node, pid, how)
 
-    def restart_node(self, node: str) -> None:
+    def restart_node(self, node: str, members: list[str] | None = None) -> None:
         proc = self.by_node[node]
         try:
             proc.restart()
@@ -507,7 +567,7 @@ class TestRun(NodeControl):
         self.network.set_node_down(node, False)
         log.info("Nemesis restarted %s as pid %d (restart #%d of this node)", node, proc.pid,
                  proc.restarts)
-        self._send_init(node)
+        self._send_init(node, members)
 
     def pause_node(self, node: str) -> None:
         proc = self.by_node[node]
@@ -521,9 +581,33 @@ class TestRun(NodeControl):
         proc.resume()
         log.info("Nemesis resumed %s (pid %d)", node, proc.pid)
 
-    def _send_init(self, node: str) -> None:
-        """Send a restarted node `init` from a fresh client, as at setup; init_ok is required
-        within init_timeout_s (checked by a timer; a failure crashes the run)."""
+    # [extension] NodeControl for the member nemesis
+    def wipe_node(self, node: str, members: list[str]) -> None:
+        """Kill the node, delete its --wipe-path, restart it; its init names `members`."""
+        path = Path(substitute_store([self.opts.wipe_path], self.store_dir)[0].replace(NODE_TOKEN, node))
+        self.kill_node(node)
+        existed = path.exists() or path.is_symlink()
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif existed:
+                path.unlink()
+        except OSError as exc:
+            raise RunCrash(f"could not wipe {node}'s data at {path}: {exc}") from None
+        log.info("Nemesis wiped %s: %s %s", node, "deleted" if existed else "nothing at", path)
+        self.restart_node(node, members)
+
+    def init_pending(self, node: str) -> bool:
+        return node in self.pending_inits
+
+    def node_available(self, node: str) -> bool:
+        proc = self.by_node[node]
+        return not (proc.down or proc.paused)
+
+    def _send_init(self, node: str, members: list[str] | None = None) -> None:
+        """Send a restarted node `init` from a fresh client, as at setup (a wiped one's names
+        `members`); init_ok is required within init_timeout_s (checked by a timer; a failure
+        crashes the run)."""
         client = f"c{self.next_client_index}"
         self.next_client_index += 1
         sent_ns = self.loop.now_ns()
@@ -556,8 +640,8 @@ class TestRun(NodeControl):
         self.network.register_client(client, on_reply)
         timer = self.loop.call_later(int(init_timeout_s * 1e9), on_timeout)
         self.pending_inits[node] = (client, timer)
-        self.network.send_body(client, node, {"type": "init", "msg_id": 1, "node_id": node,
-                                              "node_ids": list(self.opts.nodes)})
+        self.network.send_body(client, node, init_body(
+            node, self.opts.nodes, members if members is not None else self.opts.initial_member_list()))
 
     def _cancel_init(self, node: str) -> None:
         pending = self.pending_inits.pop(node, None)
@@ -574,6 +658,9 @@ class TestRun(NodeControl):
         self.nemesis_timer = None
         if self.loop.now_ns() >= self.end_ns:
             return
+        if self.member is not None and self.member.busy:
+            self.member.when_idle(self._nemesis_step)   # one nemesis op at a time
+            return
         self.nemesis.step()
         self.workload.note_nemesis_op()
         self.nemesis_timer = self.loop.call_later(int(self.nemesis.gap_s() * 1e9),
@@ -583,7 +670,7 @@ class TestRun(NodeControl):
         elapsed_s = self.history.elapsed_ns() / 1e9
         c = self.history.counts
         in_flight = sum(1 for w in self.workload.workers if w.op is not None)
-        nemesis = self.nemesis.describe() if self.nemesis else "none"
+        nemesis = " | ".join(x.describe() for x in (self.nemesis, self.member) if x) or "none"
         return (f"[{min(elapsed_s, self.opts.time_limit):5.1f}/{self.opts.time_limit} s] "
                 f"ops ok {c['ok']} fail {c['fail']} info {c['info']} in-flight {in_flight} | "
                 f"nemesis: {nemesis}")
