@@ -55,6 +55,8 @@ class NodeProcess:
         self.log_stderr = log_stderr
         self.proc: subprocess.Popen | None = None
         self.on_line: Callable[[str, bytes], bool] | None = None   # set by the runner
+        # or, preferred when set: route a chunk's lines, return how many were good (network)
+        self.on_lines: Callable[[str, list[bytes]], int] | None = None
         self.on_resume: Callable[[str], None] | None = None        # network.resume
         self.stdout_lines: collections.deque[bytes] = collections.deque(maxlen=debug_lines_max)
         self.stderr_lines: collections.deque[bytes] = collections.deque(maxlen=debug_lines_max)
@@ -203,14 +205,33 @@ class NodeProcess:
         if len(self._out_partial) > partial_line_max_bytes:
             lines.append(self._out_partial)
             self._out_partial = b""
-        on_line = self.on_line
-        node_id = self.node_id
-        for line in lines:
-            self.stdout_lines.append(line)
-            if not on_line(node_id, line):
-                self.stdout_bad = True
-                self.loop.set_fd(fd, None, None)   # read nothing more; keep the pipe open
-                return
+        if not lines:
+            return
+        on_lines = self.on_lines
+        if on_lines is None:
+            on_line = self.on_line
+            node_id = self.node_id
+            for line in lines:
+                self.stdout_lines.append(line)
+                if not on_line(node_id, line):
+                    self._stdout_bad(fd)
+                    return
+            return
+        # One call routes the whole chunk (the network's per-line work, without a call per line).
+        try:
+            routed = on_lines(self.node_id, lines)
+        except BaseException:
+            self.stdout_lines.extend(lines)
+            raise
+        if routed < len(lines):
+            self.stdout_lines.extend(lines[:routed + 1])   # up to the bad line, as line by line
+            self._stdout_bad(fd)
+        else:
+            self.stdout_lines.extend(lines)
+
+    def _stdout_bad(self, fd: int) -> None:
+        self.stdout_bad = True
+        self.loop.set_fd(fd, None, None)   # read nothing more; keep the pipe open
 
     def _notice_exit(self) -> None:
         if self.exit_noticed or self.killed or self.down:
@@ -332,6 +353,7 @@ def connect_to_network(loop, network, procs: list["NodeProcess"]) -> None:
     for proc in procs:
         network.register_node(proc.node_id, proc.deliver, proc.blocked)
         proc.on_line = network.on_node_line
+        proc.on_lines = network.on_node_lines
         proc.on_resume = network.resume
 
     def flush_all() -> None:
