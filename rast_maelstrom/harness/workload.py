@@ -142,7 +142,7 @@ def complete_op_checked(f: str, value: list, body: dict | None, copied: bool = F
         name, definite = ERRORS.get(code, ("unknown", False)) if _is_int(code) else (
             "unknown", False)
         error = [name, body.get("text")]
-        if copied and code in REFUSAL_CODES and f != "read":
+        if copied and _is_int(code) and code in REFUSAL_CODES and f != "read":
             definite = False
         if definite or f == "read":
             return {"type": "fail", "value": value, "error": error}
