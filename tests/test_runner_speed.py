@@ -157,3 +157,92 @@ _bodies = st.one_of(
 def test_the_completion_fast_path_gives_the_checked_paths_records(f, body, copied):
     value = {"read": [0, None], "write": [0, 3], "cas": [0, [1, 2]]}[f]
     assert complete_op(f, value, body, copied) == complete_op_checked(f, value, body, copied)
+
+
+# -- op lines of jepsen.log without the logging machinery -----------------------------------------
+import logging  # noqa: E402
+import re  # noqa: E402
+
+from rast_maelstrom.harness import oplog  # noqa: E402
+from rast_maelstrom.harness.runner import BufferedFileHandler, JarLogFormatter  # noqa: E402
+from rast_maelstrom.harness.workload import History  # noqa: E402
+
+_STAMP = re.compile(rb"^INFO \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] ")
+
+
+def _ops_into(history: History) -> None:
+    history.append("invoke", 3, "write", [0, 2])
+    history.append("ok", 3, "write", [0, 2])
+    history.append("invoke", 4, "cas", [1, [0, 1]])
+    history.append("fail", 4, "cas", [1, [0, 1]], error=["precondition-failed", "no: 'x' \"y\" %s"])
+    history.append("info", "nemesis", "start-partition", {"n1": ["n0"]})
+    history.append("info", 9, "read", [0, None], error="net-timeout")
+
+
+def _jepsen_log(tmp_path, name: str, fast: bool, monkeypatch) -> bytes:
+    # pytest's own capture handlers sit on the root logger; this run has only its file handler
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.INFO)
+    handler = BufferedFileHandler(tmp_path / name)
+    handler.setFormatter(JarLogFormatter())
+    root.addHandler(handler)
+    try:
+        history = History(Loop(), None, threads=5)
+        assert history.write_ops_to(handler if fast else None) is fast
+        _ops_into(history)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    return (tmp_path / name).read_bytes()
+
+
+def test_op_lines_written_directly_are_the_lines_logging_writes(tmp_path, monkeypatch):
+    slow = _jepsen_log(tmp_path, "slow.log", False, monkeypatch)
+    fast = _jepsen_log(tmp_path, "fast.log", True, monkeypatch)
+    assert len(fast.splitlines()) == 6
+    for line in fast.splitlines():
+        assert _STAMP.match(line), line
+    assert [_STAMP.sub(b"", x) for x in fast.splitlines()] == [
+        _STAMP.sub(b"", x) for x in slow.splitlines()]
+    assert b"jepsen worker 3 - jepsen.util 3\t:invoke\t:write\t[0 2]" in fast
+    assert b"jepsen nemesis - jepsen.util :nemesis\t:info\t:start-partition" in fast
+
+
+def test_the_direct_path_is_off_when_another_handler_would_see_op_lines(tmp_path, monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.INFO)
+    handler = BufferedFileHandler(tmp_path / "j.log")
+    handler.setFormatter(JarLogFormatter())
+    root.addHandler(handler)
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.seen: list[str] = []
+
+        def emit(self, record):
+            self.seen.append(record.getMessage())
+    console = Collect()
+    console.addFilter(lambda record: record.name != "jepsen.util")   # as the console's
+    root.addHandler(console)
+    try:
+        history = History(Loop(), None, threads=5)
+        assert history.write_ops_to(handler)            # the console drops op lines: fast
+        history.append("invoke", 0, "read", [0, None])
+        late = Collect()
+        root.addHandler(late)                            # e.g. a test's capture, added later
+        history.append("invoke", 1, "read", [0, None])
+        assert late.seen == ["1\t:invoke\t:read\t[0 nil]"] and console.seen == []
+        assert not history.write_ops_to(handler)        # another handler takes op lines: slow
+        history.append("invoke", 2, "read", [0, None])
+        assert late.seen[-1] == "2\t:invoke\t:read\t[0 nil]" and console.seen == []
+        assert oplog.fast_op_sink(None) is None
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        handler.close()
+    lines = (tmp_path / "j.log").read_text().splitlines()
+    assert [x.split(" - ", 1)[1] for x in lines] == [
+        f"jepsen.util {i}\t:invoke\t:read\t[0 nil]" for i in range(3)]

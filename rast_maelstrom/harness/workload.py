@@ -50,6 +50,7 @@ from typing import IO, Any
 
 import orjson
 
+from . import oplog
 from .analysis import history_line
 from .eventloop import Loop, Timer
 
@@ -167,6 +168,8 @@ class History:
         self.zero_ns = loop.now_ns()
         self.next_index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self.op_sink = None          # see write_ops_to
+        self._sink_handlers: list = []
 
     def set_zero(self) -> None:
         self.zero_ns = self.loop.now_ns()
@@ -191,8 +194,20 @@ class History:
                 thread = "jepsen nemesis"
             else:
                 thread = f"jepsen worker {process % self.threads if self.threads else process}"
-            op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
+            sink = self.op_sink
+            if sink is not None and logging.root.handlers == self._sink_handlers:
+                sink(thread, history_line(op, error_readably=True))
+            else:
+                op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
         return op
+
+    def write_ops_to(self, handler: logging.Handler | None) -> bool:
+        """Write op lines straight to `handler` (oplog.fast_op_sink) while that is exactly what
+        logging would do; True if the fast path is on. It turns itself off when the root
+        logger's handlers change."""
+        self.op_sink = oplog.fast_op_sink(handler)
+        self._sink_handlers = list(logging.root.handlers)
+        return self.op_sink is not None
 
 
 class LinKvGenerator:
