@@ -246,3 +246,36 @@ def test_the_direct_path_is_off_when_another_handler_would_see_op_lines(tmp_path
     lines = (tmp_path / "j.log").read_text().splitlines()
     assert [x.split(" - ", 1)[1] for x in lines] == [
         f"jepsen.util {i}\t:invoke\t:read\t[0 nil]" for i in range(3)]
+
+
+def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_drained(tmp_path):
+    line = b"x" * 999
+    count = 300                       # 300 kB: more than a pipe holds
+    script = ("import sys, time\n"
+              "time.sleep(0.5)\n"
+              f"data = sys.stdin.buffer.read({count * (len(line) + 1)})\n"
+              "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
+              "sys.stdout.flush()\n"
+              "time.sleep(30)\n")
+    loop = Loop()
+    net = Network(loop)
+    got = []
+    proc = NodeProcess(loop, "n0", [sys.executable, "-c", script], tmp_path / "n0.log")
+    connect_to_network(loop, net, [proc])
+    net.register_client(CLIENT, lambda src, body: got.append(body))
+    try:
+        proc.start()
+        for _ in range(count):
+            proc.deliver(line)
+        proc.flush()
+        stdin_fd = proc.proc.stdin.fileno()
+        assert proc._out and proc._stdin_writer_on        # the pipe is full: wait to write
+        assert loop.selector.get_key(stdin_fd).data[1] is not None
+        assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
+        assert got == [{"n": count * (len(line) + 1)}]
+        assert not proc._out and not proc._stdin_writer_on
+        assert stdin_fd not in loop.selector.get_map()      # no busy wakeups on a drained pipe
+    finally:
+        proc.kill()
+        proc.close()
+        loop.close()

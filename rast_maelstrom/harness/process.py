@@ -72,11 +72,13 @@ class NodeProcess:
         self.down = False        # killed by the nemesis and not restarted yet
         self.paused = False      # SIGSTOPped by the nemesis
         self.restarts = 0
+        self._stdin_writer_on = False
 
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
         if self._log_file is None:
             self._log_file = open(self.log_path, "ab", buffering=0)
+        self._stdin_writer_on = False   # whether the loop waits for stdin to be writable
         self.proc = subprocess.Popen(
             self.command, cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, close_fds=True)
@@ -182,6 +184,9 @@ class NodeProcess:
             self.on_resume(self.node_id)
 
     def _set_stdin_writer(self, want: bool) -> None:
+        if want == self._stdin_writer_on:
+            return   # as registered already (the common case: the pipe took everything)
+        self._stdin_writer_on = want
         fd = self.proc.stdin.fileno()
         self.loop.set_fd(fd, None, self.flush if want else None)
 
@@ -321,6 +326,7 @@ class NodeProcess:
                         self.node_id, self.proc.pid, kill_wait_s)
 
     def _close_pipes(self) -> None:
+        self._stdin_writer_on = False
         if self.proc is not None:
             for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 try:
