@@ -19,8 +19,10 @@ alike; the report gives the median and the best of the rounds per side, and new 
 On a shared machine the best of the rounds is the figure least disturbed by other load; CPU per
 op is the figure least tied to it.
 
-Output: the table on stdout and, with --report (default bench/runner_ceiling.md), the markdown
-section "Runner ceiling" that bench/run.py appends to BENCHMARKS.md.
+Output: the table on stdout, the raw figures (--json, default bench/results/runner_ceiling.json)
+and, with --report (default bench/runner_ceiling.md), the markdown section "Runner ceiling" that
+bench/run.py appends to BENCHMARKS.md; `--render JSON [--notes TEXT]` rewrites that section from
+the raw figures, with a paragraph of reading.
 Bounds: each child runs one case (warm-up + `--seconds`, plus its check) and is killed by PID
 after `child_timeout_s`; the temp tree is removed at the end.
 May not touch: the harness (composes its public classes through the two benchmark modules).
@@ -43,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BASE_REV = "715c676"          # main before the runner speed work (issue 14, item 3)
 REPORT = ROOT / "bench" / "runner_ceiling.md"
+RAW = ROOT / "bench" / "results" / "runner_ceiling.json"
 child_timeout_s = 120.0
 rounds_max = 20
 CASES = {  # name -> (kind, clients)
@@ -134,9 +137,9 @@ def export_tree(rev: str, dest: Path) -> str:
     return commit
 
 
-def summarize(runs: dict) -> list[dict]:
+def summarize(runs: dict, cases: list[str]) -> list[dict]:
     rows = []
-    for case in CASES:
+    for case in cases:
         row = {"case": case}
         for side in ("old", "new"):
             rates = [r["rate"] for r in runs[side][case] if "rate" in r]
@@ -210,9 +213,21 @@ def main(argv=None) -> int:
                                                              + ",".join(CASES))
     ap.add_argument("--report", default=str(REPORT), help="markdown output ('' for none)")
     ap.add_argument("--notes", default="", help="a paragraph appended to the report")
+    ap.add_argument("--json", default=str(RAW), help="the raw figures ('' for none)")
+    ap.add_argument("--render", metavar="JSON", help="run nothing: write the report from the raw "
+                                                     "figures of an earlier run (with --notes)")
     a = ap.parse_args(argv)
     if a.child:
         print(json.dumps(child(Path(a.child[0]), a.child[1], a.seconds)))
+        return 0
+    if a.render:
+        data = json.loads(Path(a.render).read_text())
+        if a.notes:
+            data["meta"]["notes"] = a.notes
+        text = markdown(summarize(data["runs"], data["cases"]), data["meta"])
+        print(text)
+        if a.report:
+            Path(a.report).write_text(text)
         return 0
     assert 1 <= a.rounds <= rounds_max, a.rounds
     cases = a.cases.split(",")
@@ -242,8 +257,11 @@ def main(argv=None) -> int:
         meta["load_end"] = os.getloadavg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows = [r for r in summarize(runs) if r["case"] in cases]
-    text = markdown(rows, meta)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps({"meta": meta, "cases": cases, "runs": runs},
+                                           indent=1) + "\n")
+    text = markdown(summarize(runs, cases), meta)
     print("\n" + text)
     if a.report:
         Path(a.report).write_text(text)
