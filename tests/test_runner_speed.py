@@ -279,3 +279,23 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
         proc.kill()
         proc.close()
         loop.close()
+
+
+def test_a_failing_op_line_write_is_reported_as_logging_reports_it_and_the_run_goes_on(
+        tmp_path, monkeypatch, capsys):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.INFO)
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    handler = BufferedFileHandler(tmp_path / "j.log")
+    handler.setFormatter(JarLogFormatter())
+    root.addHandler(handler)
+    try:
+        history = History(Loop(), None, threads=5)
+        assert history.write_ops_to(handler)
+        handler.stream.close()                     # e.g. the disk went away
+        op = history.append("invoke", 1, "read", [0, None])
+        assert op["index"] == 0 and history.counts["invoke"] == 1
+    finally:
+        root.removeHandler(handler)
+    assert "--- Logging error ---" in capsys.readouterr().err

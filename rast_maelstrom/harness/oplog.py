@@ -5,7 +5,8 @@ jar's layout gives an INFO record of logger `jepsen.util` from that thread
 (`INFO [2026-12-01 11:33:00,123] jepsen worker 3 - jepsen.util <message>`, as `JarLogFormatter`
 formats it, with the same clock and millisecond rounding as `logging.LogRecord`) straight to
 `handler`'s stream, then calls the handler's `flush` (BufferedFileHandler's, which flushes at most
-every few hundred ms). Building a LogRecord, finding its caller and formatting it through the
+every few hundred ms); a failing write goes to the handler's `handleError`, as logging's would.
+Building a LogRecord, finding its caller and formatting it through the
 handler chain took about half of the runner's time per op (py-spy, one null node, 10 clients).
 
 It returns None, and the caller keeps logging through `logging`, unless the fast line is exactly
@@ -56,6 +57,10 @@ def fast_op_sink(handler: logging.Handler | None) -> Callable[[str, str], None] 
         try:
             stream.write(f"INFO [{cache[1]},{msecs:03d}] {thread} - {OP_LOGGER} {message}\n")
             handler.flush()
+        except Exception:  # noqa: BLE001 - as Handler.emit: report on stderr, keep running
+            handler.handleError(logging.makeLogRecord(
+                {"name": OP_LOGGER, "msg": message, "levelno": logging.INFO,
+                 "levelname": "INFO", "jthread": thread}))
         finally:
             handler.release()
     sink.handler = handler   # type: ignore[attr-defined]
