@@ -13,7 +13,11 @@ sys.path starts with its tree, so each side imports its own harness. Cases:
 - runner-2n, runner-sat: the whole runner, `python -m rast_maelstrom.harness test -w lin-kv` (the
   tree's own), on 1 null node with --concurrency 2 (2n) and 32, --rate 1e6 (closed loop),
   --time-limit `--seconds` (at least 1): ok ops in history.jsonl per second of the time limit
-  (the runner's CPU is not separated from its nodes' here, so none is given).
+  (the runner's CPU is not separated from its nodes' here, so none is given);
+- route-cpu: no processes and no syscalls: the tree's Network routes `route_ops` client requests
+  to a node stub and the stub's replies (one chunk of 64 lines at a time, as a pipe read hands
+  them over) back to 64 clients, which complete them with the workload's `complete_op`: the CPU
+  per op of the routing code alone (the rate column is ops per CPU-second).
 Rounds alternate old and new case by case (old, new, old, new, ...), so machine load hits both
 alike; the report gives the median and the best of the rounds per side, and new ÷ old of each.
 On a shared machine the best of the rounds is the figure least disturbed by other load; CPU per
@@ -47,6 +51,7 @@ BASE_REV = "715c676"          # main before the runner speed work (issue 14, ite
 REPORT = ROOT / "bench" / "runner_ceiling.md"
 RAW = ROOT / "bench" / "results" / "runner_ceiling.json"
 child_timeout_s = 120.0
+route_ops = 200_000
 rounds_max = 20
 CASES = {  # name -> (kind, clients)
     "null-1": ("null", 1),
@@ -55,6 +60,7 @@ CASES = {  # name -> (kind, clients)
     "echo": ("echo", 64),
     "runner-2n": ("runner", 2),     # bin/maelstrom-py test, 1 null node, --concurrency 2n
     "runner-sat": ("runner", 32),
+    "route-cpu": ("route", 64),     # no processes: the routing and completion code alone
 }
 TARGETS = {"null-2n": ("ratio", 2.0), "null-sat": ("ratio", 2.0), "echo": ("abs", 150_000),
            "runner-2n": ("ratio", 2.0), "runner-sat": ("ratio", 2.0)}
@@ -67,6 +73,8 @@ def child(tree: Path, case: str, seconds: float) -> dict:
     kind, clients = CASES[case]
     workdir = Path(tempfile.mkdtemp(prefix="rast-ceiling-"))
     try:
+        if kind == "route":
+            return run_route(clients)
         if kind == "runner":
             return run_runner(tree, clients, seconds, workdir)
         if kind == "echo":
@@ -87,6 +95,47 @@ def child(tree: Path, case: str, seconds: float) -> dict:
                 "linearizable": res.linearizable}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_route(clients: int) -> dict:
+    """Route `route_ops` request/reply pairs through the imported tree's Network, no processes."""
+    import time
+    from rast_maelstrom.harness.eventloop import Loop
+    from rast_maelstrom.harness.network import Network
+    from rast_maelstrom.harness.workload import complete_op
+    loop = Loop()
+    net = Network(loop)
+    inbox: list[bytes] = []
+    net.register_node("n0", inbox.append)
+    done = [0]
+
+    def on_reply(src: str, body: dict) -> None:
+        complete_op("read", [0, None], body)
+        done[0] += 1
+    for i in range(clients):
+        net.register_client(f"c{i}", on_reply)
+    batch = getattr(net, "on_node_lines", None)
+    t0 = time.process_time()
+    msg_id = 0
+    names = [f"c{i}" for i in range(clients)]
+    reply = [b'{"src":"n0","dest":"%s","body":{"type":"read_ok","value":1,"in_reply_to":' % c.encode()
+             for c in names]
+    while done[0] < route_ops:
+        lines = []
+        for i, client in enumerate(names):
+            msg_id += 1
+            net.send_body(client, "n0", {"type": "read", "msg_id": msg_id, "key": 0})
+            lines.append(reply[i] + b"%d}}" % msg_id)   # what the node stub answers
+        assert len(inbox) == clients
+        inbox.clear()
+        if batch is not None:
+            batch("n0", lines)
+        else:
+            for line in lines:
+                net.on_node_line("n0", line)
+    cpu = time.process_time() - t0
+    loop.close()
+    return {"rate": done[0] / cpu, "cpu_us": cpu / done[0] * 1e6}
 
 
 def run_runner(tree: Path, concurrency: int, seconds: float, workdir: Path) -> dict:
