@@ -214,7 +214,7 @@ def _fmt(x, unit="") -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     out = ["## Runner ceiling", "",
            f"`python bench/runner_ceiling.py --rounds {meta['rounds']} --seconds {meta['seconds']:g}`"
-           f" on {meta['date']}: old = `{meta['old'][:10]}` (before the runner speed work), new = "
+           f"{meta.get('runs_note', '')} on {meta['date']}: old = `{meta['old'][:10]}` (before the runner speed work), new = "
            f"`{meta['new'][:10]}`{' + uncommitted changes' if meta['dirty'] else ''}; "
            f"{meta['nproc']} CPUs, load average {meta['load'][0]:.2f} → {meta['load_end'][0]:.2f} "
            "(the machine is shared). Rounds alternate old and new case by case. null-*: 3 null "
