@@ -343,12 +343,16 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
     errors: dict[str, int] = {}
     timeout_ns = client_timeout_ms * 1_000_000
 
-    def record(type_: str, c: _Client, f: str, value: Any, **extra: Any) -> None:
-        op = {"index": len(history), "time": loop.now_ns() - zero_ns, "type": type_,
-              "process": c.process, "f": f, "value": value}
-        for k, v in extra.items():
-            if v is not None:
-                op[k] = v
+    now_ns = loop.now_ns
+
+    def record(type_: str, c: _Client, f: str, value: Any, node: str,
+               error: Any = None, exception: Any = None) -> None:
+        op = {"index": len(history), "time": now_ns() - zero_ns, "type": type_,
+              "process": c.process, "f": f, "value": value, "node": node}
+        if error is not None:
+            op["error"] = error
+        if exception is not None:
+            op["exception"] = exception
         history.append(op)
 
     def issue(c: _Client) -> None:
@@ -367,7 +371,7 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
         c.awaiting = c.msg_id
         c.op = (f, value)
         c.node = node
-        record("invoke", c, f, value, node=node)
+        record("invoke", c, f, value, node)
         if f == "read":
             body = {"type": "read", "msg_id": c.msg_id, "key": c.key}
         elif f == "write":
@@ -387,8 +391,8 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
             c.timer = None
         outcome = complete_op(f, value, body)
         kind = outcome["type"]
-        record(kind, c, f, outcome["value"], node=c.node, error=outcome.get("error"),
-               exception=outcome.get("exception"))
+        record(kind, c, f, outcome["value"], c.node, outcome.get("error"),
+               outcome.get("exception"))
         if state["measuring"] and state["t_start"] <= now <= state["t_end"]:
             if kind == "ok":
                 res.ok += 1

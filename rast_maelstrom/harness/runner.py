@@ -326,6 +326,7 @@ class TestRun(NodeControl):
                                    log_send=o.log_net_send, log_recv=o.log_net_recv,
                                    fault_rng=self._rng("net-faults"))
             self.history = History(self.loop, history_out, threads=o.concurrency)
+            self.history.write_ops_to(self.log_handler)   # same lines, without a LogRecord each
             services.start(self.network, self._rng("services"))
             self._start_nodes()
             self._init_nodes()

@@ -50,6 +50,7 @@ from typing import IO, Any
 
 import orjson
 
+from . import oplog
 from .analysis import history_line
 from .eventloop import Loop, Timer
 
@@ -118,6 +119,20 @@ def complete_op(f: str, value: list, body: dict | None, copied: bool = False) ->
     given the matching reply body, or None for a timeout (maelstrom-spec §5.6).
     [extension] `copied`: the request was also sent as another copy (`--dup-requests`); a write or
     cas refused with one of `REFUSAL_CODES` is then info, since the other copy may take effect."""
+    if type(body) is dict and type(body.get("in_reply_to")) is int:
+        # The common well-formed success replies, exactly as `reply_schema_problem` accepts them
+        # (read_ok: type, in_reply_to, value; write_ok/cas_ok: type, in_reply_to), without it.
+        t = body.get("type")
+        if f == "read":
+            if t == "read_ok" and len(body) == 3 and "value" in body:
+                return {"type": "ok", "value": [value[0], body["value"]]}
+        elif len(body) == 2 and t == REPLY_TYPES[f]:
+            return {"type": "ok", "value": value}
+    return complete_op_checked(f, value, body, copied)
+
+
+def complete_op_checked(f: str, value: list, body: dict | None, copied: bool = False) -> dict:
+    """`complete_op` without its fast path for well-formed success replies (same results)."""
     key = value[0]
     if body is None:
         return {"type": "fail" if f == "read" else "info", "value": value, "error": "net-timeout"}
@@ -128,7 +143,7 @@ def complete_op(f: str, value: list, body: dict | None, copied: bool = False) ->
         name, definite = ERRORS.get(code, ("unknown", False)) if _is_int(code) else (
             "unknown", False)
         error = [name, body.get("text")]
-        if copied and code in REFUSAL_CODES and f != "read":
+        if copied and _is_int(code) and code in REFUSAL_CODES and f != "read":
             definite = False
         if definite or f == "read":
             return {"type": "fail", "value": value, "error": error}
@@ -153,6 +168,8 @@ class History:
         self.zero_ns = loop.now_ns()
         self.next_index = 0
         self.counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0}
+        self.op_sink = None          # see write_ops_to
+        self._sink_handlers: list = []
 
     def set_zero(self) -> None:
         self.zero_ns = self.loop.now_ns()
@@ -177,8 +194,20 @@ class History:
                 thread = "jepsen nemesis"
             else:
                 thread = f"jepsen worker {process % self.threads if self.threads else process}"
-            op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
+            sink = self.op_sink
+            if sink is not None and logging.root.handlers == self._sink_handlers:
+                sink(thread, history_line(op, error_readably=True))
+            else:
+                op_log.info(history_line(op, error_readably=True), extra={"jthread": thread})
         return op
+
+    def write_ops_to(self, handler: logging.Handler | None) -> bool:
+        """Write op lines straight to `handler` (oplog.fast_op_sink) while that is exactly what
+        logging would do; True if the fast path is on. It turns itself off when the root
+        logger's handlers change."""
+        self.op_sink = oplog.fast_op_sink(handler)
+        self._sink_handlers = list(logging.root.handlers)
+        return self.op_sink is not None
 
 
 class LinKvGenerator:
