@@ -340,8 +340,12 @@ def main() -> int:
     ap.add_argument("--time-s", type=float, default=10.0, help="seconds per measurement (bound)")
     ap.add_argument("--only", default="null,leader,follower")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--rast", help="the node launcher to measure (default: this "
+                                                 "checkout's bin/rast; another build for an A/B)")
     ap.add_argument("node_args", nargs="*", help="extra arguments for bin/rast (after --)")
     args = ap.parse_args()
+    global RAST
+    RAST = args.rast or RAST
     only = set(args.only.split(","))
     results: dict[str, dict] = {}
     print(f"node_bench {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores; node args {args.node_args}")

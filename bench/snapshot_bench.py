@@ -4,6 +4,8 @@ With N keys in the store (default 1,000,000), compares:
   in-loop      serialize the sections in the loop and write the file (what we must not do)
   thread       a writer thread serializing a shallow copy of the map (the copy is in the loop)
   fork         the node's way: os.fork, the child serializes its copy-on-write image and writes
+  none         the baseline: the same loop for --baseline-s with no snapshot at all (what the
+               machine's own scheduling costs a pass; on a shared 2-core machine it is not 0)
 
 For each, the loop's worst pass while the snapshot is being taken: the loop keeps applying writes
 to the store (touching pages the child shares, so copy-on-write faults are paid) in passes of
@@ -61,7 +63,8 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--keys", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=100, help="writes applied per loop pass")
-    p.add_argument("--methods", default="fork,thread,in-loop",
+    p.add_argument("--baseline-s", type=float, default=3.0, help="how long the 'none' loop runs")
+    p.add_argument("--methods", default="none,fork,none,thread,in-loop",
                    help="which to run, in this order (fork first: the others grow the heap it copies)")
     a = p.parse_args()
     store = kv.KVStore()
@@ -72,7 +75,12 @@ def main() -> int:
         ss = SnapshotStore(d)
         results = {}
         for method in a.methods.split(","):
-            if method == "in-loop":
+            if method == "none":
+                t_end = time.perf_counter() + a.baseline_s
+                worst, n = _loop_until(lambda: time.perf_counter() >= t_end, store, a.batch, a.keys)
+                name = "none" if "none" not in results else "none #2"
+                results[name] = (worst, n, 0.0)
+            elif method == "in-loop":
                 t0 = time.perf_counter()
                 ss._write_file(1, 1, ("n1",), sm.sections())
                 results["in-loop"] = (time.perf_counter() - t0, 1, time.perf_counter() - t0)

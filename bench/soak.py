@@ -83,6 +83,7 @@ def main() -> int:
     a = p.parse_args()
 
     store = Path(a.store or tempfile.mkdtemp(prefix="rast-soak-"))
+    store.mkdir(parents=True, exist_ok=True)
     seconds = int(a.minutes * 60)
     node_args = ["--data-dir", "{store}/data", "--log-level", "INFO", *a.node_arg]
     if a.no_snapshots:
