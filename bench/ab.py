@@ -10,6 +10,10 @@ system's ratio to the first one *within the same round* (paired, so a round that
 everyone cancels out). Every cell's history is checked; a cell that is not linearizable is
 reported as such and its ratio is not used.
 
+With --parallel, each round's cells run at the same time instead (one forked child per system,
+each its own network loop): both systems then see the same load and compete for the same cores,
+so on a CPU-bound machine the ratio measures what each costs per op, whatever else is running.
+
     .venv/bin/python bench/ab.py --system rast=bin/rast \\
         --system nosnap='bin/rast --no-snapshots' --clients 64 --rounds 4
     .venv/bin/python bench/ab.py --system before=/work/wt/base/bin/rast --system after=bin/rast
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import queue
 import re
 import shlex
 import statistics
@@ -72,6 +78,37 @@ def run_one(system: System, args, workdir: Path, key_base: int) -> dict:
             "linearizable": res.linearizable, "ops": res.history_ops}
 
 
+def run_parallel(order: list[System], args, workdir: Path, r: int, key_base: int,
+                 timeout_s: float) -> list[dict]:
+    """One cell of every system at the same time, each in a forked child (its own network loop),
+    so both see the same machine load and compete for the same cores: on a CPU-bound machine
+    their ratio then measures their relative cost per op. A child that overruns is stopped."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = []
+    for i, system in enumerate(order):
+        def child(system=system, k=key_base + i * 100_000) -> None:
+            results.put(run_one(system, args, workdir / f"r{r}-{system.name}", k))
+        proc = ctx.Process(target=child)
+        proc.start()
+        procs.append(proc)
+    cells = []
+    deadline = time.monotonic() + timeout_s
+    for system in order:
+        try:
+            cells.append(results.get(timeout=max(1.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    for proc in procs:
+        proc.join(timeout=max(1.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    got = {c["system"] for c in cells}
+    cells += [{"system": s.name, "skipped": "overran"} for s in order if s.name not in got]
+    return cells
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--deadline-s", type=float, default=1200.0)
     ap.add_argument("--json", help="write every cell's figures here")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run each round's cells at the same time (one forked child per system) "
+                         "instead of one after the other")
     ap.add_argument("--count-log", metavar="REGEX",
                     help="count this pattern in each cell's node logs and print it, e.g. "
                          "'snapshot through \\d+ taken' with --log-level INFO in the commands")
@@ -101,13 +141,21 @@ def main(argv=None) -> int:
     key_base = 0
     for r in range(args.rounds):
         order = systems[r % len(systems):] + systems[:r % len(systems)]
-        cells = []
-        for system in order:
+        cells: list[dict] = []
+        if args.parallel:
             if time.monotonic() + cell_s > t_end:
-                cells.append({"system": system.name, "skipped": "deadline"})
-                continue
-            key_base += 100_000
-            cell = run_one(system, args, workdir / f"r{r}-{system.name}", key_base)
+                batch = [{"system": s.name, "skipped": "deadline"} for s in order]
+            else:
+                batch = run_parallel(order, args, workdir, r, key_base, 2 * cell_s)
+            key_base += 100_000 * len(order)
+        for i, system in enumerate(order):
+            if args.parallel:
+                cell = next(c for c in batch if c["system"] == system.name)
+            elif time.monotonic() + cell_s > t_end:
+                cell = {"system": system.name, "skipped": "deadline"}
+            else:
+                key_base += 100_000
+                cell = run_one(system, args, workdir / f"r{r}-{system.name}", key_base)
             cell["round"] = r
             cells.append(cell)
             if "skipped" in cell:
@@ -121,7 +169,9 @@ def main(argv=None) -> int:
         rounds.append(cells)
     base = systems[0].name
     print(f"\n{args.nodes} nodes, {args.clients} clients, {args.rounds} rounds of "
-          f"{args.duration_s:g} s cells (order rotated each round); ratio = paired, same round")
+          f"{args.duration_s:g} s cells ("
+          + ("run at the same time" if args.parallel else "order rotated each round")
+          + "); ratio = paired, same round")
     print(f"{'system':<12} {'median ok/s':>12} {'cells':>6} {'ratio to ' + base:>16} "
           f"{'ratios per round':<30} linearizable")
     summary = {}
