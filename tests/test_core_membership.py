@@ -239,7 +239,7 @@ def test_a_removed_node_cannot_move_the_term_of_the_cluster() -> None:
         assert net[nid].current_term == before and net[nid].voted_for in (None, "n1")
 
 
-def test_bootstrap_rule_an_empty_log_needs_every_voter_when_members_are_named() -> None:
+def test_bootstrap_rule_an_empty_log_needs_every_voter_and_abstains_for_others() -> None:
     cfg = dataclasses.replace(NO_SNAP, bootstrap_unanimous=True)
     net = RaftNet(("n1", "n2", "n3"), config=cfg, members=["n1", "n2", "n3"])
     net.isolate("n3")
@@ -256,6 +256,14 @@ def test_bootstrap_rule_an_empty_log_needs_every_voter_when_members_are_named() 
     net.campaign("n2")
     net.stabilize()
     assert net["n2"].role is Role.LEADER
+    # A wiped node (empty log) abstains: it never helps a node with a log win (that node may be
+    # one it outvoted before it lost its promises).
+    net.disks["n3"] = type(net.disks["n3"])()
+    wiped = net.restart("n3")
+    wiped.step(RequestVote("n1", "n3", 9, 1, 1))
+    assert [m.granted for m in wiped.ready().messages_after_persist] == [False]
+    wiped.step(RequestVote("n1", "n3", 10, 0, 0))  # (an empty-log candidate: the bootstrap case)
+    assert [m.granted for m in wiped.ready().messages_after_persist] == [True]
 
 
 def test_messages_and_snapshot_metas_carry_learners() -> None:

@@ -876,9 +876,11 @@ class Simulation:
         for nid, (holds, li, lt, conf) in views.items():
             if holds or conf is None or nid not in conf.voters:
                 continue
+            boot = self.initial_members is not None  # (the bootstrap rule is on: an empty log abstains)
             grants = [v for v in conf.voters if v in views and not views[v][0]
-                      and (lt > views[v][2] or (lt == views[v][2] and li >= views[v][1]))]
-            need = len(conf.voters) if li == 0 and self.initial_members is not None else conf.quorum
+                      and (lt > views[v][2] or (lt == views[v][2] and li >= views[v][1]))
+                      and (v == nid or not boot or views[v][1] > 0 or li == 0)]
+            need = len(conf.voters) if li == 0 and boot else conf.quorum
             if len(grants) >= need:
                 raise Violation("committed entries survive elections",
                                 f"entry {d} (term {term}) is committed, but {nid} lacks it and could be "
