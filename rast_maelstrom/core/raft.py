@@ -114,12 +114,9 @@ class Config:
     # configuration from before the wipe (in which it may have been a voter). Off: from entries.
     learner_snapshot: bool = True
     # Bootstrap rule: a candidate with an empty log (a new cluster, or a node whose data was wiped)
-    # needs every voter, and a voter with an empty log votes only for a candidate with an empty log.
-    # So a node that lost its data abstains (it may have made promises it no longer keeps: a stale
-    # node it used to outvote must not win with its vote) until it holds state again (a snapshot, as
-    # a learner), and wiped nodes cannot elect one another under the initial configuration while
-    # one that kept its data is a voter there. The node turns it on when `init` names the members
-    # (the membership extension is in use).
+    # needs every voter, so nodes that lost their data cannot elect one another under the initial
+    # configuration while one that kept it is a voter there. The node turns it on when `init` names
+    # the members (the membership extension is in use).
     bootstrap_unanimous: bool = False
     bugs: frozenset[str] = frozenset()
 
@@ -697,8 +694,6 @@ class Raft:
 
     def _handle_vote_request(self, m: RequestVote) -> None:
         up_to_date = self.log.is_up_to_date(m.last_log_index, m.last_log_term)
-        if self.config.bootstrap_unanimous and self.log.last_index() == 0 and m.last_log_index:
-            up_to_date = False  # (see Config.bootstrap_unanimous: an empty log abstains)
         if BUG_VOTE_IGNORES_LOG in self.config.bugs:
             up_to_date = True
         if m.pre_vote:
