@@ -4,8 +4,8 @@ Owns: one process per node id (started with `--data-dir <tmp>`, each node in `<t
 routing of every line by `dest` (node to node as written, to clients into `replies`), per-node
 output buffers so the router never blocks on a node, and the node lifecycle the membership tests
 need: kill, restart on the same data directory, and wipe (kill, delete the directory, start fresh).
-Every node gets the same `init` (node_ids and the initial `members`), also after a wipe, exactly as
-a runner would send it.
+Every node gets the same `init` (node_ids and the initial `members`); a wiped node gets the
+configuration it rejoins as `members` (it starts as a spare; see README, membership changes).
 
 Invariants: every wait is bounded (`rpc` and `pump_until` take a timeout); `close()` kills every
 process it started, by PID. May not touch: the node's code (it is a black box on a pipe).
@@ -46,7 +46,7 @@ class ProcNet:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, i: str) -> None:
+    def start(self, i: str, members: list[str] | None = None) -> None:
         log = open(self.tmp / f"{i}.log", "ab")
         p = subprocess.Popen([RAST, "--data-dir", str(self.tmp), *self.args], cwd="/tmp",
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
@@ -56,8 +56,8 @@ class ProcNet:
         self.outbuf[i] = bytearray()
         self.inbuf[i] = b""
         body: dict[str, Any] = {"type": "init", "msg_id": 0, "node_id": i, "node_ids": self.ids}
-        if self.members is not None:
-            body["members"] = self.members
+        if members or self.members is not None:
+            body["members"] = members or self.members
         self.outbuf[i] += orjson.dumps({"src": "cinit", "dest": i, "body": body}) + b"\n"
 
     def kill(self, i: str) -> None:
@@ -66,11 +66,12 @@ class ProcNet:
             p.send_signal(signal.SIGKILL)
         p.wait(timeout=10)
 
-    def wipe(self, i: str) -> None:
-        """A replaced machine: the node is killed, its data directory deleted, and it starts again."""
+    def wipe(self, i: str, members: list[str]) -> None:
+        """A replaced machine: the node is killed, its data directory deleted, and it starts again
+        with init's `members` naming the configuration it rejoins (without it)."""
         self.kill(i)
         shutil.rmtree(self.tmp / i, ignore_errors=True)
-        self.start(i)
+        self.start(i, members)
 
     def close(self) -> None:
         for i in list(self.procs):

@@ -258,6 +258,21 @@ def test_bootstrap_rule_an_empty_log_needs_every_voter_when_members_are_named() 
     assert net["n2"].role is Role.LEADER
 
 
+def test_a_wiped_node_started_with_the_current_members_is_a_spare_that_refuses_every_vote() -> None:
+    # A replaced machine is started with init's members = the configuration it rejoins (without
+    # it): it votes for nobody (not even a node that lagged since a configuration naming it), until
+    # a snapshot taken after its learner entry gives it a configuration.
+    from rast_maelstrom.core import Raft
+    import random
+    wiped = Raft("n3", list(IDS), random.Random(1), NO_SNAP, members=["n1", "n2", "n4"])
+    assert not wiped.is_voter
+    wiped.step(RequestVote("n5", "n3", 9, 300, 1))  # a node lagging with an old configuration
+    assert [m.granted for m in wiped.ready().messages] == [False]
+    for _ in range(100):
+        wiped.tick()
+    assert wiped.role is Role.FOLLOWER and wiped.current_term == 0
+
+
 def test_messages_and_snapshot_metas_carry_learners() -> None:
     m = InstallSnapshot("n1", "n2", 2, 5, 1, ("n1",), 3, 0, b"abc", ("n1",))
     from rast_maelstrom.core.messages import check_message

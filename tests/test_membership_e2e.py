@@ -1,7 +1,7 @@
 """Membership changes end to end: five bin/rast processes (three members, two spares) through the
 router of tests/procnet.py, clients writing to every node the whole time. The cluster grows from
 3 to 5 voters, the leader is removed (it hands leadership over first), it shrinks back to 3, a
-removed node is wiped (its data directory deleted, started again with the same init) and added back,
+removed node is wiped (its data directory deleted, started again as a spare) and added back,
 and in the end every node reads every key back: each holds the last acknowledged write or a later one.
 """
 
@@ -129,7 +129,7 @@ def test_grow_to_5_remove_the_leader_shrink_to_3_wipe_and_re_add_with_writes_goi
         installed: list[int] = []  # snapshots the wiped node acknowledged as installed
         net.on_peer = lambda src, body: installed.append(body["li"]) if (
             src == wiped and body["type"] == "isr" and body["done"]) else None
-        net.wipe(wiped)  # a replaced machine, started with the same init as at the beginning
+        net.wipe(wiped, three)  # a replaced machine: init names the configuration it rejoins
         d.run(1.5)
         back = sorted([*three, wiped])
         d.reconfigure(back)  # learner first (by a snapshot), then a voter

@@ -58,7 +58,7 @@ import orjson
 from .. import kv as kv_mod
 from .. import node as node_mod
 from .. import sessions
-from ..core import BUGS as CORE_BUGS, Role
+from ..core import BUGS as CORE_BUGS, Membership, Role
 from ..runtime.snapshot import decode_snapshot
 from ..harness.linearizability import check_independent
 from .checks import Invariants, Violation
@@ -380,7 +380,7 @@ class _Slot:
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
                  "paused_until", "slow_until", "down_gen", "led_term", "disk_fail", "clock_rate",
-                 "clock_base", "snap_term")
+                 "clock_base", "snap_term", "init_members", "conf_seen")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -399,6 +399,8 @@ class _Slot:
         self.clock_rate = 1.0  # the node's clock runs at this rate of simulated time
         self.clock_base = (0.0, 0.0)  # (simulated s, node clock s) when the rate last changed
         self.snap_term = (0, 0)  # (index, term) of the disk's newest snapshot, once read
+        self.init_members: list[str] | None = None  # init's members after a wipe (the current ones)
+        self.conf_seen: Any = None  # the configuration in force at its last step (while it is down)
 
     def node_time(self, sim_s: float) -> float:
         base_sim, base_node = self.clock_base
@@ -555,6 +557,7 @@ class Simulation:
         node.flush()
         raft = node.raft
         s.commit_seen = self.inv.after_step(s.id, raft, s.commit_seen)
+        s.conf_seen = raft.conf
         if self.inv.decided_max != self._decided_checked:
             self._decided_checked = self.inv.decided_max
             self._check_electable()
@@ -624,7 +627,7 @@ class Simulation:
         init = {"src": "cinit", "dest": s.id,
                 "body": {"type": "init", "msg_id": 1, "node_id": s.id, "node_ids": self.node_ids}}
         if self.initial_members is not None:
-            init["body"]["members"] = self.initial_members
+            init["body"]["members"] = s.init_members or self.initial_members
         try:
             node.on_line(orjson.dumps(init))
         except SystemExit as e:  # it refused to start
@@ -795,7 +798,7 @@ class Simulation:
             in_force = set(raft.conf.members())
             for x in added:
                 if x not in in_force and rng.random() < MEMBER_WIPE_P:
-                    self._wipe(self.slots[self.slot_of[x]])
+                    self._wipe(self.slots[self.slot_of[x]], sorted(voters))
         elif len(voters) - k >= least:
             if lead.id in voters and rng.random() < MEMBER_LEADER_P:
                 gone = [lead.id, *rng.sample(sorted(voters - {lead.id}), k - 1)]
@@ -830,8 +833,11 @@ class Simulation:
         elif body.get("type") != "error" or body.get("code") not in (11, 13):
             raise Violation("membership", f"unexpected answer to reconfigure: {body}")
 
-    def _wipe(self, s: _Slot) -> None:
-        """A replaced machine: the node stops, its data directory is emptied, it starts again."""
+    def _wipe(self, s: _Slot, members: list[str]) -> None:
+        """A replaced machine: the node stops, its data directory is emptied, it starts again with
+        init's `members` naming the configuration it rejoins (so it starts as a spare)."""
+        s.init_members = members
+        s.conf_seen = Membership.of(members)  # (what it starts with: the model's view until it runs)
         s.node = s.loop = s.writer = None
         s.paused_until = 0.0
         s.disk_fail = False
@@ -873,11 +879,15 @@ class Simulation:
             k = d - disk.first_index
             holds = snap >= d or (0 <= k < n and disk.entries[k][0] == term)
             views[s.id] = (holds, last, last_term, None)
+        confs = {s.id: (s.node.raft.conf if s.node is not None and s.node.raft is not None else s.conf_seen)
+                 for s in self.slots}
         for nid, (holds, li, lt, conf) in views.items():
             if holds or conf is None or nid not in conf.voters:
                 continue
+            # (a voter votes only while it is a voter in the configuration in force at it)
             grants = [v for v in conf.voters if v in views and not views[v][0]
-                      and (lt > views[v][2] or (lt == views[v][2] and li >= views[v][1]))]
+                      and (lt > views[v][2] or (lt == views[v][2] and li >= views[v][1]))
+                      and (confs[v] is None or v in confs[v].voters)]
             need = len(conf.voters) if li == 0 and self.initial_members is not None else conf.quorum
             if len(grants) >= need:
                 raise Violation("committed entries survive elections",
