@@ -324,6 +324,10 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def _sink(src: str, body: dict) -> None:
+    """Replies to a client whose cell has ended: dropped."""
+
+
 def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: float,
              key_base: int, seed: int, check_time_limit_s: float,
              keep_history: bool = False) -> CellResult:
@@ -468,7 +472,13 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
     for c in cs:
         if c.timer is not None:
             c.timer.cancel()
+        # A client's id stays registered (to a sink) for the cluster's life, as Maelstrom's clients
+        # do for a test's: a node may still send as it later (a follower re-sending a forward it
+        # never saw applied keeps the client as src), and the network reads a line from an
+        # unknown src as a malformed line and stops reading that node, which would break every
+        # later cell on this cluster. (ids are never reused: bounded by the plan's client count.)
         network.unregister(c.client_id)
+        network.register_client(c.client_id, _sink)
     window_s = (snap["t2"] - state["t_start"]) / 1e9
     res.ok_per_s = res.ok / window_s if window_s > 0 else 0.0
     lat = sorted(x / 1e6 for x in lat_ns)

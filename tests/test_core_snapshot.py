@@ -9,6 +9,7 @@ chunks written to a partial buffer that a restart loses.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,15 +277,20 @@ def test_duplicated_and_reordered_chunks_install_once_and_correctly():
     _same_state(net, "n1", "n3")
 
 
+def _leader_round(net: SnapNet) -> list:
+    """One tick of the leader n1, every node's ready and persist; the messages that went out."""
+    net.tick("n1")
+    for i in net.ids:
+        net.ready(i)
+        net.persist(i)
+    return net.take()
+
+
 def _first_chunks(net: SnapNet, n: int) -> None:
     """Run until `n` chunks reached n3 (and no more)."""
     got = 0
     for _ in range(200):
-        net.tick("n1")
-        for i in net.ids:
-            net.ready(i)
-            net.persist(i)
-        for m in net.take():
+        for m in _leader_round(net):
             net.step(m)
             got += isinstance(m, InstallSnapshot)
         if got >= n:
@@ -394,3 +400,40 @@ def test_check_message_refuses_a_chunk_outside_its_snapshot():
     with pytest.raises(ProtocolError):
         n.step(InstallSnapshot("n1", "n2", 1, 5, 2, ("n1", "n2", "n3"), 10, 0, b"abcd"))  # term 2 > 1
     assert n.current_term == 0 and n.role is Role.FOLLOWER
+
+
+def _step_every_chunk_then_ready(net: SnapNet, extra) -> None:
+    """Run the transfer to n3, but hold back its last chunk; then step that chunk and `extra(last)`
+    (more InstallSnapshot messages) into n3 in ONE pass before its ready(), as a node does with
+    everything read from stdin in one pass."""
+    for _ in range(200):
+        for m in _leader_round(net):
+            if isinstance(m, InstallSnapshot) and m.offset + len(m.data) == m.size:
+                net.step(m)
+                for x in extra(m):
+                    net.step(x)
+                net.ready("n3")
+                return
+            net.step(m)
+    raise AssertionError("the last chunk never went out")
+
+
+@pytest.mark.parametrize("extra", [
+    # the same snapshot again from its start, from its leader in a newer term (re-elected)
+    lambda m: [dataclasses.replace(m, term=m.term + 1, offset=0, data=b"x" * CHUNK)],
+    # a chunk of it from a new leader in a newer term (its bytes may differ)
+    lambda m: [dataclasses.replace(m, src="n2", term=m.term + 1, offset=0, data=b"y" * CHUNK)],
+    # the whole snapshot's first chunk duplicated right behind its last
+    lambda m: [dataclasses.replace(m, offset=0, data=b"z" * CHUNK)],
+], ids=["newer-term-restart", "new-leader", "duplicate-first"])
+def test_chunks_after_the_last_one_in_the_same_pass_leave_the_complete_snapshot_installable(extra):
+    """Found by the e2e snapshot test under kill: the last chunk completed a snapshot, and a chunk
+    stepped after it in the same pass (before the node installed) reset the receive state, so the
+    node's install of the complete snapshot failed the core's assertion and the node stopped. A
+    complete snapshot waiting for its install now holds until the caller installs or refuses it;
+    what arrives meanwhile is dropped (the sender sends again)."""
+    net = _cluster_with_lagging_follower()
+    snap = net["n1"].snapshot
+    _step_every_chunk_then_ready(net, extra)  # (the install runs inside ready: must not raise)
+    assert net.installed["n3"] == 1 and net["n3"].commit_index >= snap.index
+    assert net.state["n3"] == net.state["n1"][:snap.index]  # the leader's bytes, not the extras'

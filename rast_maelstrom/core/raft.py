@@ -997,6 +997,11 @@ class Raft:
         pr.snap_sent = False
 
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
+        inc = self._incoming
+        if inc is not None and inc[1] == inc[0].size:
+            # A complete snapshot is in this Ready's chunks, waiting for the caller to install or
+            # refuse it: nothing may change what it will install. Dropped, as if lost (resent).
+            return
         meta = SnapshotMeta(m.last_index, m.last_term, tuple(m.voters), m.size, tuple(m.learners))
         bug = BUG_INSTALL_STALE_SNAPSHOT in self.config.bugs
         if m.last_index <= self.commit_index and not bug:
@@ -1005,7 +1010,6 @@ class Raft:
             self._msgs_after.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index,
                                                      m.size, True))
             return
-        inc = self._incoming
         if inc is None or inc[0] != meta or inc[2] != (m.src, m.term):  # (another sender's bytes may differ)
             if m.offset != 0:
                 self._msgs.append(SnapshotResponse(self.id, m.src, self.current_term, m.last_index, 0, False))
