@@ -72,7 +72,8 @@ def run_one(system: System, args, workdir: Path, key_base: int) -> dict:
         counted = sum(len(pattern.findall(p.read_text(errors="replace")))
                       for p in workdir.glob("*.log"))
     return {"system": system.name, "ok_per_s": res.ok_per_s, "log_count": counted,
-            "p50_ms": res.latencies_ms["p50"],
+            "p50_ms": res.latencies_ms["p50"], "driver_cpu_s_per_kop": res.driver_cpu_s_per_kop,
+
             "p99_ms": res.latencies_ms["p99"], "node_cpu_s_per_kop": res.node_cpu_s_per_kop,
             "server_msgs_per_op": res.server_msgs_per_op, "errors": res.errors,
             "linearizable": res.linearizable, "ops": res.history_ops}
