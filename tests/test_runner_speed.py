@@ -108,6 +108,17 @@ def test_a_chunk_routed_at_once_matches_line_by_line_routing(lines, journal):
         loop_b.close()
 
 
+def _one_node(tmp_path, script: str):
+    """A Python child `script` as node n0 on a fresh network, and the bodies client c7 receives."""
+    loop = Loop()
+    net = Network(loop)
+    got: list = []
+    proc = NodeProcess(loop, "n0", [sys.executable, "-c", script], tmp_path / "n0.log")
+    connect_to_network(loop, net, [proc])
+    net.register_client(CLIENT, lambda src, body: got.append(body))
+    return loop, net, proc, got
+
+
 def test_a_node_process_stops_at_a_bad_line_inside_a_chunk_and_keeps_the_lines_up_to_it(tmp_path):
     chunk = (b'{"src":"n0","dest":"c7","body":{"a":1}}\n'
              b'{"src":"n0","dest":"c7","body":{"a":2}}\n'
@@ -116,12 +127,7 @@ def test_a_node_process_stops_at_a_bad_line_inside_a_chunk_and_keeps_the_lines_u
     script = ("import os, time\n"
               f"os.write(1, {chunk!r})\n"
               "time.sleep(30)\n")
-    loop = Loop()
-    net = Network(loop)
-    got = []
-    proc = NodeProcess(loop, "n0", [sys.executable, "-c", script], tmp_path / "n0.log")
-    connect_to_network(loop, net, [proc])
-    net.register_client(CLIENT, lambda src, body: got.append(body))
+    loop, net, proc, got = _one_node(tmp_path, script)
     try:
         proc.start()
         assert loop.run_until(lambda: proc.stdout_bad, loop.now_ns() + 20 * 10**9)
@@ -257,12 +263,7 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
               "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
               "sys.stdout.flush()\n"
               "time.sleep(30)\n")
-    loop = Loop()
-    net = Network(loop)
-    got = []
-    proc = NodeProcess(loop, "n0", [sys.executable, "-c", script], tmp_path / "n0.log")
-    connect_to_network(loop, net, [proc])
-    net.register_client(CLIENT, lambda src, body: got.append(body))
+    loop, net, proc, got = _one_node(tmp_path, script)
     try:
         proc.start()
         for _ in range(count):
