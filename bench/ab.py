@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             else:
                 batch = run_parallel(order, args, workdir, r, key_base, 2 * cell_s)
             key_base += 100_000 * len(order)
-        for i, system in enumerate(order):
+        for system in order:
             if args.parallel:
                 cell = next(c for c in batch if c["system"] == system.name)
             elif time.monotonic() + cell_s > t_end:
