@@ -61,7 +61,8 @@ def run_one(system: System, args, workdir: Path, key_base: int) -> dict:
     try:
         cluster.start()
         res = run_cell(cluster, args.clients, args.duration_s, warmup_s=args.warmup_s,
-                       key_base=key_base, seed=args.seed, check_time_limit_s=CHECK_TIME_LIMIT_S)
+                       key_base=key_base, seed=args.seed, check_time_limit_s=CHECK_TIME_LIMIT_S,
+                       clients_in=args.clients_in)
     except (ClusterError, OSError) as exc:
         return {"system": system.name, "skipped": str(exc)}
     finally:
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--clients", type=int, default=64, help="closed-loop clients (6 = 2n at 3)")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--clients-in", choices=("loop", "process"), default="loop",
+                    help="the clients in the router's loop (default) or in a client host process")
     ap.add_argument("--duration-s", type=float, default=10.0, help="measured window per cell")
     ap.add_argument("--warmup-s", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=1)

@@ -16,6 +16,15 @@ Owns:
   starve the leader's check-quorum and start the next cell in an election (the error-11 storms of
   the first round were that, not load; so is a cyclic-GC pause of this process, which is why the
   collector is off while a cluster runs).
+- where the clients run (`clients_in`): "loop" (the default), in the router's own loop, as
+  `maelstrom-py test` runs its workload; or "process", in a client host (`driver.py
+  --client-host`, harness/clienthost.py): the same client code (`_ClientHalf`) and spec, so the
+  same ops per client, on another core, its messages routed by the cluster's network exactly as
+  in-loop sends are (ids, zero latency, partitions, counts). The router takes its window
+  snapshots (network counts, node CPU) at the host's window times (one monotonic clock for the
+  machine); the host sends back its history and figures in a file. The driver's CPU is then the
+  router's plus the host's (both reported). On 2 shared cores it was not faster (see
+  bench/runner_ceiling.md), hence not the default.
 
 Keys and routing: clients share a key in groups of 2n, as in lin-kv, but at most
 `clients_per_key_max` (6) per key: at tens of thousands of ops/s, 10 clients on one key (2n at 5
@@ -46,10 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from rast_maelstrom.harness.clienthost import ClientHost, RemoteNetwork  # noqa: E402
 from rast_maelstrom.harness.eventloop import Loop  # noqa: E402
 from rast_maelstrom.harness.linearizability import check_independent  # noqa: E402
 from rast_maelstrom.harness.network import Network  # noqa: E402
@@ -70,6 +82,8 @@ clients_max = 4096
 clients_per_key_max = 6           # = 2n at 3 nodes; more makes the checker's search explode
 history_ops_max = 5_000_000       # a cell stops issuing (and says so) beyond this many records
 port_search_tries_max = 200
+CLIENTS_IN = "loop"               # where a cell's clients run by default: "loop" or "process"
+client_host_exit_slack_s = 10.0   # the client host's bound beyond its cell's own time
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 READ_SHARE = 0.50
@@ -306,7 +320,10 @@ class CellResult:
     all_msgs_per_op: float = 0.0
     node_cpu_s_per_kop: float = 0.0
     node_cpu_share: dict = field(default_factory=dict)
-    driver_cpu_s_per_kop: float = 0.0
+    driver_cpu_s_per_kop: float = 0.0     # router + clients
+    router_cpu_s_per_kop: float = 0.0     # this process (the router; with the clients, in "loop")
+    clients_cpu_s_per_kop: float = 0.0    # the client host process ("process"; 0 in "loop")
+    clients_in: str = ""
     peak_rss_mb: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
     history_ops: int = 0
@@ -324,162 +341,249 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+class _ClientHalf:
+    """The client half of a cell: closed-loop clients, their history and the window's figures.
+
+    Runs wherever `network` is: in the router's loop (`network` is the cluster's Network) or in a
+    client host process (a RemoteNetwork, see `clients_in`); the same code and the same spec give
+    the same op sequence per client. `spec` is JSON: clients as [index, id, key, process, seed],
+    nodes, by_key, timeout_ms, warmup_s, duration_s; `t0_ns` is when the cell starts (the window
+    is [t0 + warmup, t0 + warmup + duration]); `on_window(edge)` is called at "begin" and "end"."""
+
+    def __init__(self, loop: Loop, network: Any, spec: dict, t0_ns: int,
+                 on_window: Any = None):
+        self.loop = loop
+        self.network = network
+        self.spec = spec
+        self.t0_ns = t0_ns
+        self.on_window = on_window
+        self.history: list[dict] = []
+        self.lat_ns: list[int] = []
+        self.errors: dict[str, int] = {}
+        self.counts = {"ok": 0, "fail": 0, "info": 0}
+        self.state = {"issuing": True, "measuring": False, "t_start": 0, "t_end": 0}
+        self.cs = [_Client(index=i, client_id=cid, key=key, process=proc, rng=random.Random(s))
+                   for i, cid, key, proc, s in spec["clients"]]
+
+    def start(self) -> None:
+        loop, network, spec = self.loop, self.network, self.spec
+        nodes = spec["nodes"]
+        n = len(nodes)
+        by_key = spec["by_key"]
+        clients = len(self.cs)
+        history = self.history
+        state = self.state
+        counts = self.counts
+        errors = self.errors
+        lat_ns = self.lat_ns
+        timeout_ns = spec["timeout_ms"] * 1_000_000
+        zero_ns = self.t0_ns
+        now_ns = loop.now_ns
+
+        def record(type_: str, c: _Client, f: str, value: Any, node: str,
+                   error: Any = None, exception: Any = None) -> None:
+            op = {"index": len(history), "time": now_ns() - zero_ns, "type": type_,
+                  "process": c.process, "f": f, "value": value, "node": node}
+            if error is not None:
+                op["error"] = error
+            if exception is not None:
+                op["exception"] = exception
+            history.append(op)
+
+        def issue(c: _Client) -> None:
+            if not state["issuing"] or len(history) >= history_ops_max:
+                return
+            r = c.rng.random()
+            if r < READ_SHARE:
+                f, value = "read", [c.key, None]
+            elif r < READ_SHARE + WRITE_SHARE:
+                f, value = "write", [c.key, c.rng.randint(0, value_max)]
+            else:
+                f, value = "cas", [c.key, [c.rng.randint(0, value_max),
+                                           c.rng.randint(0, value_max)]]
+            node = nodes[c.key % n] if by_key else nodes[(c.index + c.ops) % n]
+            c.ops += 1
+            c.msg_id += 1
+            c.awaiting = c.msg_id
+            c.op = (f, value)
+            c.node = node
+            record("invoke", c, f, value, node)
+            if f == "read":
+                body = {"type": "read", "msg_id": c.msg_id, "key": c.key}
+            elif f == "write":
+                body = {"type": "write", "msg_id": c.msg_id, "key": c.key, "value": value[1]}
+            else:
+                body = {"type": "cas", "msg_id": c.msg_id, "key": c.key, "from": value[1][0],
+                        "to": value[1][1]}
+            c.sent_ns = loop.now_ns()
+            c.timer = loop.call_at(c.sent_ns + timeout_ns, on_timeout, c)
+            network.send_body(c.client_id, node, body)
+
+        def complete(c: _Client, body: dict | None) -> None:
+            now = loop.now_ns()
+            f, value = c.op
+            if c.timer is not None:
+                c.timer.cancel()
+                c.timer = None
+            outcome = complete_op(f, value, body)
+            kind = outcome["type"]
+            record(kind, c, f, outcome["value"], c.node, outcome.get("error"),
+                   outcome.get("exception"))
+            if state["measuring"] and state["t_start"] <= now <= state["t_end"]:
+                counts[kind] += 1
+                if kind == "ok":
+                    lat_ns.append(now - c.sent_ns)
+                else:
+                    err = outcome.get("error")
+                    name = err[0] if isinstance(err, list) else str(err)
+                    errors[name] = errors.get(name, 0) + 1
+            if kind == "info":
+                c.process += clients
+            c.op = None
+            c.awaiting = None
+            issue(c)
+
+        def on_reply(c: _Client, body: dict) -> None:
+            if c.op is None:
+                return
+            irt = body.get("in_reply_to") if type(body) is dict else None
+            if irt is None or irt != c.awaiting:
+                return
+            complete(c, body)
+
+        def on_timeout(c: _Client) -> None:
+            c.timer = None
+            if c.op is not None:
+                complete(c, None)
+
+        for c in self.cs:
+            network.register_client(c.client_id, lambda src, body, c=c: on_reply(c, body))
+        t0 = self.t0_ns
+        loop.call_at(t0 + int(spec["warmup_s"] * 1e9), self.begin_window)
+        loop.call_at(t0 + int((spec["warmup_s"] + spec["duration_s"]) * 1e9), self.end_window)
+        for c in self.cs:
+            issue(c)
+
+    def begin_window(self) -> None:
+        st = self.state
+        st["measuring"] = True
+        st["t_start"] = self.loop.now_ns()
+        st["t_end"] = st["t_start"] + int(self.spec["duration_s"] * 1e9)
+        st["cpu"] = time.process_time()
+        if self.on_window is not None:
+            self.on_window("begin")
+
+    def end_window(self) -> None:
+        st = self.state
+        st["t2"] = self.loop.now_ns()
+        st["cpu2"] = time.process_time()
+        st["issuing"] = False
+        if self.on_window is not None:
+            self.on_window("end")
+
+    def ended(self) -> bool:
+        return "t2" in self.state
+
+    def idle(self) -> bool:
+        return all(c.op is None for c in self.cs)
+
+    def finish(self, stop: Any = lambda: False) -> dict:
+        """Run until the window ended (or `stop()`), let in-flight ops complete; the figures."""
+        loop, spec, st = self.loop, self.spec, self.state
+        timeout_ns = spec["timeout_ms"] * 1_000_000
+        end_ns = self.t0_ns + int((spec["warmup_s"] + spec["duration_s"]) * 1e9)
+        loop.run_until(lambda: self.ended() or stop(), end_ns + int(drain_slack_s * 1e9))
+        if not self.ended():
+            if "cpu" not in st:
+                self.begin_window()
+            self.end_window()
+        loop.run_until(self.idle, loop.now_ns() + timeout_ns + int(drain_slack_s * 1e9))
+        for c in self.cs:
+            if c.timer is not None:
+                c.timer.cancel()
+        return {"history": self.history, "lat_ns": self.lat_ns, "errors": self.errors,
+                **self.counts, "window_ns": st["t2"] - st["t_start"],
+                "cpu_s": st["cpu2"] - st["cpu"]}
+
+
+def client_host_main() -> int:
+    """`driver.py --client-host`: one cell's client half in this process (see `clients_in`). Reads
+    its spec (one JSON line) from stdin, runs the clients through a RemoteNetwork on stdin/stdout,
+    writes the figures (JSON) to the spec's `result_path`, and exits."""
+    gc.disable()   # as in the router: a collection over the history would stall every client
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            return 2
+        buf += chunk
+    spec = orjson.loads(buf)
+    loop = Loop()
+    net = RemoteNetwork(loop)
+    half = _ClientHalf(loop, net, spec, t0_ns=loop.now_ns())
+    half.t0_ns = net.ready()
+    half.start()
+    out = half.finish(stop=lambda: net.closed)
+    Path(spec["result_path"]).write_bytes(orjson.dumps(out))
+    net.close()
+    loop.close()
+    return 0
+
+
 def _sink(src: str, body: dict) -> None:
     """Replies to a client whose cell has ended: dropped."""
 
 
 def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: float,
              key_base: int, seed: int, check_time_limit_s: float,
-             keep_history: bool = False) -> CellResult:
-    """Drive `clients` closed-loop clients for warmup + duration; measure; check; see module doc."""
+             keep_history: bool = False, clients_in: str | None = None) -> CellResult:
+    """Drive `clients` closed-loop clients for warmup + duration; measure; check; see module doc.
+    `clients_in` ("loop" or "process", default `CLIENTS_IN`): where the clients run."""
     assert 1 <= clients <= clients_max, clients
+    clients_in = clients_in or CLIENTS_IN
+    assert clients_in in ("loop", "process"), clients_in
     loop, network = cluster.loop, cluster.network
     nodes = cluster.nodes
     n = len(nodes)
     group = min(2 * n, clients_per_key_max)
-    by_key = cluster.system.routing == "by-key"
     rng = random.Random(f"{seed}:{cluster.system.name}:{n}:{clients}:{key_base}")
-    history: list[dict] = []
-    zero_ns = loop.now_ns()
     res = CellResult(clients=clients, duration_s=duration_s)
-    lat_ns: list[int] = []
-    state = {"issuing": True, "measuring": False, "t_start": 0, "t_end": 0}
-    errors: dict[str, int] = {}
     timeout_ns = client_timeout_ms * 1_000_000
-
-    now_ns = loop.now_ns
-
-    def record(type_: str, c: _Client, f: str, value: Any, node: str,
-               error: Any = None, exception: Any = None) -> None:
-        op = {"index": len(history), "time": now_ns() - zero_ns, "type": type_,
-              "process": c.process, "f": f, "value": value, "node": node}
-        if error is not None:
-            op["error"] = error
-        if exception is not None:
-            op["exception"] = exception
-        history.append(op)
-
-    def issue(c: _Client) -> None:
-        if not state["issuing"] or len(history) >= history_ops_max:
-            return
-        r = c.rng.random()
-        if r < READ_SHARE:
-            f, value = "read", [c.key, None]
-        elif r < READ_SHARE + WRITE_SHARE:
-            f, value = "write", [c.key, c.rng.randint(0, value_max)]
-        else:
-            f, value = "cas", [c.key, [c.rng.randint(0, value_max), c.rng.randint(0, value_max)]]
-        node = nodes[c.key % n] if by_key else nodes[(c.index + c.ops) % n]
-        c.ops += 1
-        c.msg_id += 1
-        c.awaiting = c.msg_id
-        c.op = (f, value)
-        c.node = node
-        record("invoke", c, f, value, node)
-        if f == "read":
-            body = {"type": "read", "msg_id": c.msg_id, "key": c.key}
-        elif f == "write":
-            body = {"type": "write", "msg_id": c.msg_id, "key": c.key, "value": value[1]}
-        else:
-            body = {"type": "cas", "msg_id": c.msg_id, "key": c.key, "from": value[1][0],
-                    "to": value[1][1]}
-        c.sent_ns = loop.now_ns()
-        c.timer = loop.call_at(c.sent_ns + timeout_ns, on_timeout, c)
-        network.send_body(c.client_id, node, body)
-
-    def complete(c: _Client, body: dict | None) -> None:
-        now = loop.now_ns()
-        f, value = c.op
-        if c.timer is not None:
-            c.timer.cancel()
-            c.timer = None
-        outcome = complete_op(f, value, body)
-        kind = outcome["type"]
-        record(kind, c, f, outcome["value"], c.node, outcome.get("error"),
-               outcome.get("exception"))
-        if state["measuring"] and state["t_start"] <= now <= state["t_end"]:
-            if kind == "ok":
-                res.ok += 1
-                lat_ns.append(now - c.sent_ns)
-            else:
-                if kind == "fail":
-                    res.fail += 1
-                else:
-                    res.info += 1
-                err = outcome.get("error")
-                name = err[0] if isinstance(err, list) else str(err)
-                errors[name] = errors.get(name, 0) + 1
-        if kind == "info":
-            c.process += clients
-        c.op = None
-        c.awaiting = None
-        issue(c)
-
-    def on_reply(c: _Client, body: dict) -> None:
-        if c.op is None:
-            return
-        irt = body.get("in_reply_to") if type(body) is dict else None
-        if irt is None or irt != c.awaiting:
-            return
-        complete(c, body)
-
-    def on_timeout(c: _Client) -> None:
-        c.timer = None
-        if c.op is not None:
-            complete(c, None)
-
-    cs: list[_Client] = []
-    for i in range(clients):
-        key = key_base + i // group
-        c = _Client(index=i, client_id=cluster.client_id(), key=key, process=i,
-                    rng=random.Random(rng.random()))
-        network.register_client(c.client_id, lambda src, body, c=c: on_reply(c, body))
-        cs.append(c)
-    res.keys = len({c.key for c in cs})
+    spec = {"clients": [[i, cluster.client_id(), key_base + i // group, i, rng.random()]
+                        for i in range(clients)],
+            "nodes": list(nodes), "by_key": cluster.system.routing == "by-key",
+            "timeout_ms": client_timeout_ms, "warmup_s": warmup_s, "duration_s": duration_s}
+    ids = [c[1] for c in spec["clients"]]
+    res.keys = len({c[2] for c in spec["clients"]})
     snap: dict[str, Any] = {}
 
-    def begin_window() -> None:
-        state["measuring"] = True
-        state["t_start"] = loop.now_ns()
-        state["t_end"] = state["t_start"] + int(duration_s * 1e9)
-        snap["cpu"] = cluster.cpu_s()
-        snap["drv"] = time.process_time()
-        snap["srv"] = network.send_all - network.send_clients
-        snap["all"] = network.send_all
+    def on_window(edge: str) -> None:
+        suffix = "" if edge == "begin" else "2"
+        snap["cpu" + suffix] = cluster.cpu_s()
+        snap["drv" + suffix] = time.process_time()
+        snap["srv" + suffix] = network.send_all - network.send_clients
+        snap["all" + suffix] = network.send_all
 
-    def end_window() -> None:
-        snap["cpu2"] = cluster.cpu_s()
-        snap["drv2"] = time.process_time()
-        snap["srv2"] = network.send_all - network.send_clients
-        snap["all2"] = network.send_all
-        snap["t2"] = loop.now_ns()
-        state["issuing"] = False
-
-    t0 = loop.now_ns()
-    loop.call_at(t0 + int(warmup_s * 1e9), begin_window)
-    loop.call_at(t0 + int((warmup_s + duration_s) * 1e9), end_window)
-    for c in cs:
-        issue(c)
-    end_ns = t0 + int((warmup_s + duration_s) * 1e9)
-    loop.run_until(lambda: "t2" in snap or cluster.any_exited(),
-                   end_ns + int(drain_slack_s * 1e9))
-    if "t2" not in snap:
-        end_window()
-        if "cpu" not in snap:
-            begin_window()
-    loop.run_until(lambda: all(c.op is None for c in cs),
-                   loop.now_ns() + timeout_ns + int(drain_slack_s * 1e9))
-    for c in cs:
-        if c.timer is not None:
-            c.timer.cancel()
+    if clients_in == "loop":
+        half = _ClientHalf(loop, network, spec, loop.now_ns(), on_window)
+        half.start()
+        # stdout EOF says a node ended (polling every pid in every pass cost the router 3%)
+        out = half.finish(stop=lambda: any(p.stdout_closed for p in cluster.procs))
+        out["cpu_s"] = 0.0   # the router's own CPU (snap) is the clients' too
+    else:
+        out = _run_client_host(cluster, spec, on_window)
+    for cid in ids:
         # A client's id stays registered (to a sink) for the cluster's life, as Maelstrom's clients
         # do for a test's: a node may still send as it later (a follower re-sending a forward it
         # never saw applied keeps the client as src), and the network reads a line from an
         # unknown src as a malformed line and stops reading that node, which would break every
         # later cell on this cluster. (ids are never reused: bounded by the plan's client count.)
-        network.unregister(c.client_id)
-        network.register_client(c.client_id, _sink)
-    window_s = (snap["t2"] - state["t_start"]) / 1e9
+        network.unregister(cid)
+        network.register_client(cid, _sink)
+    history = out["history"]
+    lat_ns = out["lat_ns"]
+    res.ok, res.fail, res.info = out["ok"], out["fail"], out["info"]
+    window_s = out["window_ns"] / 1e9
     res.ok_per_s = res.ok / window_s if window_s > 0 else 0.0
     lat = sorted(x / 1e6 for x in lat_ns)
     res.latencies_ms = {"p50": _quantile(lat, 0.50), "p95": _quantile(lat, 0.95),
@@ -493,9 +597,12 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
     node_cpu = {k: snap["cpu2"][k] - snap["cpu"][k] for k in snap["cpu"]}
     res.node_cpu_s_per_kop = sum(node_cpu.values()) / ops * 1000
     res.node_cpu_share = {k: round(v / window_s, 3) for k, v in node_cpu.items()}
-    res.driver_cpu_s_per_kop = (snap["drv2"] - snap["drv"]) / ops * 1000
+    res.router_cpu_s_per_kop = (snap["drv2"] - snap["drv"]) / ops * 1000
+    res.clients_cpu_s_per_kop = out["cpu_s"] / ops * 1000
+    res.driver_cpu_s_per_kop = res.router_cpu_s_per_kop + res.clients_cpu_s_per_kop
+    res.clients_in = clients_in
     res.peak_rss_mb = {k: round(v, 1) for k, v in cluster.hwm_mb().items()}
-    res.errors = errors
+    res.errors = out["errors"]
     res.history_ops = len(history)
     t_check = time.monotonic()
     verdict = check_while_serving(loop, history, check_time_limit_s)
@@ -511,6 +618,45 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
         raise ClusterError(f"{cluster.system.name}: nodes {cluster.exited()} exited during "
                            f"the cell; logs in {cluster.workdir}")
     return res
+
+
+def _run_client_host(cluster: Cluster, spec: dict, on_window: Any) -> dict:
+    """The cell's client half in a client host process (`driver.py --client-host`), its messages
+    routed by this process's network; the router takes its window snapshots at the same
+    (machine-wide monotonic) times as the host. Returns the host's figures."""
+    loop = cluster.loop
+    result = cluster.workdir / f"clients-{spec['clients'][0][1]}.json"
+    spec = dict(spec, result_path=str(result))
+    host = ClientHost(loop, cluster.network, [sys.executable, str(Path(__file__).resolve()),
+                                             "--client-host"],
+                      cluster.workdir / "client-host.log", [c[1] for c in spec["clients"]])
+    try:
+        t0 = host.start(orjson.dumps(spec))
+        t_begin = t0 + int(spec["warmup_s"] * 1e9)
+        t_end = t_begin + int(spec["duration_s"] * 1e9)
+        taken: list[str] = []
+
+        def snapshot(edge: str) -> None:
+            taken.append(edge)
+            on_window(edge)
+        begin_timer = loop.call_at(t_begin, snapshot, "begin")
+        end_timer = loop.call_at(t_end, snapshot, "end")
+        bound = t_end + int((client_timeout_ms / 1000 + 2 * drain_slack_s
+                             + client_host_exit_slack_s) * 1e9)
+        procs = [host.proc, *cluster.procs]
+        loop.run_until(lambda: any(p.stdout_closed for p in procs), bound)
+        for timer, edge in ((begin_timer, "begin"), (end_timer, "end")):
+            if edge not in taken:   # ended early (a node exited): the figures up to now
+                timer.cancel()
+                snapshot(edge)
+        if not host.wait_exit(bound) or not result.exists():
+            host.proc.drain_stderr()
+            raise ClusterError("the client host failed: " + b"\n".join(
+                host.proc.stderr_lines).decode(errors="replace"))
+        return orjson.loads(result.read_bytes())
+    finally:
+        host.stop()
+        result.unlink(missing_ok=True)
 
 
 def _check_child(conn: Any, history: list[dict], time_limit_s: float) -> None:
@@ -555,3 +701,9 @@ def check_while_serving(loop: Loop, history: list[dict], time_limit_s: float) ->
         return {"valid?": "unknown", "failures": [], "results": {},
                 "error": "the check did not finish (child died or timed out)"}
     return verdict
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--client-host"]:
+        sys.exit(client_host_main())
+    sys.exit(f"usage: {sys.argv[0]} --client-host (the driver is a module: see bench/run.py)")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from rast_maelstrom.harness.eventloop import Loop  # noqa: E402
 from rast_maelstrom.harness.network import Network  # noqa: E402
-from rast_maelstrom.harness.process import NodeProcess  # noqa: E402
+from rast_maelstrom.harness.process import NodeProcess, connect_to_network  # noqa: E402
 
 ECHO = str(ROOT / "tests" / "nodes" / "echo.py")
 init_wait_s_max = 10.0
@@ -36,14 +36,9 @@ def run(seconds: float, clients: int, node_count: int, mode: str, journal: bool,
     jfile = open(workdir / "messages.jsonl", "wb", buffering=1 << 20) if journal else None
     net = Network(loop, journal=jfile)
     nodes = [f"n{i}" for i in range(node_count)]
-    procs = []
-    for node in nodes:
-        p = NodeProcess(loop, node, [sys.executable, ECHO], workdir / f"{node}.log")
-        net.register_node(node, p.deliver, p.blocked)
-        p.on_line = net.on_node_line
-        p.on_resume = net.resume
-        procs.append(p)
-    loop.add_after_pass(lambda: [p.flush() for p in procs if p._out])
+    procs = [NodeProcess(loop, node, [sys.executable, ECHO], workdir / f"{node}.log")
+             for node in nodes]
+    connect_to_network(loop, net, procs)   # the runner's own wiring: chunks routed in one call
     try:
         for p in procs:
             p.start()

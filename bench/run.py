@@ -206,7 +206,8 @@ def run_system(system: System, n: int, loads: list[str], sat: tuple[int, ...], a
                 res = run_cell(cluster, clients, args.duration_s, warmup_s=args.warmup_s,
                                key_base=key_base[0], seed=args.seed,
                                check_time_limit_s=min(check_time_limit_s_max,
-                                                      max(1.0, deadline.left() - cell_s)))
+                                                      max(1.0, deadline.left() - cell_s)),
+                               clients_in=args.clients_in)
             except ClusterError as exc:
                 log.error("%s", exc)
                 points[load].append({"clients": clients, "skipped": f"node exited: {exc}"})
@@ -569,6 +570,9 @@ def parse_args(argv=None):
     ap.add_argument("--deadline-s", type=float,
                     help="hard deadline for the whole run (720; 170 quick)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--clients-in", choices=("loop", "process"), default="loop",
+                    help="the clients in the router's loop (default) or in a client host process "
+                         "(bench/driver.py, harness/clienthost.py)")
     ap.add_argument("--report", help="write the markdown report here (default: BENCHMARKS.md "
                                      "for a full run only)")
     ap.add_argument("--json", help="write the raw figures here (default: see the docstring)")

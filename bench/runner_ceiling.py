@@ -8,6 +8,9 @@ this checkout's working tree; both run under this venv's Python, each case in a 
 sys.path starts with its tree, so each side imports its own harness. Cases:
 - null-1, null-2n, null-sat: bench/driver.py's `run_cell` on 3 null nodes (bench/null_node.py) with
   1, 6 (2n) and 64 clients: ok ops/s and the runner's CPU per completed op (µs);
+- null-2n-proc, null-sat-proc: the same with the new tree's clients in a client host process
+  (`run_cell(clients_in="process")`, harness/clienthost.py; the old tree has only its loop): CPU
+  is the router's plus the client host's, the router's own beside it;
 - echo: bench/router_bench.py's `run` on 1 echo node, 64 clients, journal on: routed msgs/s and the
   router's CPU per message (µs);
 - runner-2n, runner-sat: the whole runner, `python -m rast_maelstrom.harness test -w lin-kv` (the
@@ -57,12 +60,15 @@ CASES = {  # name -> (kind, clients)
     "null-1": ("null", 1),
     "null-2n": ("null", 6),
     "null-sat": ("null", 64),
+    "null-2n-proc": ("null-process", 6),   # new: the clients in a client host (old: in the loop)
+    "null-sat-proc": ("null-process", 64),
     "echo": ("echo", 64),
     "runner-2n": ("runner", 2),     # bin/maelstrom-py test, 1 null node, --concurrency 2n
     "runner-sat": ("runner", 32),
     "route-cpu": ("route", 64),     # no processes: the routing and completion code alone
 }
 TARGETS = {"null-2n": ("ratio", 2.0), "null-sat": ("ratio", 2.0), "echo": ("abs", 150_000),
+           "null-2n-proc": ("ratio", 2.0), "null-sat-proc": ("ratio", 2.0),
            "runner-2n": ("ratio", 2.0), "runner-sat": ("ratio", 2.0)}
 
 
@@ -81,18 +87,25 @@ def child(tree: Path, case: str, seconds: float) -> dict:
             from router_bench import run
             rate, cpu, _ = run(seconds, clients, 1, "echo", True, workdir)
             return {"rate": rate, "cpu_us": cpu / rate * 1e6}
+        import inspect
         from driver import Cluster, System, run_cell
+        where = "process" if kind == "null-process" else None
+        kw = ({"clients_in": where} if where and "clients_in" in
+              inspect.signature(run_cell).parameters else {})
         system = System("null", [sys.executable, str(tree / "bench" / "null_node.py")],
                         routing="by-key")
         cluster = Cluster(system, 3, workdir / "nodes")
         try:
             cluster.start()
             res = run_cell(cluster, clients, seconds, warmup_s=0.3, key_base=0, seed=1,
-                           check_time_limit_s=30)
+                           check_time_limit_s=30, **kw)
         finally:
             cluster.stop()
-        return {"rate": res.ok_per_s, "cpu_us": res.driver_cpu_s_per_kop * 1000,
-                "linearizable": res.linearizable}
+        out = {"rate": res.ok_per_s, "cpu_us": res.driver_cpu_s_per_kop * 1000,
+               "linearizable": res.linearizable}
+        if getattr(res, "clients_in", "") == "process":   # the router's share of it
+            out["router_us"] = res.router_cpu_s_per_kop * 1000
+        return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -193,9 +206,11 @@ def summarize(runs: dict, cases: list[str]) -> list[dict]:
         for side in ("old", "new"):
             rates = [r["rate"] for r in runs[side][case] if "rate" in r]
             cpus = [r["cpu_us"] for r in runs[side][case] if "cpu_us" in r]
+            routers = [r["router_us"] for r in runs[side][case] if "router_us" in r]
             row[side] = {"best": max(rates) if rates else None,
                          "median": statistics.median(rates) if rates else None,
                          "cpu_us": statistics.median(cpus) if cpus else None,
+                         "router_us": statistics.median(routers) if routers else None,
                          "errors": [r["error"] for r in runs[side][case] if "error" in r],
                          "not_linearizable": sum(1 for r in runs[side][case]
                                                  if r.get("linearizable") not in (None, True))}
@@ -238,6 +253,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         else:
             target = ""
         cpu = (f"{o['cpu_us']:.1f} → {n['cpu_us']:.1f}" if o["cpu_us"] and n["cpu_us"] else "—")
+        if n.get("router_us"):
+            cpu += f" ({n['router_us']:.1f} router)"
         out.append(f"| {r['case']} | {_fmt(o['best'])} | {_fmt(n['best'])} | "
                    f"{_ratio(n['best'], o['best'])} | {_fmt(o['median'])} | {_fmt(n['median'])} | "
                    f"{_ratio(n['median'], o['median'])} | {cpu} | {target} |")
@@ -302,7 +319,9 @@ def main(argv=None) -> int:
                     runs[side][case].append(r)
                     print(f"round {rnd + 1} {case:8s} {side}: "
                           + (f"{r['rate']:,.0f}/s" if "rate" in r else r["error"])
-                          + (f", {r['cpu_us']:.1f} µs CPU" if "cpu_us" in r else ""), flush=True)
+                          + (f", {r['cpu_us']:.1f} µs CPU" if "cpu_us" in r else "")
+                          + (f" ({r['router_us']:.1f} router)" if "router_us" in r else ""),
+                          flush=True)
         meta["load_end"] = os.getloadavg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -67,6 +67,10 @@ class Loop:
         """Run `callback` at the end of every loop pass (e.g. to flush output buffers in one go)."""
         self._after_pass.append(callback)
 
+    def remove_after_pass(self, callback: Callable[[], None]) -> None:
+        if callback in self._after_pass:
+            self._after_pass.remove(callback)
+
     # -- file descriptors -------------------------------------------------------------------------
     def set_fd(self, fd: int, reader: Callable | None, writer: Callable | None) -> None:
         """Install (or replace, or with both None remove) the callbacks for `fd`."""
