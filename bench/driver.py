@@ -132,6 +132,14 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def sched_ns(pid: int | str = "self") -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for a CPU) of a process's main thread, from
+    /proc/<pid>/schedstat: the rest of the wall time it slept (blocked on IO or a timer)."""
+    with open(f"/proc/{pid}/schedstat", "rb") as f:
+        run, wait, _ = f.read().split()
+    return int(run), int(wait)
+
+
 def proc_hwm_kb(pid: int) -> int:
     """Peak resident set size (VmHWM) of a process, in kB."""
     with open(f"/proc/{pid}/status", "rb") as f:
@@ -322,6 +330,10 @@ class CellResult:
     node_cpu_share: dict = field(default_factory=dict)
     driver_cpu_s_per_kop: float = 0.0     # router + clients
     router_cpu_s_per_kop: float = 0.0     # this process (the router; with the clients, in "loop")
+    # shares of the window the router's thread spent on a CPU, waiting for one (runnable: the
+    # machine was busy) and asleep (waiting for IO); and the nodes' summed wait for a CPU
+    router_time_shares: dict = field(default_factory=dict)
+    node_runqueue_share: float = 0.0
     clients_cpu_s_per_kop: float = 0.0    # the client host process ("process"; 0 in "loop")
     clients_in: str = ""
     peak_rss_mb: dict = field(default_factory=dict)
@@ -563,6 +575,8 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
         snap["drv" + suffix] = time.process_time()
         snap["srv" + suffix] = network.send_all - network.send_clients
         snap["all" + suffix] = network.send_all
+        snap["sched" + suffix] = sched_ns()
+        snap["nsched" + suffix] = [sched_ns(p.pid) for p in cluster.procs]
 
     if clients_in == "loop":
         half = _ClientHalf(loop, network, spec, loop.now_ns(), on_window)
@@ -601,6 +615,13 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
     res.clients_cpu_s_per_kop = out["cpu_s"] / ops * 1000
     res.driver_cpu_s_per_kop = res.router_cpu_s_per_kop + res.clients_cpu_s_per_kop
     res.clients_in = clients_in
+    if window_s > 0:
+        (run0, wait0), (run1, wait1) = snap["sched"], snap["sched2"]
+        on_cpu, queued = (run1 - run0) / 1e9 / window_s, (wait1 - wait0) / 1e9 / window_s
+        res.router_time_shares = {"cpu": round(on_cpu, 3), "runqueue": round(queued, 3),
+                                  "asleep": round(max(0.0, 1 - on_cpu - queued), 3)}
+        res.node_runqueue_share = round(sum(b[1] - a[1] for a, b in zip(
+            snap["nsched"], snap["nsched2"])) / 1e9 / window_s, 3)
     res.peak_rss_mb = {k: round(v, 1) for k, v in cluster.hwm_mb().items()}
     res.errors = out["errors"]
     res.history_ops = len(history)

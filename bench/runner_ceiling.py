@@ -105,6 +105,9 @@ def child(tree: Path, case: str, seconds: float) -> dict:
                "linearizable": res.linearizable}
         if getattr(res, "clients_in", "") == "process":   # the router's share of it
             out["router_us"] = res.router_cpu_s_per_kop * 1000
+        if getattr(res, "router_time_shares", None):        # on a CPU / waiting for one / asleep
+            out["router_time"] = res.router_time_shares
+            out["node_runqueue"] = res.node_runqueue_share
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -320,7 +323,10 @@ def main(argv=None) -> int:
                     print(f"round {rnd + 1} {case:8s} {side}: "
                           + (f"{r['rate']:,.0f}/s" if "rate" in r else r["error"])
                           + (f", {r['cpu_us']:.1f} µs CPU" if "cpu_us" in r else "")
-                          + (f" ({r['router_us']:.1f} router)" if "router_us" in r else ""),
+                          + (f" ({r['router_us']:.1f} router)" if "router_us" in r else "")
+                          + (" router on-cpu/runqueue/asleep {cpu}/{runqueue}/{asleep}".format(
+                              **r["router_time"]) + f", nodes runqueue {r['node_runqueue']}"
+                             if "router_time" in r else ""),
                           flush=True)
         meta["load_end"] = os.getloadavg()
     finally:
