@@ -210,10 +210,15 @@ def summarize(runs: dict, cases: list[str]) -> list[dict]:
             rates = [r["rate"] for r in runs[side][case] if "rate" in r]
             cpus = [r["cpu_us"] for r in runs[side][case] if "cpu_us" in r]
             routers = [r["router_us"] for r in runs[side][case] if "router_us" in r]
+            shares = [r["router_time"] for r in runs[side][case] if "router_time" in r]
             row[side] = {"best": max(rates) if rates else None,
                          "median": statistics.median(rates) if rates else None,
                          "cpu_us": statistics.median(cpus) if cpus else None,
                          "router_us": statistics.median(routers) if routers else None,
+                         "router_cpu_share": (statistics.median(x["cpu"] for x in shares)
+                                              if shares else None),
+                         "router_queue_share": (statistics.median(x["runqueue"] for x in shares)
+                                                if shares else None),
                          "errors": [r["error"] for r in runs[side][case] if "error" in r],
                          "not_linearizable": sum(1 for r in runs[side][case]
                                                  if r.get("linearizable") not in (None, True))}
@@ -239,10 +244,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
            "nodes under bench/driver.py (ok ops/s); echo: bench/router_bench.py, 1 echo node, 64 "
            "clients, journal on (routed msgs/s); runner-*: `maelstrom-py test` itself on 1 null node "
            "(ok ops/s of the time limit, history and jepsen.log included). CPU is the runner process's CPU per completed "
-           "op (null) or per routed message (echo), median of the rounds.", "",
+           "op (null) or per routed message (echo), median of the rounds; with the clients in a "
+           "client host (*-proc) the router's and the host's together, the router's alone in "
+           "brackets. The router's time shares (/proc schedstat, median): on a CPU, and runnable "
+           "but waiting for one (the machine was busy); the rest it slept, waiting for IO.", "",
            "| case | old best | new best | new ÷ old (best) | old median | new median | "
-           "new ÷ old (median) | runner CPU old → new (µs) | target |",
-           "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
+           "new ÷ old (median) | runner CPU old → new (µs) | router on a CPU / waiting for one (new) "
+           "| target |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for r in rows:
         o, n = r["old"], r["new"]
         kind, want = TARGETS.get(r["case"], (None, None))
@@ -258,9 +267,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
         cpu = (f"{o['cpu_us']:.1f} → {n['cpu_us']:.1f}" if o["cpu_us"] and n["cpu_us"] else "—")
         if n.get("router_us"):
             cpu += f" ({n['router_us']:.1f} router)"
+        share = (f"{n['router_cpu_share']:.0%} / {n['router_queue_share']:.0%}"
+                 if n.get("router_cpu_share") is not None else "—")
         out.append(f"| {r['case']} | {_fmt(o['best'])} | {_fmt(n['best'])} | "
                    f"{_ratio(n['best'], o['best'])} | {_fmt(o['median'])} | {_fmt(n['median'])} | "
-                   f"{_ratio(n['median'], o['median'])} | {cpu} | {target} |")
+                   f"{_ratio(n['median'], o['median'])} | {cpu} | {share} | {target} |")
     problems = [f"{r['case']} {side}: {e}" for r in rows for side in ("old", "new")
                 for e in r[side]["errors"]]
     problems += [f"{r['case']} {side}: {r[side]['not_linearizable']} cell(s) not linearizable"

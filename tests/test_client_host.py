@@ -206,3 +206,17 @@ def test_a_cell_with_its_clients_in_a_host_issues_the_same_ops_and_checks_the_sa
         n = min(len(a[client]), len(b[client]))
         assert n > 5
         assert b[client][:n] == a[client][:n]   # the same spec: the same ops per client
+
+
+@pytest.mark.parametrize("script", ["print('not the ready line', flush=True); import time; "
+                                    "time.sleep(5)",
+                                    "import sys; sys.exit(3)"])
+def test_a_host_that_does_not_say_ready_fails_its_start_and_is_stopped(tmp_path, script):
+    loop, net, _, _ = _router(False)
+    host = ClientHost(loop, net, [sys.executable, "-c", script], tmp_path / "host.log", ["c3"])
+    with pytest.raises(RuntimeError, match="did not get ready"):
+        host.start(b'{"spec":1}')
+    assert host.t0_ns is None and net.next_id == 0
+    host.stop()
+    assert host.exited()
+    loop.close()
