@@ -15,8 +15,9 @@ sys.path starts with its tree, so each side imports its own harness. Cases:
   router's CPU per message (µs);
 - runner-2n, runner-sat: the whole runner, `python -m rast_maelstrom.harness test -w lin-kv` (the
   tree's own), on 1 null node with --concurrency 2 (2n) and 32, --rate 1e6 (closed loop),
-  --time-limit `--seconds` (at least 1): ok ops in history.jsonl per second of the time limit
-  (the runner's CPU is not separated from its nodes' here, so none is given);
+  --time-limit `--seconds` (at least 1): ok ops in history.jsonl per second of the time limit,
+  and the runner process's own CPU per completed op over its main phase (read from /proc when its
+  console says the nodes answered init and when it says the run is complete);
 - route-cpu: no processes and no syscalls: the tree's Network routes `route_ops` client requests
   to a node stub and the stub's replies (one chunk of 64 lines at a time, as a pipe read hands
   them over) back to 64 clients, which complete them with the workload's `complete_op`: the CPU
@@ -47,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +158,7 @@ def run_route(clients: int) -> dict:
 
 def run_runner(tree: Path, concurrency: int, seconds: float, workdir: Path) -> dict:
     """One `maelstrom-py test` of `tree` against 1 null node; ok ops per second of its time limit."""
+    from driver import proc_cpu_s   # the tree's own (both trees have it)
     node = workdir / "null-node"
     node.write_text(f"#!/bin/sh\nexec {sys.executable} {tree / 'bench' / 'null_node.py'} \"$@\"\n")
     node.chmod(0o755)
@@ -163,15 +166,39 @@ def run_runner(tree: Path, concurrency: int, seconds: float, workdir: Path) -> d
     cmd = [sys.executable, "-m", "rast_maelstrom.harness", "test", "-w", "lin-kv", "--bin",
            str(node), "--node-count", "1", "--concurrency", str(concurrency), "--rate",
            "1000000", "--time-limit", str(time_limit), "--store", str(workdir / "store")]
-    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True,
-                          timeout=child_timeout_s - 10)
+    # The runner's own CPU over its main phase: sampled when its console says the nodes answered
+    # init (time zero follows at once) and when it says the run is complete (before analysis).
+    proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    watchdog = threading.Timer(child_timeout_s - 10, proc.kill)
+    watchdog.start()
+    marks: dict[str, float] = {}
+    tail: list[str] = []
+    try:
+        for line in proc.stdout:
+            tail = (tail + [line])[-5:]
+            for mark, text in (("start", "nodes answered init"), ("end", "Run complete:")):
+                if text in line and mark not in marks:
+                    marks[mark] = proc_cpu_s(proc.pid)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     history = workdir / "store" / "lin-kv" / "latest" / "history.jsonl"
     if not history.exists():
-        raise SystemExit(f"runner exited {proc.returncode} without a history: {proc.stderr[-300:]}")
-    ok = sum(1 for line in history.read_bytes().splitlines()
-             if json.loads(line)["type"] == "ok")
-    return {"rate": ok / time_limit, "exit": proc.returncode,
-            "linearizable": True if proc.returncode == 0 else proc.returncode}
+        raise SystemExit(f"runner exited {proc.returncode} without a history: {''.join(tail)}")
+    ops = [json.loads(line) for line in history.read_bytes().splitlines()]
+    ok = sum(1 for op in ops if op["type"] == "ok")
+    completed = sum(1 for op in ops if op["type"] in ("ok", "fail", "info")
+                    and op["process"] != "nemesis")
+    out = {"rate": ok / time_limit, "exit": proc.returncode,
+           "linearizable": True if proc.returncode == 0 else proc.returncode}
+    if len(marks) == 2 and completed:
+        out["cpu_us"] = (marks["end"] - marks["start"]) / completed * 1e6
+    return out
+
 
 
 def run_child(tree: Path, case: str, seconds: float) -> dict:
