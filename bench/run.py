@@ -19,8 +19,9 @@ invalid key of each non-linearizable cell, and the node logs, are kept under the
 re-writes the report from a run's raw figures. The report ends with bench/techniques.md (the
 speed work's before/after measurements, made by hand in A/B runs) and bench/snapshots.md (the
 soak, restart and snapshot-pause figures of bench/soak.py, restart_bench.py, snapshot_bench.py)
-and bench/runner_ceiling.md (the runner's old and new ceiling, bench/runner_ceiling.py) when they
-exist.
+and bench/runner_ceiling.md (the runner's old and new ceiling, bench/runner_ceiling.py) and
+bench/checker.md (the linearizability checker's old and new search, bench/checker_bench.py) when
+they exist.
 
 Bounds: each cell runs warm-up + a fixed window (5 s full, 2 s --quick), then drains in-flight ops
 (at most the client timeout); each check has a time limit; the whole run has a hard deadline
@@ -59,8 +60,10 @@ PY = sys.executable
 RAST = str(ROOT / "bin" / "rast")
 RESULTS = ROOT / "bench" / "results"
 TECHNIQUES = ROOT / "bench" / "techniques.md"  # the speed work's A/B figures, ending the report
-# Figures of other benchmark programs (soak, restart, snapshot pause), kept by hand beside them.
-APPENDICES = (TECHNIQUES, ROOT / "bench" / "snapshots.md", ROOT / "bench" / "runner_ceiling.md")
+# Figures of other benchmark programs (soak, restart, snapshot pause, the runner ceiling, the
+# checker: bench/checker_bench.py), kept by hand beside them.
+APPENDICES = (TECHNIQUES, ROOT / "bench" / "snapshots.md", ROOT / "bench" / "runner_ceiling.md",
+              ROOT / "bench" / "checker.md")
 SAT_CLIENTS_FULL = (32, 64, 128, 256)
 SAT_CLIENTS_QUICK = (64,)
 check_time_limit_s_max = 30.0
