@@ -284,7 +284,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         kind, want = TARGETS.get(r["case"], (None, None))
         if kind == "ratio":
             got = n["best"] / o["best"] if n["best"] and o["best"] else 0
-            target = f"≥ {want:g} × old: {'met' if got >= want else f'**missed** ({got:.2f} ×)'}"
+            shown = f"{got:.2f}" if round(got, 2) < want else f"{got:.3f}"   # 1.995 is no 2.00
+            target = f"≥ {want:g} × old: {'met' if got >= want else f'**missed** ({shown} ×)'}"
         elif kind == "abs":
             best = n["best"] or 0
             target = f"≥ {want:,} msgs/s: " + ("met" if best >= want else
