@@ -167,7 +167,7 @@ class Node:
         self.reads_waiting: list[tuple[int, int, tuple[str, int, Any]]] = []  # heap by read index
         self._read_seq = 0
         self.tick_s = args.tick_ms / 1000.0
-        self.lease_reads = bool(getattr(args, "lease_reads", False))
+        self.lease_reads = bool(getattr(args, "lease_reads", True))
         self._next_tick = 0.0
         self._tick_timer = None
         self._thread_sends = False  # the writer sends what waits on a batch (see _WalStorage)
@@ -1053,12 +1053,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-ms", type=float, default=50.0, help="leader heartbeat interval (default 50 ms)")
     p.add_argument("--inflight-max", type=int, default=32, help="AppendEntries in flight per follower")
     p.add_argument("--append-entries-max", type=int, default=1024, help="entries per AppendEntries")
-    p.add_argument("--lease-reads", action=argparse.BooleanOptionalAction, default=False,
-                   help="serve reads from a leader lease instead of a heartbeat round (fewer hops); "
-                        "assumes any two nodes' monotonic clocks advance at rates within a factor "
-                        "(E-1)/(E-3) of each other, E the election timeout in ticks (7%% at the defaults); "
-                        "pauses are fine (a resumed leader catches up on its clock first); "
-                        "--no-lease-reads: a heartbeat round per read batch (default)")
+    p.add_argument("--lease-reads", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve reads from a leader lease instead of a heartbeat round (fewer hops; the "
+                        "default); assumes any two nodes' monotonic clocks advance at rates within a "
+                        "factor (E-1)/(E-3) of each other, E the election timeout in ticks (7%% at the "
+                        "defaults); pauses are fine (a resumed leader catches up on its clock first); "
+                        "--no-lease-reads: a heartbeat round (ReadIndex) per batch of reads")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
     p.add_argument("--no-batching", action="store_true",
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
