@@ -489,6 +489,8 @@ class Simulation:
             self.mix.lease or self.mix.pause or "--lease-reads" in node_argv)
         if "--lease-reads" not in node_argv and "--no-lease-reads" not in node_argv:
             node_argv = (*node_argv, "--lease-reads" if self.lease else "--no-lease-reads")
+        if not self.lease:
+            self.mix.drift = 0.0  # (the clocks only matter to leases: ReadIndex runs keep rate 1)
         if "--snapshot-entries" not in node_argv and "--no-snapshots" not in node_argv:
             # (drawn apart, so the seed's main random stream, and its faults, stay as they were)
             pick = random.Random(f"snapshot-entries/{cfg.seed}").choice(SNAPSHOT_ENTRIES_CHOICES)
@@ -502,7 +504,7 @@ class Simulation:
         self.node_ids = [f"n{i}" for i in range(cfg.nodes)]
         self.slots = [_Slot(i, nid) for i, nid in enumerate(self.node_ids)]
         self.slot_of = {s.id: s.index for s in self.slots}
-        if self.lease and self.mix.drift:  # (the clocks only matter to leases: ReadIndex runs keep 1.0)
+        if self.mix.drift:
             drift_rng = random.Random(f"drift/{cfg.seed}")
             for s in self.slots:
                 s.base_rate = 1.0 + drift_rng.uniform(-self.mix.drift, self.mix.drift)
