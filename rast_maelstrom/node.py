@@ -82,7 +82,7 @@ from .core import (
     TimeoutNow,
     VoteResponse,
 )
-from .core.raft import BUG_SNAPSHOT_PAST_APPLIED
+from .core.raft import BUG_LEASE_STALE_CLOCK, BUG_SNAPSHOT_PAST_APPLIED
 from .runtime.loop import EventLoop
 from .runtime.fileio import REAL, DiskFault, FaultyFileIO, FileIO
 from .runtime.records import DamagedFile
@@ -167,7 +167,7 @@ class Node:
         self.reads_waiting: list[tuple[int, int, tuple[str, int, Any]]] = []  # heap by read index
         self._read_seq = 0
         self.tick_s = args.tick_ms / 1000.0
-        self.lease_reads = bool(getattr(args, "lease_reads", False))
+        self.lease_reads = bool(getattr(args, "lease_reads", True))
         self._next_tick = 0.0
         self._tick_timer = None
         self._thread_sends = False  # the writer sends what waits on a batch (see _WalStorage)
@@ -624,7 +624,7 @@ class Node:
         if raft is not None:
             if self._thread_sends and self.batches and self.writer.durable_id >= self.batches[0][0]:
                 self._release_durable(self.writer.durable_id)  # batches that did not wake us
-            if self.lease_reads and raft.role is Role.LEADER:
+            if self.lease_reads and raft.role is Role.LEADER and BUG_LEASE_STALE_CLOCK not in raft.config.bugs:
                 # A lease is judged by the clock now, not as of the last timer (this pass may follow
                 # a stall in which another leader was elected).
                 self._advance_clock()
@@ -1053,10 +1053,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-ms", type=float, default=50.0, help="leader heartbeat interval (default 50 ms)")
     p.add_argument("--inflight-max", type=int, default=32, help="AppendEntries in flight per follower")
     p.add_argument("--append-entries-max", type=int, default=1024, help="entries per AppendEntries")
-    p.add_argument("--lease-reads", action="store_true",
-                   help="serve reads from a leader lease instead of a heartbeat round (fewer hops); "
-                        "assumes clocks advance at the same rate within ~3 ticks per election timeout "
-                        "and no long process pauses (a paused leader can serve stale reads); off by default")
+    p.add_argument("--lease-reads", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve reads from a leader lease instead of a heartbeat round (fewer hops; the "
+                        "default); assumes any two nodes' monotonic clocks advance at rates within a "
+                        "factor (E-1)/(E-3) of each other, E the election timeout in ticks (7%% at the "
+                        "defaults); pauses are fine (a resumed leader catches up on its clock first); "
+                        "--no-lease-reads: a heartbeat round (ReadIndex) per batch of reads")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
     p.add_argument("--no-batching", action="store_true",
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "

@@ -38,7 +38,7 @@ class ManualLoop:
             cb()
 
 
-def make_node(node_ids: list[str]) -> tuple[node_mod.Node, ManualLoop, list[bytes]]:
+def make_node(node_ids: list[str], *flags: str) -> tuple[node_mod.Node, ManualLoop, list[bytes]]:
     loop = ManualLoop()
     out: list[bytes] = []
     disk = SimDisk()
@@ -49,7 +49,7 @@ def make_node(node_ids: list[str]) -> tuple[node_mod.Node, ManualLoop, list[byte
     def open_storage(_dir: str, _fsync: bool):
         return disk.recover(0), SimWriter(disk, 1000, sync_now)
 
-    args = node_mod.parse_args(["--data-dir", "/nonexistent-unused"])
+    args = node_mod.parse_args(["--data-dir", "/nonexistent-unused", *flags])
     n = node_mod.Node(args, out.append, loop, open_storage)
     n.on_line(orjson.dumps({"src": "c0", "dest": node_ids[0], "body": {
         "type": "init", "msg_id": 1, "node_id": node_ids[0], "node_ids": node_ids}}))
@@ -77,3 +77,45 @@ def test_a_leader_stalled_for_seconds_catches_up_every_tick() -> None:
     loop.now += 2.0
     loop.fire_due()
     assert abs((n.raft.ticks - ticks) - round(2.0 / n.tick_s)) <= 1  # every missed tick, not a few
+
+
+def test_a_leader_resumed_after_a_pause_judges_its_lease_by_the_clock_of_now() -> None:
+    # A SIGSTOP stops the process, not its monotonic clock: reads that queued on stdin while it was
+    # stopped must not be served from a lease that expired meanwhile (another leader may have been
+    # elected and written since), even when they are handled before any timer fires.
+    from rast_maelstrom.core import AppendResponse, HeartbeatResponse, VoteResponse
+    n, loop, out = make_node(["n0", "n1", "n2"], "--lease-reads")
+    raft = n.raft
+    for _ in range(200):  # (the restart quarantine does not apply: a brand-new node)
+        loop.now += n.tick_s
+        loop.fire_due()
+        n.flush()
+        if raft.role is not Role.FOLLOWER:
+            break
+
+    def peer(m) -> None:
+        n.on_line(n._raft_line(m))
+        n.flush()
+        for wake in list(loop.readers.values()):  # the WAL thread's wake-up: our own fsyncs are done
+            wake()
+        n.flush()
+    peer(VoteResponse("n1", "n0", raft.current_term + 1, True, True))  # pre-vote, then the vote
+    peer(VoteResponse("n1", "n0", raft.current_term, True, False))
+    assert raft.role is Role.LEADER
+    peer(AppendResponse("n1", "n0", raft.current_term, True, match_index=raft.log.last_index()))
+    loop.now += n.tick_s * 6  # a heartbeat goes out; n1 answers it
+    loop.fire_due()
+    n.flush()
+    peer(HeartbeatResponse("n1", "n0", raft.current_term, raft.read_seq))
+
+    def read(msg_id: int) -> bool:
+        out.clear()
+        n.on_line(orjson.dumps({"src": "c1", "dest": "n0", "body": {"type": "read", "msg_id": msg_id, "key": 1}}))
+        n.flush()
+        replies = [orjson.loads(ln)["body"] for blob in out for ln in blob.splitlines()
+                   if b'"in_reply_to":%d' % msg_id in ln]
+        # Served: read_ok, or 20 (the key was never written); not: 11 (leadership lost) or no answer.
+        return any(r["type"] == "read_ok" or r.get("code") == 20 for r in replies)
+    assert read(10)  # within the lease: answered in the same pass, no round
+    loop.now += 1.0  # stopped for a second (over three election timeouts); no timer has fired yet
+    assert not read(11)

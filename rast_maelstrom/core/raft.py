@@ -80,13 +80,18 @@ BUG_INSTALL_STALE_SNAPSHOT = "install-stale-snapshot"  # a follower installs one
 BUG_SNAPSHOT_PAST_APPLIED = "snapshot-past-applied"  # the node labels a snapshot past what it applied
 BUG_CONF_TWO_IN_FLIGHT = "conf-two-in-flight"  # a leader proposes a change before the last one committed
 BUG_LEARNER_COUNTS = "learner-counts-for-commit"  # a learner's acks count toward commits: its config used early
+BUG_LEASE_TOO_LONG = "lease-too-long"  # a lease lasts two election timeouts (no margin, past stickiness)
+BUG_LEASE_COUNTS_LEARNERS = "lease-counts-learners"  # learners' (and their) acks renew the leader's lease
+BUG_LEASE_AFTER_TRANSFER = "lease-after-transfer"  # lease reads go on during and after a TimeoutNow handover
+BUG_LEASE_STALE_CLOCK = "lease-stale-clock"  # (node) a lease is judged before the clock catches up on a pause
 STALL_BEATS_MAX = 2
 BEATS_TRACKED_MAX = 4096  # heartbeat send ticks remembered for lease arithmetic
 
 BUGS = frozenset(
     {BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_OLD_TERM, BUG_VOTE_IGNORES_LOG, BUG_TRUNCATE_ON_STALE_APPEND,
      BUG_READ_WITHOUT_QUORUM, BUG_READ_ONE_ACK, BUG_INSTALL_STALE_SNAPSHOT, BUG_SNAPSHOT_PAST_APPLIED,
-     BUG_CONF_TWO_IN_FLIGHT, BUG_LEARNER_COUNTS}
+     BUG_CONF_TWO_IN_FLIGHT, BUG_LEARNER_COUNTS, BUG_LEASE_TOO_LONG, BUG_LEASE_COUNTS_LEARNERS,
+     BUG_LEASE_AFTER_TRANSFER, BUG_LEASE_STALE_CLOCK}
 )
 SnapshotReader = Callable[[int, int], bytes]  # (offset, bytes_max) -> the snapshot's bytes there
 
@@ -102,10 +107,12 @@ class Config:
     append_entries_bytes_max: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
-    # Lease reads: the leader serves reads without a heartbeat round while a quorum acknowledged a
-    # heartbeat it sent less than `election_ticks - lease_margin_ticks` ago. Safe only if every node's
-    # ticks advance at the same rate within that margin (bounded clock drift, no long process pauses);
-    # a paused leader can serve stale reads. Off by default.
+    # Lease reads: the leader serves reads without a heartbeat round while a quorum of the voters in
+    # force acknowledged a heartbeat it sent less than `election_ticks - lease_margin_ticks` ago
+    # (followers refuse other candidates for `election_ticks` after hearing from it). Safe only if
+    # the ticks of any two nodes advance at rates within a factor (E - 1) / (E - margin) of each
+    # other (E = election_ticks; 29/27 at the node's defaults) and a stalled leader catches up on
+    # the ticks it missed before it judges a lease (the node does). Needs check_quorum (stickiness).
     lease_reads: bool = False
     lease_margin_ticks: int = 3
     snapshot_chunk_bytes_max: int = 256 << 10  # bytes of snapshot per InstallSnapshot
@@ -125,6 +132,7 @@ class Config:
         assert self.inflight_max >= 1 and self.append_entries_max >= 1 and self.append_entries_bytes_max >= 1
         assert self.bugs <= BUGS, self.bugs - BUGS
         assert 0 < self.lease_margin_ticks < self.election_ticks
+        assert self.check_quorum or not self.lease_reads, "a lease rests on the followers' stickiness"
 
 
 @dataclass(slots=True)
@@ -260,6 +268,11 @@ class Raft:
         # stopped, so it honours that lease for an election timeout. One with term 0 never has
         # (a heartbeat's term reaches the disk before its acknowledgement leaves): no quarantine.
         self._lease_quarantine = config.lease_reads and current_term > 0
+        # ... but until a term above 0 is known durable here (storage reported a batch with entries),
+        # a restart could come back with term 0 and no quarantine: acknowledge heartbeats only
+        # after the batches in progress are durable.
+        self._term_maybe_zero_on_disk = config.lease_reads and current_term == 0
+        self._lease_forfeit_term = -1  # a term in which we sent TimeoutNow: no lease in it, ever
         self._beat_ticks: dict[int, int] = {}  # read_seq -> tick it was broadcast at (lease reads)
         self._acked_ticks: dict[str, int] = {}  # peer -> send tick of the newest heartbeat it acked
         self.pending_reads: list[Any] = []
@@ -445,6 +458,10 @@ class Raft:
         to, until, sent = self._transfer
         if not sent and self.progress[to].match == self.log.last_index():
             self._msgs.append(TimeoutNow(self.id, to, self.current_term))
+            # The heir's vote requests override our voters' stickiness for as long as they travel,
+            # a copy of TimeoutNow may arrive late: whatever becomes of the transfer, our lease
+            # can no longer promise that nobody else leads this term.
+            self._lease_forfeit_term = self.current_term
             self._transfer = (to, until, True)
 
     def read_index(self, ctx: Any) -> bool:
@@ -456,6 +473,8 @@ class Raft:
 
     def persisted(self, index: int, term: int) -> None:
         """Storage made everything handed out so far durable, ending at entry (index, term)."""
+        if term > 0:
+            self._term_maybe_zero_on_disk = False  # (entries of term t land after a hard state of term >= t)
         if index > self.persisted_index and self.log.term_at(index) == term:
             self.persisted_index = index
             if self.role is Role.LEADER:
@@ -788,8 +807,8 @@ class Raft:
             # The leader caps this at our match index, so these entries are the leader's.
             self.commit_index = min(m.commit_index, self.log.last_index())
         resp = HeartbeatResponse(self.id, m.src, self.current_term, m.read_seq)
-        if (self.current_term, self.voted_for) != self._handed_hard_state:
-            self._msgs_after.append(resp)  # a term change rides along: make it durable first
+        if (self.current_term, self.voted_for) != self._handed_hard_state or self._term_maybe_zero_on_disk:
+            self._msgs_after.append(resp)  # a term change rides along (or may): make it durable first
         else:
             self._msgs.append(resp)
 
@@ -1076,14 +1095,34 @@ class Raft:
         self._broadcast_heartbeat()
 
     def _lease_valid(self) -> bool:
-        """A quorum acknowledged beats sent at or after tick T; until T + election_ticks those voters
-        refuse any other candidate (leader stickiness), minus a margin for clock drift."""
+        """A quorum of the voters in force acknowledged beats sent at or after tick T; until
+        T + election_ticks those voters refuse any other candidate (leader stickiness), minus a
+        margin for clock drift.
+
+        Under membership changes: only the configuration in force counts, acknowledgements given
+        before it came into force included (a voter's stickiness does not depend on its role). A
+        leader elected in the next term needs a quorum of the configuration in force at it, which is
+        ours or, while ours is not committed, the one before it (the candidates of older ones lack a
+        committed configuration entry that a voter of theirs holds); the two are one voter apart, so
+        every quorum of either meets our quorum. Learners never count: a quorum of voters must
+        promise (an acknowledgement a voter gave while still a learner counts once it is promoted:
+        a node that heard from us refuses votes for an election timeout whatever its role). A
+        leader that sent TimeoutNow has no lease for the rest of its term (_maybe_send_timeout_now)."""
         cfg = self.config
-        if not cfg.lease_reads or self._transfer is not None:
+        bugs = cfg.bugs
+        if not cfg.lease_reads:
+            return False
+        if (self._transfer is not None or self._lease_forfeit_term == self.current_term) and (
+                BUG_LEASE_AFTER_TRANSFER not in bugs):
             return False  # (an heir we sent TimeoutNow to campaigns through our voters' stickiness)
-        acked = sorted((self._acked_ticks.get(p, -1) for p in self.voter_peers), reverse=True)
-        start = acked[self.quorum - 2]  # the quorum's oldest acknowledgement (we are the other one)
-        return start >= 0 and self.ticks < start + cfg.election_ticks - cfg.lease_margin_ticks
+        counted = self.peers if BUG_LEASE_COUNTS_LEARNERS in bugs else self.voter_peers
+        need = self.quorum - self.is_voter  # acknowledgements needed besides our own
+        if need <= 0 or need > len(counted):
+            return need <= 0
+        acked = sorted((self._acked_ticks.get(p, -1) for p in counted), reverse=True)
+        start = acked[need - 1]  # the quorum's oldest acknowledgement
+        length = 2 * cfg.election_ticks if BUG_LEASE_TOO_LONG in bugs else cfg.election_ticks - cfg.lease_margin_ticks
+        return start >= 0 and self.ticks < start + length
 
     def _confirm_read_rounds(self) -> None:
         rounds = self.read_rounds

@@ -24,6 +24,11 @@ The invariants (Raft paper §5.2-§5.4, Figure 3):
   snapshot's; an entry cut from the log takes its configuration with it. (That committed entries
   survive every election any configuration could still hold is checked by the simulator, which
   sees the nodes' disks: `Simulation._check_electable`.)
+- lease read freshness: a read a leader serves without a heartbeat round (from its lease) is at an
+  index no lower than the highest index any node knew committed at that moment: a lease that
+  outlived the leader's term (another leader elected and committing) shows up here even when the
+  read's client could not tell (the read began before the new leader's write, so the history alone
+  stays linearizable). Lease reads are client reads too: the linearizability check covers them.
 - exactly once: a client request (its `src` and `msg_id`, carried in the command) is executed by
   the state machine at one log index only, on every node and incarnation; any other copy of it in
   the log is answered from the session table (a node replaying its log executes it at the same index).
@@ -64,6 +69,7 @@ class Invariants:
         self._snap_checks: list[tuple[str, int, dict]] = []  # (who, index, state) not yet decidable
         self.snapshots_checked = 0
         self.installs = 0  # snapshots installed from a leader (counted by the simulator's node)
+        self.lease_reads = 0  # reads served without a round while the leader had peers to ask
         self.confs: dict[str, list[tuple[int, Any]]] = {}  # node -> its config entries (index order)
 
     # ------------------------------------------------------------------ hooks from the node
@@ -131,6 +137,18 @@ class Invariants:
                 f"{nid} executed request {msg_id} of client {src} at index {index}, "
                 f"but {seen[1]} had executed it at index {seen[0]}: it took effect twice",
             )
+
+    def on_read_without_round(self, nid: str, raft: Any, index: int, n: int) -> None:
+        """`nid` (leader) serves `n` reads at read index `index` or above, with no round: lease freshness."""
+        if raft.voter_peers:
+            self.lease_reads += n
+        if index < self.decided_max:
+            d = self.decided_max
+            term, _, who = self.decided[d]
+            raise Violation("lease read freshness",
+                            f"{nid}, leader of term {raft.current_term}, served a read at index {index} "
+                            f"without a round, but entry {d} (term {term}) was already committed "
+                            f"(first seen by {who}): its lease outlived its leadership")
 
     # ------------------------------------------------------------------ per step
 

@@ -29,6 +29,11 @@ add a spare or two, remove a voter or two (never below a majority of the initial
 sometimes the leader, sometimes wiping a spare's data before adding it back. Each reply is checked
 (`reconfigure_ok` names the target). Swarm seeds enable it in about half the runs.
 
+Lease reads (`lease`; on in every run with pauses and in a share of the swarm's others): the nodes
+run with --lease-reads and each node's clock runs at its own rate within `drift` of simulated
+time (the README's clock assumption); a paused node's clock keeps running. `checks.py` checks each
+read served without a round against what was committed at that moment (lease read freshness).
+
 Phases: (1) `steps` steps with faults; (2) healed: faults off, crashed nodes restarted, and a probe
 client must get a write acknowledged within `heal_bound_s` of simulated time (liveness); (3) drain:
 no new ops, in-flight ops finish; then the end-of-run checks and the linearizability check of the
@@ -89,8 +94,15 @@ FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale", "
 # scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
 FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
                   "leader-hit", "snapshot", "install", "snapcorrupt", "client-dup",
-                  "member", "member-ok", "member-leader", "wipe")
+                  "member", "member-ok", "member-leader", "wipe", "lease-read")
 MEMBER_P = 0.5  # share of swarm seeds that change membership
+# Lease reads (--lease-reads) are on in every run with pauses and in this share of the other swarm
+# seeds; a run in lease mode draws a clock drift: each node's clock runs at its own rate within
+# [1 - d, 1 + d] of simulated time, d from DRIFT_CHOICES. The lease's clock assumption (README): any
+# two rates within a factor (E - 1) / (E - margin), E the election timeout in ticks; the largest
+# d here keeps (1 + d) / (1 - d) = 1.062 below the strictest profile's 29/27 = 1.074.
+LEASE_P = 0.5
+DRIFT_CHOICES = (0.0, 0.01, 0.03)
 RECONF_TIMEOUT_S = 5.0  # the membership client gives up on a reconfigure after this (indefinite)
 MEMBER_LEADER_P = 0.3  # a removal takes the leader
 MEMBER_WIPE_P = 0.5  # a spare that was a member before is wiped before it is added back
@@ -146,6 +158,8 @@ class FaultMix:
     clock: float = 0.25
     cdup: float = 0.0  # chance a client request is sent again (same msg_id) to a random node, later
     member: bool = False  # membership changes (reconfigure requests, wiped re-adds)
+    lease: bool = False  # the nodes serve reads from leader leases (always on with `pause`)
+    drift: float = 0.0  # each node's clock rate is drawn from [1 - drift, 1 + drift]
     interval: float = 0.5  # mean seconds between nemesis actions
     down: float = 1.5  # longest crash, pause or slow-disk period, seconds
 
@@ -185,9 +199,10 @@ class FaultMix:
         return m
 
     def describe(self) -> str:
-        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale", "member")
+        kinds = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "stale", "member", "lease")
         parts = [k for k in kinds if getattr(self, k)]
-        parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader", "cdup") if getattr(self, k)]
+        parts += [f"{k}={getattr(self, k):g}" for k in ("drop", "dup", "reorder", "leader", "cdup", "drift")
+                  if getattr(self, k)]
         if self.stale:
             parts.append(f"clock={self.clock:g}")
         parts += [f"interval={self.interval:g}", f"down={self.down:g}"]
@@ -274,7 +289,7 @@ class NodeLoop:
         return t
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> SimTimer:
-        return self.call_at(self.sim.now + delay_s, callback)
+        return self.call_at(self.clock() + delay_s, callback)  # (in the node's clock, like call_at)
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self.readers[fd] = callback
@@ -345,9 +360,16 @@ class SimNode(node_mod.Node):
         nid = self.node_id
 
         def tapped_ready() -> Any:
+            waiting = raft.pending_reads  # (ready() replaces the list when it serves or queues them)
             rd = ready()
             if rd.entries:
                 inv.on_entries(nid, raft, rd.entries_start, rd.entries)
+            if rd.read_states and waiting:
+                # Reads served in this very ready() without a round: from the lease (or alone).
+                now = {id(c) for c in waiting}
+                served = [index for ctx, index in rd.read_states if id(ctx) in now]
+                if served:
+                    inv.on_read_without_round(nid, raft, min(served), len(served))
             return rd
 
         raft.ready = tapped_ready  # instance attribute: the Raft class is untouched
@@ -380,7 +402,7 @@ class _Slot:
 
     __slots__ = ("index", "id", "node", "inc", "loop", "writer", "disk", "commit_seen",
                  "paused_until", "slow_until", "down_gen", "led_term", "disk_fail", "clock_rate",
-                 "clock_base", "snap_term", "init_members", "conf_seen")
+                 "clock_base", "snap_term", "init_members", "conf_seen", "base_rate")
 
     def __init__(self, index: int, node_id: str) -> None:
         self.index = index
@@ -398,6 +420,7 @@ class _Slot:
         self.disk_fail = False  # the next fsync of this incarnation fails
         self.clock_rate = 1.0  # the node's clock runs at this rate of simulated time
         self.clock_base = (0.0, 0.0)  # (simulated s, node clock s) when the rate last changed
+        self.base_rate = 1.0  # the rate outside stale episodes (FaultMix.drift)
         self.snap_term = (0, 0)  # (index, term) of the disk's newest snapshot, once read
         self.init_members: list[str] | None = None  # init's members after a wipe (the current ones)
         self.conf_seen: Any = None  # the configuration in force at its last step (while it is down)
@@ -412,8 +435,12 @@ class _Slot:
         t = base_sim + (node_s - base_node) / self.clock_rate
         for _ in range(CLOCK_ROUNDING_STEPS_MAX):  # rounding must not wake a timer before its time
             if self.node_time(t) >= node_s:
-                break
+                return t
             t = math.nextafter(t, math.inf)
+        step = math.ulp(t)
+        while self.node_time(t) < node_s:  # (a rate below 1 can swallow single ulps: double the step)
+            t += step
+            step *= 2
         return t
 
     def set_clock_rate(self, sim_s: float, rate: float) -> None:
@@ -453,6 +480,17 @@ class Simulation:
         self._reconf_sent: tuple[int, float, tuple[str, ...]] | None = None  # (msg_id, at, target)
         self._reconf_msg_id = 0
         self._decided_checked = 0
+        if cfg.faults is None:  # (drawn apart too)
+            lease_rng = random.Random(f"lease/{cfg.seed}")
+            self.mix.lease = lease_rng.random() < LEASE_P
+            self.mix.drift = lease_rng.choice(DRIFT_CHOICES)
+        # Lease mode in every run with pauses, whatever the mix says, unless the node flags opt out.
+        self.lease = "--no-lease-reads" not in node_argv and (
+            self.mix.lease or self.mix.pause or "--lease-reads" in node_argv)
+        if "--lease-reads" not in node_argv and "--no-lease-reads" not in node_argv:
+            node_argv = (*node_argv, "--lease-reads" if self.lease else "--no-lease-reads")
+        if not self.lease:
+            self.mix.drift = 0.0  # (the clocks only matter to leases: ReadIndex runs keep rate 1)
         if "--snapshot-entries" not in node_argv and "--no-snapshots" not in node_argv:
             # (drawn apart, so the seed's main random stream, and its faults, stay as they were)
             pick = random.Random(f"snapshot-entries/{cfg.seed}").choice(SNAPSHOT_ENTRIES_CHOICES)
@@ -466,6 +504,11 @@ class Simulation:
         self.node_ids = [f"n{i}" for i in range(cfg.nodes)]
         self.slots = [_Slot(i, nid) for i, nid in enumerate(self.node_ids)]
         self.slot_of = {s.id: s.index for s in self.slots}
+        if self.mix.drift:
+            drift_rng = random.Random(f"drift/{cfg.seed}")
+            for s in self.slots:
+                s.base_rate = 1.0 + drift_rng.uniform(-self.mix.drift, self.mix.drift)
+                s.set_clock_rate(0.0, s.base_rate)
         self.inv = Invariants()
         self.blocked: set[tuple[str, str]] = set()  # (src, dest): dest drops what src sends
         self.partition_shape: str | None = None
@@ -976,7 +1019,7 @@ class Simulation:
                     x.node is not None and x.node.raft.role is Role.LEADER and x.node.raft.current_term > term
                     for x in self.slots):
                 self.faults["stale-overlap"] += 1  # two leaders at once: the window stale reads need
-            s.set_clock_rate(self.now, 1.0)
+            s.set_clock_rate(self.now, s.base_rate)
             self.stale_slot = None
             self.blocked = set()
             self.partition_shape = None
@@ -1063,8 +1106,8 @@ class Simulation:
         for s in self.slots:
             s.slow_until = 0.0
             s.disk_fail = False
-            if s.clock_rate != 1.0:
-                s.set_clock_rate(self.now, 1.0)
+            if s.clock_rate != s.base_rate:
+                s.set_clock_rate(self.now, s.base_rate)
             if s.node is None:
                 self._boot_call((s.index, s.down_gen, 0))
 
@@ -1110,6 +1153,8 @@ class Simulation:
             raise SimFailure(name, self._report(name, f"{e!r}\n{tb}"), cfg.replay_command()) from None
         if self.inv.installs:
             self.faults["install"] = self.inv.installs
+        if self.inv.lease_reads:
+            self.faults["lease-read"] = self.inv.lease_reads
         return RunResult(
             seed=cfg.seed, steps=self.step, sim_s=self.now, faults=dict(self.faults),
             ops=dict(self.workload.counts), lin=lin, trace_hash=self._hash.hexdigest(),
