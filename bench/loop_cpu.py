@@ -22,7 +22,10 @@ Figures: loop-thread µs per cluster op (ops of all clients, not only the node's
 Bounds: `--passes` passes per run, `--repeats` runs per role; every wait for the writer has a
 timeout. May not touch: the node's code (it only calls its public entry points).
 
-    .venv/bin/python bench/loop_cpu.py [--root /work/wt/base-main] [--passes 2000] [--repeats 5]
+    .venv/bin/python bench/loop_cpu.py [--root CHECKOUT]... [--passes 300] [--repeats 15]
+    # instructions instead of CPU time (repeats to within 0.4% on a loaded machine): run once with
+    # --passes 320 and once with --passes 20, --repeats 1 --roles ROLE, and divide the difference by 3,600
+    valgrind --tool=cachegrind --cache-sim=no .venv/bin/python bench/loop_cpu.py --roles follower --passes 320 --repeats 1
 """
 from __future__ import annotations
 
@@ -33,7 +36,6 @@ import shutil
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 
 OPS_PER_PASS = 12  # client ops per pass, cluster-wide (about one loop pass at 64 clients)
 PASS_S = 0.002  # the clock moves this much per pass (12 ops per 2 ms: 6,000 ops/s)
@@ -230,7 +232,6 @@ class Driver:
         entries = []
         for client, home, msg_id, body in self.prev_ops:  # the writes the leader got last pass
             extra = (client, msg_id) if self.identity else ()
-            key = b"%d" % body["key"]
             if body["type"] == "write":
                 cmd = kv.encode_write(body["key"], b"%d" % body["value"], *extra)
             elif body["type"] == "cas":
