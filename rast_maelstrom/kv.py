@@ -81,8 +81,7 @@ class _Cas(msgspec.Struct, array_like=True, tag="c"):
 
 _decode_command = msgspec.json.Decoder(Union[_Write, _Cas]).decode
 _crc32 = sessions.crc32
-_SRC_JSON: dict[str, bytes] = {}  # src -> its JSON string, for the commands a leader encodes
-SRC_JSON_MAX = 4096  # ... cleared when full
+_EVICT_PAST = sessions.EVICT_PAST
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -144,27 +143,23 @@ def json_equal(a: bytes, b: bytes) -> bool:
     )
 
 
-def encode_write(key: int | str, value: Any, src: str | None = None, msg_id: int = 0) -> bytes:
+def encode_write(key: int | str, value: Any, src: str | bytes | None = None, msg_id: int = 0) -> bytes:
     """`value` (and `frm`, `to`): the JSON bytes as the client sent them (bytes or msgspec.Raw),
-    spliced in, never re-encoded. With `src`, the command carries the client's identity (sessions)."""
+    spliced in, never re-encoded. With `src`, the command carries the client's identity (sessions):
+    its name, or that name already encoded as a JSON string (bytes; the node passes its cached one)."""
     if src is None:
         return b'["w",%b,%b]' % (orjson.dumps(key), value)
     return b'["w",%b,%b,%b,%d]' % (orjson.dumps(key), value, _src_json(src), msg_id)
 
 
-def encode_cas(key: int | str, frm: Any, to: Any, src: str | None = None, msg_id: int = 0) -> bytes:
+def encode_cas(key: int | str, frm: Any, to: Any, src: str | bytes | None = None, msg_id: int = 0) -> bytes:
     if src is None:
         return b'["c",%b,%b,%b]' % (orjson.dumps(key), frm, to)
     return b'["c",%b,%b,%b,%b,%d]' % (orjson.dumps(key), frm, to, _src_json(src), msg_id)
 
 
-def _src_json(src: str) -> bytes:
-    j = _SRC_JSON.get(src)
-    if j is None:
-        if len(_SRC_JSON) >= SRC_JSON_MAX:
-            _SRC_JSON.clear()
-        j = _SRC_JSON[src] = orjson.dumps(src)
-    return j
+def _src_json(src: str | bytes) -> bytes:
+    return src if type(src) is bytes else orjson.dumps(src)
 
 
 def client_request(command: bytes) -> tuple[str, int, bytes] | None:
@@ -222,33 +217,51 @@ class KVStore:
             if command == NOOP or command[:7] == CONFIG_PREFIX:
                 return None, None
             cmd = _decode_command(command)
-            if cmd.src is not None:
-                return self._once(cmd, command)
-            return self._write(cmd) if type(cmd) is _Write else self._cas(cmd)
+            src = cmd.src
+            if src is None:
+                return self._write(cmd) if type(cmd) is _Write else self._cas(cmd)
+            # A client's request: its stored result if a copy was applied, else apply and record.
+            # (SessionTable.begin and Session.add, inline: this runs for every write and cas on
+            # every replica, and the calls were most of its cost.)
+            msg_id = cmd.msg_id
+            crc = _crc32(command)
+            clients = self.sessions.clients
+            try:  # (subscripts and `in`, not .get(): method calls were much of the cost)
+                session = clients[src]
+            except KeyError:
+                session = self.sessions.touch(src)
+            else:
+                clients.move_to_end(src)
+                if self.dedup:
+                    if msg_id in session.results:
+                        v = session.results[msg_id]
+                        if v >> 8 == crc:
+                            return self._prior(v & 0xFF, src, msg_id)
+                    elif session.floor is not None and msg_id <= session.floor:
+                        return self._prior(sessions.EVICTED, src, msg_id)
+            if type(cmd) is _Write:
+                code, text = self._write(cmd)
+            else:
+                code, text = self._cas(cmd)
+            results = session.results
+            results[msg_id] = crc << 8 | (0 if code is None else code)  # sessions.OK is 0
+            if len(results) > _EVICT_PAST:
+                session.evict()
+            return code, text
         except Exception as exc:  # deterministic: same bytes, same exception, on every replica
             log.error("applying command %r failed: %r", command[:200], exc)
             return ERR_CRASH, f"applying the command failed: {exc}"
 
-    def _once(self, cmd: Any, command: bytes) -> Result:
-        """A client's request: its stored result if a copy was applied, else apply and record."""
-        msg_id = cmd.msg_id
-        crc = _crc32(command)
-        session, prior = self.sessions.begin(cmd.src, msg_id, crc)
-        if prior is not None and self.dedup:
-            if prior == sessions.OK:
-                return None, None
-            if prior == sessions.EVICTED:
-                return ERR_CRASH, (f"msg_id {msg_id} is older than the last {sessions.WINDOW_MAX} "
-                                   f"requests of {cmd.src[:100]} applied; not applied now (a copy may "
-                                   "have been applied before)")
-            return prior, _DUPLICATE_TEXT
-        if type(cmd) is _Write:
-            self.data[cmd.key] = bytes(cmd.value)
-            session.add(msg_id, crc, 0)  # sessions.OK
+    @staticmethod
+    def _prior(prior: int, src: str, msg_id: int) -> Result:
+        """The answer to a copy of a request the session table decided (`sessions.Session.prior`)."""
+        if prior == sessions.OK:
             return None, None
-        code, text = self._cas(cmd)
-        session.add(msg_id, crc, 0 if code is None else code)
-        return code, text
+        if prior == sessions.EVICTED:
+            return ERR_CRASH, (f"msg_id {msg_id} is older than the last {sessions.WINDOW_MAX} "
+                               f"requests of {src[:100]} applied; not applied now (a copy may "
+                               "have been applied before)")
+        return prior, _DUPLICATE_TEXT
 
     def _write(self, cmd: Any) -> Result:
         self.data[cmd.key] = bytes(cmd.value)

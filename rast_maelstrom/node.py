@@ -90,7 +90,7 @@ from .runtime.snapshot import SnapshotStore
 from .runtime.wal import Recovered, WalError, WalWriter, WalWriterError, WriteAheadLog
 from .state import StateMachine
 from .wire import schema
-from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode
+from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode, encode_body, name_json
 
 log = logging.getLogger("rast")
 
@@ -390,7 +390,7 @@ class Node:
             return
         body.fwd += 1
         data = schema.encode_struct(body)
-        line = encode(src, leader, orjson.Fragment(data))
+        line = encode_body(src, leader, data)
         if len(line) > LINE_BYTES_MAX:  # the leader would drop it: refuse here, definitely
             self._error_reply(src, body.msg_id, kv.ERR_MALFORMED_REQUEST, "too large to forward; not applied")
             return
@@ -412,13 +412,19 @@ class Node:
     def _on_write(self, src: str, body: schema.Write) -> None:
         value = bytes(body.value)
         kv.check_value(value)
-        self._propose(src, body, kv.encode_write(body.key, value, src, body.msg_id))
+        if self.raft.role is not Role.LEADER:  # (before encoding a command only a leader needs)
+            self._forward(src, body)
+            return
+        self._propose(src, body, kv.encode_write(body.key, value, name_json(src), body.msg_id))
 
     def _on_cas(self, src: str, body: schema.Cas) -> None:
         frm, to = bytes(body.frm), bytes(body.to)
         kv.check_value(frm)
         kv.check_value(to)
-        self._propose(src, body, kv.encode_cas(body.key, frm, to, src, body.msg_id))
+        if self.raft.role is not Role.LEADER:
+            self._forward(src, body)
+            return
+        self._propose(src, body, kv.encode_cas(body.key, frm, to, name_json(src), body.msg_id))
 
     def _propose(self, src: str, body: schema.Write | schema.Cas, command: bytes) -> None:
         raft = self.raft
@@ -530,7 +536,7 @@ class Node:
                 except ValueError as exc:  # (a command over ENTRY_BYTES_MAX: it can never be proposed)
                     log.warning("dropping a retried %s from %s: %s", type(body).__name__.lower(), src, exc)
             else:
-                self.out.append(encode(src, leader, orjson.Fragment(data)))
+                self.out.append(encode_body(src, leader, data))
 
     def _superseded(self, client: str, msg_id: int, command: bytes, created: float) -> None:
         """Our entry for a client request lost its index to another leader's. Answer with its result
@@ -698,6 +704,7 @@ class Node:
         store = self.kv
         pending = self.pending
         node_id = self.node_id
+        me = name_json(node_id)
         out = self.out
         for index, term, data in committed:
             code, value = store.apply(data)
@@ -709,11 +716,10 @@ class Node:
                 self._superseded(client, msg_id, command, created)
                 continue
             if code is None:
-                cmd = data[2:3]
-                body = {"type": "write_ok" if cmd == b"w" else "cas_ok", "in_reply_to": msg_id}
+                out.append((_WRITE_OK if data[2:3] == b"w" else _CAS_OK) % (me, name_json(client), msg_id))
             else:
                 body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
-            out.append(encode(node_id, client, body))
+                out.append(encode(node_id, client, body))
         waiting = self.reads_waiting
         applied = committed[-1][0]
         while waiting and waiting[0][0] <= applied:
@@ -723,9 +729,9 @@ class Node:
         src, msg_id, key = ctx
         code, value = self.kv.read(key)
         if code is None:
-            body = {"type": "read_ok", "in_reply_to": msg_id, "value": orjson.Fragment(value)}
-        else:
-            body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
+            self.out.append(_READ_OK % (name_json(self.node_id), name_json(src), msg_id, value))
+            return
+        body = {"type": "error", "in_reply_to": msg_id, "code": code, "text": value}
         self.out.append(encode(self.node_id, src, body))
 
     def _send_raft(self, msgs: list[Message]) -> None:
@@ -938,39 +944,48 @@ def _open_wal_with_faults(faults: list[DiskFault], send: Callable[[bytes], None]
 # ---------------------------------------------------------------------- raft message codec
 
 
-def _entries_fragment(entries: list[tuple[int, bytes]]) -> orjson.Fragment:
-    """Splice the entries' stored bytes into the message without re-encoding them."""
-    return orjson.Fragment(b"[" + b",".join([b"[%d,%s]" % (t, d) for t, d in entries]) + b"]")
+# The hot replies and Raft messages as whole-line byte templates, formatted with the names' JSON
+# (`name_json`): the bytes `encode` makes of the same dict, at half its cost. Entries' data are
+# spliced in as they are stored, never re-encoded.
+_WRITE_OK = b'{"src":%b,"dest":%b,"body":{"type":"write_ok","in_reply_to":%d}}\n'
+_CAS_OK = b'{"src":%b,"dest":%b,"body":{"type":"cas_ok","in_reply_to":%d}}\n'
+_READ_OK = b'{"src":%b,"dest":%b,"body":{"type":"read_ok","in_reply_to":%d,"value":%b}}\n'
+_AE = b'{"src":%b,"dest":%b,"body":{"type":"ae","term":%d,"pi":%d,"pt":%d,"c":%d,"e":[%b]}}\n'
+_AE_ENTRY = b"[%d,%b]"
+_AER_OK = b'{"src":%b,"dest":%b,"body":{"type":"aer","term":%d,"ok":true,"m":%d}}\n'
+_HB = b'{"src":%b,"dest":%b,"body":{"type":"hb","term":%d,"c":%d,"rs":%d}}\n'
+_HBR = b'{"src":%b,"dest":%b,"body":{"type":"hbr","term":%d,"rs":%d}}\n'
 
 
 def _encode_raft(m: Message) -> bytes:
-    if type(m) is AppendEntries:
-        body = {"type": "ae", "term": m.term, "pi": m.prev_index, "pt": m.prev_term,
-                "c": m.commit_index, "e": _entries_fragment(m.entries)}
-    elif type(m) is AppendResponse:
+    t = type(m)
+    if t is AppendEntries:
+        e = b",".join([_AE_ENTRY % ent for ent in m.entries])
+        return _AE % (name_json(m.src), name_json(m.dest), m.term, m.prev_index, m.prev_term,
+                      m.commit_index, e)
+    if t is Heartbeat:
+        return _HB % (name_json(m.src), name_json(m.dest), m.term, m.commit_index, m.read_seq)
+    if t is HeartbeatResponse:
+        return _HBR % (name_json(m.src), name_json(m.dest), m.term, m.read_seq)
+    if t is AppendResponse:
         if m.success:
-            body = {"type": "aer", "term": m.term, "ok": True, "m": m.match_index}
-        else:
-            body = {"type": "aer", "term": m.term, "ok": False, "ri": m.reject_index,
-                    "ci": m.conflict_index, "ct": m.conflict_term}
-    elif type(m) is Heartbeat:
-        body = {"type": "hb", "term": m.term, "c": m.commit_index, "rs": m.read_seq}
-    elif type(m) is HeartbeatResponse:
-        body = {"type": "hbr", "term": m.term, "rs": m.read_seq}
-    elif type(m) is RequestVote:
+            return _AER_OK % (name_json(m.src), name_json(m.dest), m.term, m.match_index)
+        body = {"type": "aer", "term": m.term, "ok": False, "ri": m.reject_index,
+                "ci": m.conflict_index, "ct": m.conflict_term}
+    elif t is RequestVote:
         body = {"type": "rv", "term": m.term, "li": m.last_log_index, "lt": m.last_log_term,
                 "pre": m.pre_vote}
         if m.transfer:
             body["tr"] = True
-    elif type(m) is VoteResponse:
+    elif t is VoteResponse:
         body = {"type": "rvr", "term": m.term, "g": m.granted, "pre": m.pre_vote}
-    elif type(m) is InstallSnapshot:  # the file's bytes, as they are on disk, in base64
+    elif t is InstallSnapshot:  # the file's bytes, as they are on disk, in base64
         body = {"type": "is", "term": m.term, "li": m.last_index, "lt": m.last_term, "v": list(m.voters),
                 "sz": m.size, "o": m.offset, "d": base64.b64encode(m.data).decode(), "lr": list(m.learners)}
-    elif type(m) is TimeoutNow:
+    elif t is TimeoutNow:
         body = {"type": "tn", "term": m.term}
     else:
-        assert type(m) is SnapshotResponse
+        assert t is SnapshotResponse
         body = {"type": "isr", "term": m.term, "li": m.last_index, "o": m.next_offset, "done": m.done}
     return encode(m.src, m.dest, body)
 

@@ -37,6 +37,7 @@ crc32 = zlib.crc32  # what tells two commands under one msg_id apart
 
 WINDOW_MAX = 128  # results kept per client: its last 128 applied requests (at least)
 WINDOW_SLACK = 32  # ... evicted 32 at a time once there are WINDOW_MAX + WINDOW_SLACK
+EVICT_PAST = WINDOW_MAX + WINDOW_SLACK  # a window this full evicts (`Session.add`, `kv.KVStore.apply`)
 CLIENTS_MAX = 4096  # sessions kept; beyond it the least recently active client's is dropped
 OK = 0
 EVICTED = -1  # `check`: below the client's floor; applying it again could apply it twice
@@ -69,13 +70,18 @@ class Session:
         WINDOW_MAX + WINDOW_SLACK the oldest WINDOW_SLACK are evicted, here."""
         results = self.results
         results[msg_id] = crc << 8 | code
-        if len(results) > WINDOW_MAX + WINDOW_SLACK:
-            old = list(islice(results, WINDOW_SLACK))
-            for m in old:
-                del results[m]
-            top = max(old)
-            if self.floor is None or top > self.floor:
-                self.floor = top
+        if len(results) > EVICT_PAST:
+            self.evict()
+
+    def evict(self) -> None:
+        """The window is over `EVICT_PAST`: its oldest `WINDOW_SLACK` go, and the floor rises."""
+        results = self.results
+        old = list(islice(results, WINDOW_SLACK))
+        for m in old:
+            del results[m]
+        top = max(old)
+        if self.floor is None or top > self.floor:
+            self.floor = top
 
 
 class SessionTable:
