@@ -88,7 +88,7 @@ from .runtime.fileio import REAL, DiskFault, FaultyFileIO, FileIO
 from .runtime.records import DamagedFile
 from .runtime.snapshot import SnapshotStore
 from .runtime.wal import Recovered, WalError, WalWriter, WalWriterError, WriteAheadLog
-from .state import StateMachine
+from .state import SnapshotJob, StateMachine
 from .wire import schema
 from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode
 
@@ -148,6 +148,10 @@ class Node:
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self._snapshot_fd: int | None = None  # a snapshot being taken: the fd the loop watches
+        self._snapshot_job: SnapshotJob | None = None  # ... its slices and fold, while any are left
+        self._snapshot_timer: Any = None  # a pass due for the job's next slice
+        self.snapshot_pass_s = 0.0  # how soon that pass is due (the simulator spaces slices out)
+        self.snapshot_slices: dict[str, int] = {}  # SnapshotJob's slice bounds (default: its own)
         self._since_snapshot_bytes = 0  # bytes of commands applied since the last snapshot began
         self._snapshot_failures = 0
         self.forwards = forwards.Forwards()  # writes/cas this node forwarded, until applied
@@ -673,6 +677,8 @@ class Node:
                     self._maybe_snapshot()
             if raft.snapshot_wanted and self._snapshot_fd is None and raft.applied_index >= raft.snapshot_wanted:
                 self._maybe_snapshot(force=True)  # (applied above) a learner catches up from it
+            if self._snapshot_job is not None:
+                self._snapshot_slice()
             if rd.snapshot_chunks:
                 self._on_snapshot_chunks(rd.snapshot_chunks)
             if rd.read_states:
@@ -769,8 +775,8 @@ class Node:
         `force`, now: the core wants one for a learner)."""
         args = self.args
         raft = self.raft
-        if getattr(args, "no_snapshots", False):
-            return
+        if getattr(args, "no_snapshots", False) or self._snapshot_job is not None:
+            return  # (the last one's overlay is still being folded back)
         base = raft.log.first_index - 1
         index = raft.applied_index
         if not force and index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
@@ -784,12 +790,30 @@ class Node:
         conf = raft.conf_at(index)
         meta_args = (index, term, conf.voters)
         try:
-            fd = self.snapshots.take(*meta_args, self.state.sections, conf.learners)
-        except OSError as exc:  # no fork (memory), no temp file: the log keeps growing; say so
+            if getattr(args, "snapshot_fork", False):
+                fd = self.snapshots.take(*meta_args, self.state.sections, conf.learners)
+            else:
+                writer = self.snapshots.begin(*meta_args, conf.learners)
+                fd = writer.fd
+                self._snapshot_job = SnapshotJob(self.state, writer, **self.snapshot_slices)
+        except OSError as exc:  # no fork (memory), no thread: the log keeps growing; say so
             self._snapshot_failed(exc)
             return
         self._snapshot_fd = fd
         self.loop.add_reader(fd, self._on_snapshot_taken)
+
+    def _snapshot_slice(self) -> None:
+        """End of a pass with a snapshot job: one bounded slice of it (runtime cost per pass is
+        bounded whatever the state's size), and another pass soon while work is left."""
+        job = self._snapshot_job
+        if not job.step():
+            self._snapshot_job = None
+            return
+        if self._snapshot_timer is None:
+            self._snapshot_timer = self.loop.call_later(self.snapshot_pass_s, self._snapshot_pass)
+
+    def _snapshot_pass(self) -> None:
+        self._snapshot_timer = None  # (the pass's end does the slice)
 
     def _snapshot_failed(self, exc: BaseException) -> None:
         self._snapshot_failures += 1
@@ -802,6 +826,8 @@ class Node:
         try:
             snap = self.snapshots.taken()
         except OSError as exc:
+            if self._snapshot_job is not None:
+                self._snapshot_job.abort()  # (fold what went to the overlay)
             self._snapshot_failed(exc)
             return
         meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
@@ -1070,6 +1096,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default 8 MiB)")
     p.add_argument("--no-snapshots", action="store_true",
                    help="never take a snapshot (the log and WAL grow forever; for comparisons)")
+    p.add_argument("--snapshot-fork", action="store_true",
+                   help="take snapshots in a forked child (its pause grows with memory: about 75 us "
+                        "per MB here) instead of in bounded slices in the loop (the default)")
     p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
     # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     p.add_argument("--bug", dest="bugs", choices=sorted(CORE_BUGS | sessions.BUGS), action="append",

@@ -64,6 +64,7 @@ class Invariants:
         self._snap_checks: list[tuple[str, int, dict]] = []  # (who, index, state) not yet decidable
         self.snapshots_checked = 0
         self.installs = 0  # snapshots installed from a leader (counted by the simulator's node)
+        self.overlay_snapshots = 0  # snapshots serialized while writes went to the overlay
         self.confs: dict[str, list[tuple[int, Any]]] = {}  # node -> its config entries (index order)
 
     # ------------------------------------------------------------------ hooks from the node
