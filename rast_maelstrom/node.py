@@ -51,10 +51,8 @@ import logging
 import math
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -153,6 +151,9 @@ class Node:
         self.snapshot_pass_s = 0.0  # how soon that pass is due (the simulator spaces slices out)
         self.snapshot_slices: dict[str, int] = {}  # SnapshotJob's slice bounds (default: its own)
         self._since_snapshot_bytes = 0  # bytes of commands applied since the last snapshot began
+        # The last snapshot's keys and file size: the next waits for at least as many entries and
+        # bytes of commands, so serializing costs O(1) per entry however large the state is.
+        self._snapshot_keys = self._snapshot_size = 0
         self._snapshot_failures = 0
         self.forwards = forwards.Forwards()  # writes/cas this node forwarded, until applied
         self._fwd_leader: Any = None  # the leader the forwards were last checked against
@@ -347,6 +348,7 @@ class Node:
         if rec.snapshot is not None:
             snap = rec.snapshot
             self.state.restore(rec.sections)
+            self._snapshot_keys, self._snapshot_size = len(self.kv.data), snap.size
             snap_meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
             reader = self.snapshots.reader(snap)
             log.info("loaded the snapshot through %d (term %d, %d bytes)", snap.index, snap.term, snap.size)
@@ -779,7 +781,8 @@ class Node:
             return  # (the last one's overlay is still being folded back)
         base = raft.log.first_index - 1
         index = raft.applied_index
-        if not force and index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
+        if (not force and index - base < max(args.snapshot_entries, self._snapshot_keys)
+                and self._since_snapshot_bytes < max(args.snapshot_bytes, self._snapshot_size)):
             return
         if BUG_SNAPSHOT_PAST_APPLIED in raft.config.bugs:
             index = raft.log.last_index()  # planted bug: the label runs ahead of the state
@@ -787,6 +790,7 @@ class Node:
             return
         term = raft.log.term_at(index)
         self._since_snapshot_bytes = 0
+        self._snapshot_keys = len(self.kv.data)
         conf = raft.conf_at(index)
         meta_args = (index, term, conf.voters)
         try:
@@ -831,6 +835,7 @@ class Node:
             self._snapshot_failed(exc)
             return
         meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
+        self._snapshot_size = snap.size
         if self.raft.compact(meta, self.snapshots.reader(snap)):
             self.snapshots_taken += 1
             self._compact_storage(snap.index)
@@ -870,6 +875,7 @@ class Node:
             if not raft.install_snapshot(meta, store.reader(snap)):
                 continue  # no newer than what we committed: nothing changes
             self.state.restore(sections)
+            self._snapshot_keys, self._snapshot_size = len(self.kv.data), snap.size
             self.snapshots_installed += 1
             try:
                 self.writer.reset(meta.index + 1, meta.term)
@@ -1036,6 +1042,9 @@ def _decode_raft(src: str, dest: str, b: Any) -> Message:
 def _private_temp_dir(node_id: str) -> str:
     """A fresh data directory removed at exit. Maelstrom SIGKILLs nodes, so exit handlers may never
     run: directories left by dead processes are swept at the next start."""
+    import shutil  # (here: with --data-dir, as after every restart, they are never needed)
+    import tempfile
+
     base = tempfile.gettempdir()
     for name in os.listdir(base):
         if not name.startswith("rast-") or name.count("-") < 2:
@@ -1088,12 +1097,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
                         "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
-    p.add_argument("--snapshot-entries", type=int, default=20_000,
-                   help="take a snapshot once this many entries were applied since the last one "
-                        "(default 20000)")
+    p.add_argument("--snapshot-entries", type=int, default=10_000,
+                   help="take a snapshot once this many entries were applied since the last one, and "
+                        "at least as many as it had keys (default 10000)")
     p.add_argument("--snapshot-bytes", type=int, default=8 << 20,
-                   help="... or once the commands applied since the last one take this many bytes "
-                        "(default 8 MiB)")
+                   help="... or once the commands applied since the last one take this many bytes, and "
+                        "at least its size (default 8 MiB)")
     p.add_argument("--no-snapshots", action="store_true",
                    help="never take a snapshot (the log and WAL grow forever; for comparisons)")
     p.add_argument("--snapshot-fork", action="store_true",
