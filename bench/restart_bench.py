@@ -9,8 +9,8 @@ Also prints the data directory's size and files, and the node's own "storage rec
 
     .venv/bin/python bench/restart_bench.py [--writes 1000000] [--keys 1000]
 
-Builds side by side: `--rast A --rast B` (each a bin/rast); the history is written once, by the
-first, and every build restarts on it, interleaved (the same load for each). `--together 3` also
+Builds side by side: `--rast A --rast B` (each a bin/rast); each writes its own history (its own
+files and their layout), then they restart in turn, interleaved (the same load for each). `--together 3` also
 restarts three nodes at once (each on its own copy of the data directory), as after the nemesis
 killed all three, `--busy K` with K processes spinning on the CPU meanwhile (a loaded machine).
 """
@@ -36,6 +36,7 @@ RAST = str(ROOT / "bin" / "rast")
 INIT = orjson.dumps({"src": "c0", "dest": "n0", "body": {"type": "init", "msg_id": 0, "node_id": "n0",
                                                           "node_ids": ["n0"]}}) + b"\n"
 PHASE_S_MAX = 1800.0  # bound on the write phase
+BUSY_S_MAX = 600.0  # bound on each --busy process (also stopped by PID when the restarts end)
 
 
 def _spawn(rast: str, data: str, extra: list[str], log_path: Path) -> tuple[subprocess.Popen, float]:
@@ -86,9 +87,13 @@ def _load(p: subprocess.Popen, writes: int, keys: int, window: int) -> float:
     return writes / (time.monotonic() - t0)
 
 
-def _kill(p: subprocess.Popen) -> None:
+def _kill(p: subprocess.Popen) -> float:
+    """SIGKILL it and reap it; returns the CPU seconds it used (its start, as it is killed right
+    after init_ok: a figure the machine's load changes far less than the wall time)."""
     p.send_signal(signal.SIGKILL)
-    p.wait()
+    _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = -9
+    return usage.ru_utime + usage.ru_stime
 
 
 def _busy(k: int, seconds: float) -> list[subprocess.Popen]:
@@ -98,36 +103,41 @@ def _busy(k: int, seconds: float) -> list[subprocess.Popen]:
 
 
 def run(label: str, extra: list[str], a: argparse.Namespace, tmp: Path) -> None:
-    data = str(tmp / label)
-    p, _ = _start(data, extra, tmp / f"{label}.log", a.rast[0])
-    rate = _load(p, a.writes, a.keys, a.window)
-    _kill(p)
-    node_dir = Path(data) / "n0"
-    files = sorted(f.name for f in node_dir.iterdir())
-    size = sum(f.stat().st_size for f in node_dir.iterdir()) / 1e6
-    print(f"{label}: {a.writes} writes at {rate:,.0f}/s (by {a.rast[0]}); data dir {size:.1f} MB {files}",
-          flush=True)
+    datas = []
+    for k, rast in enumerate(a.rast):  # each build writes its own history (its files, its layout)
+        data = str(tmp / f"{label}-{k}")
+        datas.append(data)
+        p, _ = _start(data, extra, tmp / f"{label}-{k}.log", rast)
+        rate = _load(p, a.writes, a.keys, a.window)
+        _kill(p)
+        node_dir = Path(data) / "n0"
+        files = sorted(f.name for f in node_dir.iterdir())
+        size = sum(f.stat().st_size for f in node_dir.iterdir()) / 1e6
+        print(f"{label}: {a.writes} writes at {rate:,.0f}/s by {rast}; data dir {size:.1f} MB {files}",
+              flush=True)
     times: dict[str, list[float]] = {r: [] for r in a.rast}
+    cpus: dict[str, list[float]] = {r: [] for r in a.rast}
     for _ in range(a.restarts):
         for k, rast in enumerate(a.rast):  # interleaved: the same load for each build
-            p, dt = _start(data, extra, tmp / f"{label}-{k}.log", rast)
+            p, dt = _start(datas[k], extra, tmp / f"{label}-{k}.log", rast)
             times[rast].append(dt)
-            _kill(p)
+            cpus[rast].append(_kill(p))
     together: dict[str, list[float]] = {r: [] for r in a.rast}
     if a.together > 1:
-        copies = [str(tmp / f"{label}-copy{i}") for i in range(a.together)]
-        for c in copies:
-            shutil.copytree(data, c)
-            (Path(c) / "n0" / "LOCK").unlink(missing_ok=True)
-        busy = _busy(a.busy, 3600.0) if a.busy else []
+        copies = [[str(tmp / f"{label}-{k}-copy{i}") for i in range(a.together)] for k in range(len(a.rast))]
+        for k, cs in enumerate(copies):
+            for c in cs:
+                shutil.copytree(datas[k], c)
+                (Path(c) / "n0" / "LOCK").unlink(missing_ok=True)
+        busy = _busy(a.busy, BUSY_S_MAX) if a.busy else []
         try:
             time.sleep(0.5 if busy else 0)
             for _ in range(a.restarts):
                 for k, rast in enumerate(a.rast):
-                    started = [_spawn(rast, c, extra, tmp / f"{label}-{k}-together.log") for c in copies]
+                    started = [_spawn(rast, c, extra, tmp / f"{label}-{k}-together.log") for c in copies[k]]
                     together[rast].extend(_init_ok(p, t0) for p, t0 in started)
                     for p, _ in started:
-                        _kill(p)
+                        cpus[rast].append(_kill(p))
         finally:
             for b in busy:
                 b.kill()
@@ -136,8 +146,11 @@ def run(label: str, extra: list[str], a: argparse.Namespace, tmp: Path) -> None:
         ts = sorted(times[rast])
         rec = [int(x) for x in re.findall(r"storage recovered in (\d+) ms",
                                           (tmp / f"{label}-{k}.log").read_text())]
+        rec = rec[-a.restarts:]  # (not the first start, on an empty directory)
+        cs = sorted(cpus[rast])
         line = (f"  {rast}: restart to init_ok best {ts[0] * 1000:.0f} ms, median "
-                f"{ts[len(ts) // 2] * 1000:.0f} ms, worst {ts[-1] * 1000:.0f} ms; recovery inside the node "
+                f"{ts[len(ts) // 2] * 1000:.0f} ms, worst {ts[-1] * 1000:.0f} ms; CPU per start median "
+                f"{cs[len(cs) // 2] * 1000:.0f} ms (max {cs[-1] * 1000:.0f}); recovery inside the node "
                 f"{min(rec)}-{max(rec)} ms")
         if together[rast]:
             tt = sorted(together[rast])
@@ -158,6 +171,7 @@ def main() -> int:
     ap.add_argument("--no-snapshots-run", action="store_true", help="also the --no-snapshots history")
     a = ap.parse_args()
     a.rast = a.rast or [RAST]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (the busy processes are stopped on the way)
     with tempfile.TemporaryDirectory(prefix="rast-restart-") as d:
         for rast in a.rast:
             t0 = time.monotonic()
