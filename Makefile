@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m compileall -q rast_maelstrom  # bytecode for bin/rast's first start (restart time)
 	touch $(STAMP)
 
 venv: $(STAMP)

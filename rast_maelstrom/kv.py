@@ -30,7 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Union
+from itertools import islice
+from typing import Any, Iterator, Union
 
 import msgspec
 import orjson
@@ -186,14 +187,75 @@ _DUPLICATE_TEXT = "a copy of this request was applied before; this is its result
 _decode_pairs = msgspec.json.Decoder(list[tuple[Union[int, str], msgspec.Raw]]).decode
 
 
+class Overlay(dict):
+    """The live map while a snapshot serializes the map as it was (`base`, frozen): writes land
+    here, reads look here first and then in `base` (lin-kv never deletes a key)."""
+
+    __slots__ = ("base",)
+
+    def __missing__(self, key: Any) -> bytes:
+        return self.base[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return dict.__contains__(self, key) or key in self.base
+
+
+def serialize_parts(data: dict, items_max: int, bytes_max: int) -> Iterator[bytes]:
+    """The map's snapshot section in parts, each of at most `items_max` pairs and, once the values'
+    size is known, about `bytes_max` bytes (the next part's count is scaled by the last one's size).
+    Joined, the parts are `KVStore.serialize`'s bytes. `data` must not change meanwhile."""
+    dumps = orjson.dumps
+    it = iter(data.items())
+    n = items_max
+    sep = b"["
+    while True:
+        batch = list(islice(it, n))
+        if not batch:
+            break
+        part = sep + b",".join([b"[%b,%b]" % (dumps(k), v) for k, v in batch])
+        yield part
+        sep = b","
+        n = max(1, min(items_max, n * bytes_max // len(part)))
+    yield b"]" if sep == b"," else b"[]"
+
+
 class KVStore:
     __slots__ = ("data", "sessions", "dedup")
 
     def serialize(self) -> bytes:
         """The map as a snapshot section: a JSON array of [key, value] pairs, values spliced in as
         the exact bytes they were written with."""
-        dumps = orjson.dumps
-        return b"[" + b",".join([b"[%b,%b]" % (dumps(k), v) for k, v in self.data.items()]) + b"]"
+        return b"".join(serialize_parts(self.data, 1 << 30, 1 << 62))
+
+    def freeze(self) -> dict:
+        """Start a snapshot of the map as it is: returns it, frozen (never written again), and
+        sends later writes to an `Overlay` over it until `fold` has moved them back."""
+        base = self.data
+        assert type(base) is dict, "one frozen map at a time"
+        self.data = overlay = Overlay()
+        overlay.base = base
+        return base
+
+    def fold(self, items_max: int) -> bool:
+        """Move up to `items_max` of the overlay's entries into the base map (no longer frozen once
+        its snapshot is serialized); True once the map is one plain dict again."""
+        overlay = self.data
+        if type(overlay) is not Overlay:
+            return True  # (a restore replaced the map meanwhile)
+        base = overlay.base
+        pop = overlay.popitem
+        for _ in range(min(items_max, len(overlay))):
+            k, v = pop()
+            base[k] = v
+        if overlay:
+            return False
+        self.data = base
+        return True
+
+    def items(self) -> dict:
+        """The whole map as one dict (a copy while an overlay is in use)."""
+        data = self.data
+        return {**data.base, **data} if type(data) is Overlay else data
 
     def restore(self, section: bytes) -> None:
         """Replace the map with one `serialize` produced (raises on a malformed section)."""

@@ -51,10 +51,8 @@ import logging
 import math
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -88,7 +86,7 @@ from .runtime.fileio import REAL, DiskFault, FaultyFileIO, FileIO
 from .runtime.records import DamagedFile
 from .runtime.snapshot import SnapshotStore
 from .runtime.wal import Recovered, WalError, WalWriter, WalWriterError, WriteAheadLog
-from .state import StateMachine
+from .state import SnapshotJob, StateMachine
 from .wire import schema
 from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose, encode, encode_body, name_json
 
@@ -148,7 +146,14 @@ class Node:
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self._snapshot_fd: int | None = None  # a snapshot being taken: the fd the loop watches
+        self._snapshot_job: SnapshotJob | None = None  # ... its slices and fold, while any are left
+        self._snapshot_timer: Any = None  # a pass due for the job's next slice
+        self.snapshot_pass_s = 0.0  # how soon that pass is due (the simulator spaces slices out)
+        self.snapshot_slices: dict[str, int] = {}  # SnapshotJob's slice bounds (default: its own)
         self._since_snapshot_bytes = 0  # bytes of commands applied since the last snapshot began
+        # The last snapshot's keys and file size: the next waits for at least as many entries and
+        # bytes of commands, so serializing costs O(1) per entry however large the state is.
+        self._snapshot_keys = self._snapshot_size = 0
         self._snapshot_failures = 0
         self.forwards = forwards.Forwards()  # writes/cas this node forwarded, until applied
         self._fwd_leader: Any = None  # the leader the forwards were last checked against
@@ -343,6 +348,7 @@ class Node:
         if rec.snapshot is not None:
             snap = rec.snapshot
             self.state.restore(rec.sections)
+            self._snapshot_keys, self._snapshot_size = len(self.kv.data), snap.size
             snap_meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
             reader = self.snapshots.reader(snap)
             log.info("loaded the snapshot through %d (term %d, %d bytes)", snap.index, snap.term, snap.size)
@@ -679,6 +685,8 @@ class Node:
                     self._maybe_snapshot()
             if raft.snapshot_wanted and self._snapshot_fd is None and raft.applied_index >= raft.snapshot_wanted:
                 self._maybe_snapshot(force=True)  # (applied above) a learner catches up from it
+            if self._snapshot_job is not None:
+                self._snapshot_slice()
             if rd.snapshot_chunks:
                 self._on_snapshot_chunks(rd.snapshot_chunks)
             if rd.read_states:
@@ -775,11 +783,12 @@ class Node:
         `force`, now: the core wants one for a learner)."""
         args = self.args
         raft = self.raft
-        if getattr(args, "no_snapshots", False):
-            return
+        if getattr(args, "no_snapshots", False) or self._snapshot_job is not None:
+            return  # (the last one's overlay is still being folded back)
         base = raft.log.first_index - 1
         index = raft.applied_index
-        if not force and index - base < args.snapshot_entries and self._since_snapshot_bytes < args.snapshot_bytes:
+        if (not force and index - base < max(args.snapshot_entries, self._snapshot_keys)
+                and self._since_snapshot_bytes < max(args.snapshot_bytes, self._snapshot_size)):
             return
         if BUG_SNAPSHOT_PAST_APPLIED in raft.config.bugs:
             index = raft.log.last_index()  # planted bug: the label runs ahead of the state
@@ -787,15 +796,34 @@ class Node:
             return
         term = raft.log.term_at(index)
         self._since_snapshot_bytes = 0
+        self._snapshot_keys = len(self.kv.data)
         conf = raft.conf_at(index)
         meta_args = (index, term, conf.voters)
         try:
-            fd = self.snapshots.take(*meta_args, self.state.sections, conf.learners)
-        except OSError as exc:  # no fork (memory), no temp file: the log keeps growing; say so
+            if getattr(args, "snapshot_fork", False):
+                fd = self.snapshots.take(*meta_args, self.state.sections, conf.learners)
+            else:
+                writer = self.snapshots.begin(*meta_args, conf.learners)
+                fd = writer.fd
+                self._snapshot_job = SnapshotJob(self.state, writer, **self.snapshot_slices)
+        except OSError as exc:  # no fork (memory), no thread: the log keeps growing; say so
             self._snapshot_failed(exc)
             return
         self._snapshot_fd = fd
         self.loop.add_reader(fd, self._on_snapshot_taken)
+
+    def _snapshot_slice(self) -> None:
+        """End of a pass with a snapshot job: one bounded slice of it (runtime cost per pass is
+        bounded whatever the state's size), and another pass soon while work is left."""
+        job = self._snapshot_job
+        if not job.step():
+            self._snapshot_job = None
+            return
+        if self._snapshot_timer is None:
+            self._snapshot_timer = self.loop.call_later(self.snapshot_pass_s, self._snapshot_pass)
+
+    def _snapshot_pass(self) -> None:
+        self._snapshot_timer = None  # (the pass's end does the slice)
 
     def _snapshot_failed(self, exc: BaseException) -> None:
         self._snapshot_failures += 1
@@ -808,9 +836,12 @@ class Node:
         try:
             snap = self.snapshots.taken()
         except OSError as exc:
+            if self._snapshot_job is not None:
+                self._snapshot_job.abort()  # (fold what went to the overlay)
             self._snapshot_failed(exc)
             return
         meta = SnapshotMeta(snap.index, snap.term, snap.voters, snap.size, snap.learners)
+        self._snapshot_size = snap.size
         if self.raft.compact(meta, self.snapshots.reader(snap)):
             self.snapshots_taken += 1
             self._compact_storage(snap.index)
@@ -850,6 +881,7 @@ class Node:
             if not raft.install_snapshot(meta, store.reader(snap)):
                 continue  # no newer than what we committed: nothing changes
             self.state.restore(sections)
+            self._snapshot_keys, self._snapshot_size = len(self.kv.data), snap.size
             self.snapshots_installed += 1
             try:
                 self.writer.reset(meta.index + 1, meta.term)
@@ -1025,6 +1057,9 @@ def _decode_raft(src: str, dest: str, b: Any) -> Message:
 def _private_temp_dir(node_id: str) -> str:
     """A fresh data directory removed at exit. Maelstrom SIGKILLs nodes, so exit handlers may never
     run: directories left by dead processes are swept at the next start."""
+    import shutil  # (here: with --data-dir, as after every restart, they are never needed)
+    import tempfile
+
     base = tempfile.gettempdir()
     for name in os.listdir(base):
         if not name.startswith("rast-") or name.count("-") < 2:
@@ -1079,14 +1114,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "
                         "per AppendEntries and one AppendEntries in flight per follower")
     p.add_argument("--seed", type=int, help="seed for election timeouts (default: random)")
-    p.add_argument("--snapshot-entries", type=int, default=20_000,
-                   help="take a snapshot once this many entries were applied since the last one "
-                        "(default 20000)")
+    p.add_argument("--snapshot-entries", type=int, default=10_000,
+                   help="take a snapshot once this many entries were applied since the last one, and "
+                        "at least as many as it had keys (default 10000)")
     p.add_argument("--snapshot-bytes", type=int, default=8 << 20,
-                   help="... or once the commands applied since the last one take this many bytes "
-                        "(default 8 MiB)")
+                   help="... or once the commands applied since the last one take this many bytes, and "
+                        "at least its size (default 8 MiB)")
     p.add_argument("--no-snapshots", action="store_true",
                    help="never take a snapshot (the log and WAL grow forever; for comparisons)")
+    p.add_argument("--snapshot-fork", action="store_true",
+                   help="take snapshots in a forked child (its pause grows with memory: about 75 us "
+                        "per MB here) instead of in bounded slices in the loop (the default)")
     p.add_argument("--disk-fault", type=_disk_fault_arg, action="append", default=[], help=argparse.SUPPRESS)
     # (test-only: "write:N:ERRNO" / "fsync:N:ERRNO" makes the WAL's N-th write or fsync fail)
     p.add_argument("--bug", dest="bugs", choices=sorted(CORE_BUGS | sessions.BUGS), action="append",

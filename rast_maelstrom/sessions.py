@@ -29,7 +29,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from itertools import islice
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -65,6 +65,11 @@ class Session:
             return EVICTED
         return None
 
+    def copy(self) -> "Session":
+        c = Session(self.floor)
+        c.results = self.results.copy()
+        return c
+
     def add(self, msg_id: int, crc: int, code: int) -> None:
         """A new request was applied with result `code` (a reused msg_id keeps its place); past
         WINDOW_MAX + WINDOW_SLACK the oldest WINDOW_SLACK are evicted, here."""
@@ -85,10 +90,13 @@ class Session:
 
 
 class SessionTable:
-    __slots__ = ("clients",)
+    __slots__ = ("clients", "frozen")
 
     def __init__(self) -> None:
         self.clients: OrderedDict[str, Session] = OrderedDict()  # least recently applied first
+        # While a snapshot serializes the table as it was (`freeze`): src -> its Session then, in
+        # LRU order. A session still shared with it is copied before it changes (copy on write).
+        self.frozen: dict[str, Session] | None = None
 
     def check(self, src: str, msg_id: int, command: bytes) -> int | None:
         """The stored result code of this request if it was applied, `EVICTED` if it is at or
@@ -103,6 +111,8 @@ class SessionTable:
         if s is None:
             return self.touch(src), None
         clients.move_to_end(src)
+        if self.frozen is not None and self.frozen.get(src) is s:
+            s = clients[src] = s.copy()
         v = s.results.get(msg_id)
         if v is not None:
             return s, (v & 0xFF if v >> 8 == crc else None)
@@ -120,6 +130,8 @@ class SessionTable:
             s = clients[src] = Session()
         else:
             clients.move_to_end(src)
+            if self.frozen is not None and self.frozen.get(src) is s:
+                s = clients[src] = s.copy()
         return s
 
     def record(self, src: str, msg_id: int, command: bytes, code: int) -> None:
@@ -139,13 +151,17 @@ class SessionTable:
 
     def to_snapshot(self) -> bytes:
         """Deterministic JSON: the bounds and every session in LRU order, results in apply order."""
-        return orjson.dumps({
-            "window_max": WINDOW_MAX,
-            "window_slack": WINDOW_SLACK,
-            "clients_max": CLIENTS_MAX,
-            "clients": [[src, s.floor, [[m, v >> 8, v & 0xFF] for m, v in s.results.items()]]
-                        for src, s in self.clients.items()],
-        })
+        return b"".join(snapshot_parts(self.clients, 1 << 62))
+
+    def freeze(self) -> dict[str, Session]:
+        """Start a snapshot of the table as it is: returns it (src -> Session, LRU order), which
+        stays as it is (sessions are copied before they change) until `thaw`."""
+        assert self.frozen is None, "one frozen table at a time"
+        self.frozen = dict(self.clients)
+        return self.frozen
+
+    def thaw(self) -> None:
+        self.frozen = None
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> "SessionTable":
@@ -161,3 +177,27 @@ class SessionTable:
         while len(clients) > CLIENTS_MAX:
             clients.popitem(last=False)
         return table
+
+
+_SNAPSHOT_HEAD = orjson.dumps({"window_max": WINDOW_MAX, "window_slack": WINDOW_SLACK,
+                               "clients_max": CLIENTS_MAX})[:-1] + b',"clients":['
+
+
+def snapshot_parts(clients: dict[str, Session], results_max: int) -> Iterator[bytes]:
+    """`SessionTable.to_snapshot`'s bytes in parts of about `results_max` results each (whole
+    sessions; a session holds at most WINDOW_MAX + WINDOW_SLACK). `clients` must not change
+    meanwhile (a frozen table)."""
+    dumps = orjson.dumps
+    part: list[bytes] = []
+    n = 0
+    sep = b""
+    for src, s in clients.items():
+        part.append(dumps([src, s.floor, [[m, v >> 8, v & 0xFF] for m, v in s.results.items()]]))
+        n += len(s.results) + 1
+        if n >= results_max:
+            yield (_SNAPSHOT_HEAD if not sep else sep) + b",".join(part)
+            part, n, sep = [], 0, b","
+    if part or not sep:
+        yield (_SNAPSHOT_HEAD if not sep else sep) + b",".join(part) + b"]}"
+    else:
+        yield b"]}"

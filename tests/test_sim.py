@@ -190,8 +190,10 @@ PLANTED = [
     # a quorum that an older one, still in force elsewhere, need not meet.
     (raft.BUG_CONF_TWO_IN_FLIGHT, MEMBER_MIX, (), 5, 30, 4000, MEMBER_CAUGHT_BY),
     # A learner still catching up is counted toward commits: the grown configuration used before
-    # it is in force. An entry held by the leader and a learner is "committed".
-    (raft.BUG_LEARNER_COUNTS, MEMBER_MIX, (), 5, 30, 4000, MEMBER_CAUGHT_BY),
+    # it is in force. An entry held by the leader and a learner is "committed". (Rarely reached:
+    # 1-3 seeds in 100 with MEMBER_MIX; faults twice as often reach it sooner.)
+    (raft.BUG_LEARNER_COUNTS, MEMBER_MIX.replace("interval=0.2", "interval=0.1"), (), 5, 40, 4000,
+     MEMBER_CAUGHT_BY),
 ]
 
 

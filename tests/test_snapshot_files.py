@@ -224,3 +224,61 @@ def test_the_snapshot_child_does_not_hold_the_data_directory_lock(tmp_path):
     select.select([fd], [], [], 30)
     assert ss.taken().index == 5
     assert still_running, "the child finished too soon for this test to mean anything"
+
+
+def _cmd(key, value, src=None, msg_id=0):
+    return kv.encode_write(key, b"%d" % value, src, msg_id)
+
+
+def test_a_sliced_snapshot_holds_the_state_at_its_index_while_writes_go_on(tmp_path):
+    """The default way: frozen map and session table, slices written as they come, later writes
+    in the overlay (read back at once), folded back after; the file holds exactly what serializing
+    the state at that index whole gives."""
+    from rast_maelstrom.state import SnapshotJob
+    store = kv.KVStore()
+    for i in range(3000):
+        store.apply(_cmd(i, i, f"c{i % 7}", i))
+    sm = StateMachine(store)
+    want: list[bytes] = []
+    encode_snapshot(10, 3, ("n1",), sm.sections(), want.extend)
+    ss = SnapshotStore(str(tmp_path))
+    job = SnapshotJob(sm, ss.begin(10, 3, ("n1",)), slice_items=100, slice_bytes=1 << 20, slice_results=50,
+                      fold_items=7)
+    expect = {i: b"%d" % i for i in range(3000)}
+    steps = 0
+    for k in range(100_000):
+        if k % 2 == 0:  # writes and cas between slices: overwrite, add, new sessions
+            key = (k * 7919) % 5000
+            store.apply(_cmd(key, -k, f"c{k % 11}", 10_000 + k))
+            expect[key] = b"%d" % -k
+            assert store.read(key) == (None, expect[key])  # the overlay first
+            assert store.read(2) == (None, expect[2])  # ... then the frozen map
+            assert store.apply(kv.encode_cas(2, expect[2], expect[2])) == (None, None)
+        steps += 1
+        if not job.step():
+            break
+    assert steps > 3000 // 100, "the snapshot was not sliced"
+    assert type(store.data) is dict and store.sessions.frozen is None  # folded back, thawed
+    assert store.data == expect
+    select.select([job.writer.fd], [], [], 30)
+    snap = ss.taken()
+    blob = (tmp_path / snapshot_name(10)).read_bytes()
+    assert snap.size == len(blob) and decode_snapshot(blob, "x") == decode_snapshot(b"".join(want), "x")
+    assert ss.load(10)[0] == snap
+
+
+@pytest.mark.parametrize("fault", ["write:2:28", "fsync:1:5"])
+def test_a_failed_snapshot_write_is_reported_and_the_overlay_still_folds_back(tmp_path, fault):
+    from rast_maelstrom.runtime.fileio import DiskFault, FaultyFileIO
+    from rast_maelstrom.state import SnapshotJob
+    store = kv.KVStore()
+    store.data = {i: b"1" * 100 for i in range(2000)}
+    ss = SnapshotStore(str(tmp_path), io=FaultyFileIO(DiskFault.parse(fault)))
+    job = SnapshotJob(StateMachine(store), ss.begin(4, 1, ("n1",)), slice_items=10)
+    while job.step():
+        store.apply(_cmd(5, 5))
+    select.select([job.writer.fd], [], [], 30)
+    with pytest.raises(OSError, match="index 4"):
+        ss.taken()
+    assert type(store.data) is dict and store.read(5) == (None, b"5") and len(store.data) == 2000
+    assert not (tmp_path / snapshot_name(4)).exists() and ss.indexes() == []

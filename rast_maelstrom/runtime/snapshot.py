@@ -2,9 +2,10 @@
 
 What it owns
     In the node's data directory: ``snap-<last index, 20 digits>.snap`` (complete snapshots),
-    ``snap-<index>.snap.tmp`` (one being written by a forked child) and ``incoming.snap.tmp``
-    (one being received from a leader, chunk by chunk). `SnapshotStore` lists, loads, writes,
-    receives and prunes them; `take` runs the serialization in a forked child process.
+    ``snap-<index>.snap.tmp`` (one being written) and ``incoming.snap.tmp`` (one being received
+    from a leader, chunk by chunk). `SnapshotStore` lists, loads, writes, receives and prunes
+    them; `begin` returns a `SnapshotWriter` the loop hands the sections to in parts (the
+    default), `take` runs the serialization in a forked child process (``--snapshot-fork``).
 
 What it may not touch
     Raft (it knows an index, a term and a voter list, never roles or messages), the WAL, the
@@ -15,7 +16,8 @@ file is written whole and renamed into place, so it is read with ``torn_tail_ok=
 incomplete record anywhere is damage::
 
     header   b"H" | magic b"RASTSNP\\0" | u32 version | u64 index | u64 term | configuration (JSON)
-    section  b"S" | u8 name length | name (utf-8) | body bytes         (a section may span records)
+    section  b"S" | u8 name length | name (utf-8) | body bytes         (a section may span records
+                                                                         of any sizes up to 1 MiB)
     footer   b"F" | u64 number of section records
 
 The configuration in force at the index is, in format 2, the JSON object
@@ -28,7 +30,13 @@ the bytes InstallSnapshot carries: a follower writes each chunk at its offset in
 
 Durability: temp name, write, fsync, rename, directory fsync (`FileIO`, so tests inject faults).
 
-Taking a snapshot without stalling the loop: `take` forks. The child owns a copy-on-write image of
+Taking a snapshot without stalling the loop, the default way: the state machine freezes its state
+at the index and serializes it in bounded slices, one per loop pass (state.SnapshotJob); the
+`SnapshotWriter` frames and writes (pwrite, page cache) each part as it comes, and after the last
+one a thread fsyncs, renames and fsyncs the directory, then signals a pipe the loop watches. The
+loop's cost per pass is one slice, whatever the state's size.
+
+With ``--snapshot-fork``: `take` forks. The child owns a copy-on-write image of
 the parent's memory at the fork, so it serializes the state exactly as it was at that applied
 index while the parent's loop carries on. The child touches only the state (through the
 `produce` callable), its own file descriptors and `os._exit`: no logging, no locks (the WAL writer
@@ -40,10 +48,13 @@ from __future__ import annotations
 
 import os
 import re
+import _thread
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -78,24 +89,64 @@ def snapshot_name(index: int) -> str:
     return f"snap-{index:020d}.snap"
 
 
+class SnapshotEncoder:
+    """Frames a snapshot as records from its sections handed over in parts, in order (a section's
+    parts one after another), each part as it comes (its records, ready in `out`)."""
+
+    def __init__(self, index: int, term: int, voters: Iterable[str], learners: Iterable[str] = ()) -> None:
+        self.out: list[bytes] = []  # framed bytes not yet taken (`take`)
+        conf = orjson.dumps({"voters": list(voters), "learners": list(learners)})
+        frame([_HEADER.pack(b"H", MAGIC, FORMAT_VERSION, index, term), conf], self.out)
+        self.count = 0  # section records framed
+        self._name: str | None = None
+        self._tag = b""
+        self._records = 0  # records of the current section
+
+    def add(self, name: str, part: bytes) -> None:
+        """One part of section `name`: framed at once, as records of at most
+        SECTION_RECORD_BYTES_MAX (the reader joins a section's records whatever their sizes)."""
+        if name != self._name:
+            self._end_section()
+            self._name = name
+            self._tag = b"S" + bytes([len(name.encode())]) + name.encode()
+        if len(part) <= SECTION_RECORD_BYTES_MAX:
+            if part:
+                self._record(part)
+            return
+        view = memoryview(part)
+        for lo in range(0, len(part), SECTION_RECORD_BYTES_MAX):
+            self._record(view[lo:lo + SECTION_RECORD_BYTES_MAX])
+
+    def _record(self, body: bytes | memoryview) -> None:
+        frame([self._tag, body], self.out)
+        self.count += 1
+        self._records += 1
+
+    def _end_section(self) -> None:
+        if self._name is not None and not self._records:
+            self._record(b"")  # (an empty section is one empty record)
+        self._records = 0
+
+    def finish(self) -> None:
+        self._end_section()
+        self._name = None
+        frame([_FOOTER.pack(b"F", self.count)], self.out)
+
+    def take(self) -> list[bytes]:
+        out, self.out = self.out, []
+        return out
+
+
 def encode_snapshot(index: int, term: int, voters: Iterable[str], sections: Iterable[tuple[str, bytes]],
                     write: Callable[[list[bytes]], None], learners: Iterable[str] = ()) -> None:
     """Frame a snapshot as records, handing them to `write` a few at a time."""
-    out: list[bytes] = []
-    conf = orjson.dumps({"voters": list(voters), "learners": list(learners)})
-    frame([_HEADER.pack(b"H", MAGIC, FORMAT_VERSION, index, term), conf], out)
-    count = 0
+    enc = SnapshotEncoder(index, term, voters, learners)
     for name, body in sections:
-        tag = b"S" + bytes([len(name.encode())]) + name.encode()
-        view = memoryview(body)
-        for lo in range(0, max(1, len(body)), SECTION_RECORD_BYTES_MAX):
-            frame([tag, view[lo:lo + SECTION_RECORD_BYTES_MAX]], out)
-            count += 1
-            if len(out) >= 64:
-                write(out)
-                out = []
-    frame([_FOOTER.pack(b"F", count)], out)
-    write(out)
+        if enc.out and len(enc.out) >= 64:
+            write(enc.take())
+        enc.add(name, body)
+    enc.finish()
+    write(enc.take())
 
 
 def decode_snapshot(buf: memoryview | bytes, path: str
@@ -153,7 +204,8 @@ class SnapshotStore:
         self.dir = dir_path
         self.fsync = fsync
         self.io = io
-        self.child: tuple[int, int, int, int, tuple[str, ...]] | None = None  # pid, fd, index, term
+        # the snapshot being taken: a SnapshotWriter, or a forked child's (pid, fd, index, term, ...)
+        self.child: Any = None
         self._incoming_fd = -1
         self._read_fd = -1
         self._read_path = ""
@@ -233,14 +285,7 @@ class SnapshotStore:
             pos = [0]
 
             def write(parts: list[bytes]) -> None:
-                blob = b"".join(parts)
-                view = memoryview(blob)
-                done = 0
-                while done < len(blob):
-                    n = io.pwrite(fd, view[done:], pos[0] + done)
-                    assert n > 0
-                    done += n
-                pos[0] += len(blob)
+                pos[0] = _pwrite_all(io, fd, b"".join(parts), pos[0])
 
             encode_snapshot(index, term, voters, sections, write, learners)
             if self.fsync:
@@ -251,9 +296,22 @@ class SnapshotStore:
         if self.fsync:
             io.fsync_dir(self.dir)
 
+    # -- taking (the loop hands over parts; a writer thread writes them) ------------------------
+
+    def begin(self, index: int, term: int, voters: tuple[str, ...], learners: tuple[str, ...] = ()
+              ) -> "SnapshotWriter":
+        """Start writing a snapshot whose sections the caller hands over in parts (`put`); its
+        `fd` becomes readable when the file is durable (or failed): then call `taken()`."""
+        assert self.child is None, "one snapshot at a time"
+        self.child = writer = SnapshotWriter(self, index, term, voters, learners)
+        return writer
+
     def taken(self) -> SnapshotFile:
-        """The child finished: its snapshot file, durable. Raises OSError if the child failed."""
+        """The child (or writer) finished: its snapshot file, durable. Raises OSError if it failed."""
         assert self.child is not None
+        if type(self.child) is SnapshotWriter:
+            writer, self.child = self.child, None
+            return writer.result()
         pid, r, index, term, voters, learners = self.child
         self.child = None
         try:
@@ -268,6 +326,9 @@ class SnapshotStore:
 
     def abandon(self) -> None:
         """Stop waiting for a child (node shutdown): kill it and reap it."""
+        if type(self.child) is SnapshotWriter:
+            self.child.cancel()
+            self.child = None
         if self.child is not None:
             pid, r, *_ = self.child
             self.child = None
@@ -289,12 +350,7 @@ class SnapshotStore:
             if self._incoming_fd >= 0:
                 os.close(self._incoming_fd)
             self._incoming_fd = io.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        view = memoryview(data)
-        done = 0
-        while done < len(data):
-            n = io.pwrite(self._incoming_fd, view[done:], offset + done)
-            assert n > 0
-            done += n
+        _pwrite_all(io, self._incoming_fd, data, offset)
 
     def finish_receive(self, index: int, term: int) -> tuple[SnapshotFile, Sections] | None:
         """The last chunk is in: check the whole file; if it is a good snapshot of (index, term),
@@ -334,3 +390,105 @@ class SnapshotStore:
             if fd >= 0:
                 os.close(fd)
         self._incoming_fd = self._read_fd = -1
+
+
+def _pwrite_all(io: FileIO, fd: int, data: bytes, offset: int) -> int:
+    """Write all of `data` at `offset`; returns the offset after it."""
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        n = io.pwrite(fd, view[done:], offset + done)
+        assert n > 0
+        done += n
+    return offset + done
+
+
+class SnapshotWriter:
+    """Writes one snapshot file from parts the loop hands over, in the loop: each part is framed
+    and written (pwrite into the page cache) as it comes, so a part costs the loop its bytes' CRC
+    and copy, never a wait on the disk. After the last part a thread of its own (started without
+    waiting for it to run) does the fsync, the rename and the directory fsync; `fd` becomes
+    readable when it is done (or a write failed); `result()` then says how it went. (A thread
+    that took every part would share the GIL with the loop hundreds of times per snapshot: on a
+    loaded machine the loop then waits for it whenever it is descheduled holding the GIL.)"""
+
+    def __init__(self, store: SnapshotStore, index: int, term: int, voters: tuple[str, ...],
+                 learners: tuple[str, ...]) -> None:
+        self.store = store
+        self.index, self.term, self.voters, self.learners = index, term, voters, learners
+        self._enc = SnapshotEncoder(index, term, voters, learners)
+        self._tmp = store.path(index) + ".tmp"
+        self._pos = 0
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._durable_started = False
+        self.fd, self._done_w = os.pipe()
+        os.set_inheritable(self.fd, False)
+        self._file = store.io.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def put(self, name: str, part: bytes) -> None:
+        enc = self._enc
+        enc.add(name, part)
+        self._write()
+
+    def _write(self) -> None:
+        if self._error is not None:
+            return
+        try:
+            self._pos = _pwrite_all(self.store.io, self._file, b"".join(self._enc.take()), self._pos)
+        except OSError as exc:  # reported by result(); the rest is not written
+            self._error = exc
+
+    def finish(self) -> None:
+        """Every part is in: the footer, then fsync, rename and directory fsync in a thread."""
+        self._enc.finish()
+        self._write()
+        if self._error is not None:
+            self._signal()
+        else:
+            self._durable_started = True
+            _thread.start_new_thread(self._make_durable, ())
+
+    def _make_durable(self) -> None:
+        store = self.store
+        io = store.io
+        try:
+            if store.fsync:
+                io.fsync(self._file)
+            io.rename(self._tmp, store.path(self.index))
+            if store.fsync:
+                io.fsync_dir(store.dir)
+        except BaseException as exc:  # reported by result(), in the loop
+            self._error = exc
+        finally:
+            self._signal()
+
+    def _signal(self) -> None:
+        self._done.set()
+        os.write(self._done_w, b"\x00")
+
+    def result(self) -> SnapshotFile:
+        """Done (`fd` was readable): the durable file, or OSError."""
+        self._done.wait()
+        self._close()
+        if self._error is not None:
+            raise OSError(f"writing the snapshot for index {self.index} failed: {self._error!r}")
+        return SnapshotFile(self.index, self.term, self.voters, self._pos, self.store.path(self.index),
+                            self.learners)
+
+    def cancel(self) -> None:
+        """Stop (node shutdown): the temp file is swept at the next start. (A durability thread
+        already under way ends by itself; its file is then complete and valid.)"""
+        self._close()
+
+    def _close(self) -> None:
+        if self._durable_started and not self._done.is_set():
+            fds = (self.fd,)  # (the thread still uses the others: they go with the process)
+        else:
+            fds = (self.fd, self._done_w, self._file)
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fd = self._done_w = self._file = -1

@@ -122,7 +122,7 @@ write_buffer_bytes_max = 4 * 1024 * 1024  # append() writes out (no fsync) beyon
 compact_bytes_min = 1024 * 1024  # segments smaller than this are never rewritten on recovery
 # A segment past this size is closed and the next batch starts one: recovery replays at most this
 # much beyond what the newest snapshot covers, plus the snapshot threshold.
-segment_bytes_max = 1024 * 1024
+segment_bytes_max = 256 * 1024  # (restart replays what the snapshot covers of a segment too: keep it short)
 writer_close_timeout_s = 60.0  # bound on WalWriter.close() waiting for the last fsync
 backpressure_poll_s = 0.05  # a submit blocked on back-pressure re-checks at least this often
 

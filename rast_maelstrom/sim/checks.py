@@ -70,6 +70,7 @@ class Invariants:
         self.snapshots_checked = 0
         self.installs = 0  # snapshots installed from a leader (counted by the simulator's node)
         self.lease_reads = 0  # reads served without a round while the leader had peers to ask
+        self.overlay_snapshots = 0  # snapshots serialized while writes went to the overlay
         self.confs: dict[str, list[tuple[int, Any]]] = {}  # node -> its config entries (index order)
 
     # ------------------------------------------------------------------ hooks from the node

@@ -90,11 +90,12 @@ _PACK = struct.Struct("<BbId")
 
 FAULT_KINDS = ("partition", "crash", "pause", "slowdisk", "diskfail", "stale", "member")
 # Every fault the simulator counts (RunResult.faults keys; "partition-drop" is a consequence, not
-# a class): the CI sweep requires each of them to happen. "stale" is not among them: it is a
+# a class): the CI sweep requires each of them to happen ("snapmid": a crash while a snapshot was
+# being sliced or written; "overlay": a snapshot whose serialization saw writes go to the overlay). "stale" is not among them: it is a
 # scenario asked for with --faults stale (tests/test_sim.py runs it), not part of random mixes.
 FAULT_COUNTERS = ("partition", "crash", "pause", "slowdisk", "diskfail", "torn", "drop", "dup", "delay",
                   "leader-hit", "snapshot", "install", "snapcorrupt", "client-dup",
-                  "member", "member-ok", "member-leader", "wipe", "lease-read")
+                  "member", "member-ok", "member-leader", "wipe", "lease-read", "snapmid", "overlay")
 MEMBER_P = 0.5  # share of swarm seeds that change membership
 # Lease reads (--lease-reads) are on in every run with pauses and in this share of the other swarm
 # seeds; a run in lease mode draws a clock drift: each node's clock runs at its own rate within
@@ -111,6 +112,7 @@ MEMBER_TWO_P = 0.3  # a change adds or removes two nodes at once (carried out in
 # InstallSnapshot happen in most seeds.
 SNAPSHOT_ENTRIES_CHOICES = (8, 16, 32, 64)
 SNAPSHOT_WRITE_S = (0.001, 0.05)  # how long a simulated snapshot child takes to write its file
+SNAPSHOT_FORK_P = 0.1  # seeds whose nodes take snapshots with --snapshot-fork (at once, no slices)
 SNAPSHOT_DAMAGE_P = 0.2  # with torn tails on: chance a crash also damages the newest snapshot file
 # Node configurations a swarm seed may pick (legal flags; small batches and fast elections reach
 # code paths and interleavings the defaults rarely do).
@@ -354,7 +356,7 @@ class SimNode(node_mod.Node):
         self._applied_seen = raft.applied_index
         if raft.snapshot is not None:
             self._inv.check_snapshot(f"{self.node_id} (loaded at restart)", raft.snapshot.index,
-                                     dict(self.kv.data))
+                                     dict(self.kv.items()))
         ready = raft.ready
         inv = self._inv
         nid = self.node_id
@@ -380,11 +382,29 @@ class SimNode(node_mod.Node):
         super()._apply(committed)
 
     def _maybe_snapshot(self, force: bool = False) -> None:
-        before = self.snapshots.child
+        before = self.snapshots.child, self._snapshot_job
         super()._maybe_snapshot(force)
-        child = self.snapshots.child
-        if child is not None and child is not before:
+        child, job = self.snapshots.child, self._snapshot_job
+        if job is not None and job is not before[1]:  # frozen now, serialized in slices later
+            self._inv.check_snapshot(f"{self.node_id} (frozen)", job.writer.meta[0], dict(job.base))
+        elif child is not None and child is not before[0]:
             self._inv.check_snapshot(f"{self.node_id} (taken)", child[0], dict(self.kv.data))
+
+    def _snapshot_slice(self) -> None:
+        job = self._snapshot_job
+        was = job.serializing
+        super()._snapshot_slice()
+        if was and not job.serializing and type(self.kv.data) is kv_mod.Overlay and self.kv.data:
+            self._inv.overlay_snapshots += 1  # writes were applied while it was being serialized
+
+    def _on_snapshot_taken(self) -> None:
+        child = self.snapshots.child
+        super()._on_snapshot_taken()
+        if child is not None:  # what the file holds, as written slice by slice while writes went on
+            sections = decode_snapshot(child[3], "sim")[3]
+            got = kv_mod.KVStore()
+            got.restore(sections["kv"])
+            self._inv.check_snapshot(f"{self.node_id} (file)", child[0], got.data)
 
     def _on_snapshot_chunks(self, chunks: list) -> None:
         installed = self.snapshots_installed
@@ -394,7 +414,7 @@ class SimNode(node_mod.Node):
             raft = self.raft
             self._inv.conf_reset(self.node_id, raft)
             self._applied_seen = raft.applied_index
-            self._inv.check_snapshot(f"{self.node_id} (installed)", raft.snapshot.index, dict(self.kv.data))
+            self._inv.check_snapshot(f"{self.node_id} (installed)", raft.snapshot.index, dict(self.kv.items()))
 
 
 class _Slot:
@@ -495,6 +515,15 @@ class Simulation:
             # (drawn apart, so the seed's main random stream, and its faults, stay as they were)
             pick = random.Random(f"snapshot-entries/{cfg.seed}").choice(SNAPSHOT_ENTRIES_CHOICES)
             node_argv = (*node_argv, "--snapshot-entries", str(pick))
+        # How a snapshot is sliced (small: each spans many events, with writes applied between
+        # slices into the overlay) and how soon an idle node's next slice comes; a tenth of the
+        # seeds take them the other way (--snapshot-fork). Drawn apart, as the thresholds are.
+        srng = random.Random(f"snapshot-slices/{cfg.seed}")
+        self.snapshot_slices = {"slice_items": srng.choice((2, 8, 64)), "slice_bytes": srng.choice((64, 1024, 1 << 20)),
+                                "slice_results": srng.choice((4, 32, 256)), "fold_items": srng.choice((2, 16, 256))}
+        self.snapshot_pass_s = srng.uniform(0.0001, 0.002)
+        if srng.random() < SNAPSHOT_FORK_P and "--snapshot-fork" not in node_argv:
+            node_argv = (*node_argv, "--snapshot-fork")
         self.node_argv = node_argv
         self.now = 0.0
         self.heap: list[tuple] = []
@@ -666,6 +695,7 @@ class Simulation:
                                        write_out)
 
         node = SimNode(args, write_out, loop, storage, invariants=self.inv)
+        node.snapshot_slices, node.snapshot_pass_s = self.snapshot_slices, self.snapshot_pass_s
         s.node, s.loop, s.commit_seen = node, loop, 0
         init = {"src": "cinit", "dest": s.id,
                 "body": {"type": "init", "msg_id": 1, "node_id": s.id, "node_ids": self.node_ids}}
@@ -690,6 +720,8 @@ class Simulation:
     def _crash(self, s: _Slot, kept_in_flight: bool = False) -> None:
         """End an incarnation (a kill, or the node's own exit after a disk failure)."""
         mix = self.mix
+        if s.node.snapshots is not None and (s.node._snapshot_job is not None or s.node.snapshots.child):
+            self.faults["snapmid"] += 1
         keep = kept_in_flight or (mix.torn and self.rng.random() < 0.5)
         tear = keep and self.rng.random() < 0.5
         truncated = s.writer.crash(self.rng, keep, tear)
@@ -1155,6 +1187,8 @@ class Simulation:
             self.faults["install"] = self.inv.installs
         if self.inv.lease_reads:
             self.faults["lease-read"] = self.inv.lease_reads
+        if self.inv.overlay_snapshots:
+            self.faults["overlay"] = self.inv.overlay_snapshots
         return RunResult(
             seed=cfg.seed, steps=self.step, sim_s=self.now, faults=dict(self.faults),
             ops=dict(self.workload.counts), lin=lin, trace_hash=self._hash.hexdigest(),

@@ -27,9 +27,12 @@ Semantics mirrored from runtime/wal.py:
   sees it: at its wake, or at its next submit, which raises `WalWriterError` as the real one does)
   and the simulator then ends the incarnation as a crash that keeps a prefix of what was in flight.
 
-Snapshots (`SimSnapshots`, the node's SnapshotStore stand-in): taking one serializes the state at
-once (the fork's copy-on-write image) and the file becomes durable when the simulator completes it
-(a crash before then loses it, as a killed child's temp file is swept). Received chunks go to a
+Snapshots (`SimSnapshots`, the node's SnapshotStore stand-in): the node hands a snapshot's parts
+over slice by slice (`begin`, `SimSnapshotWriter`), over as many events as its state needs, while
+it keeps applying writes; after the last part the file becomes durable when the simulator
+completes it (a crash before then, mid-slices or mid-write, loses it, as a killed writer's temp
+file is swept). With `--snapshot-fork`, `take` serializes the state at once (the fork's
+copy-on-write image) and completes the same way. Received chunks go to a
 partial buffer the incarnation loses on a crash; a complete, checked one is durable at once (the
 node fsyncs it in its loop). The bytes are the real file format (runtime/snapshot.py), so damage is
 judged by the real reader. `compact(index)` deletes durable entries through `index` and asserts a
@@ -49,7 +52,8 @@ import random
 from typing import Any, Callable, Sequence
 
 from ..runtime.records import DamagedFile
-from ..runtime.snapshot import SNAPSHOTS_KEPT_MAX, SnapshotFile, decode_snapshot, encode_snapshot
+from ..runtime.snapshot import (SNAPSHOTS_KEPT_MAX, SnapshotEncoder, SnapshotFile, decode_snapshot,
+                                encode_snapshot)
 from ..runtime.wal import LogicalLog, Recovered, WalWriterError
 
 PENDING_BATCHES_MAX = 4096  # same bound as WalWriter: more would block the real node's loop
@@ -258,6 +262,7 @@ class SimSnapshots:
         self._done: SnapshotFile | None = None
         self.partial = bytearray()
         self.fd = 0
+        self.writing: SimSnapshotWriter | None = None  # a snapshot still being handed its parts
 
     def path(self, index: int) -> str:
         return f"sim-snap-{index}"
@@ -282,6 +287,12 @@ class SimSnapshots:
         self.child = (index, term, voters, b"".join(out), learners)
         self._start_take(self, self.fd)
         return self.fd
+
+    def begin(self, index: int, term: int, voters: tuple[str, ...], learners: tuple[str, ...] = ()
+              ) -> "SimSnapshotWriter":
+        assert self.child is None
+        self.writing = SimSnapshotWriter(self, index, term, voters, learners)
+        return self.writing
 
     def complete_take(self) -> None:
         """The simulated child finished: its file is durable."""
@@ -317,7 +328,32 @@ class SimSnapshots:
             del self.disk.snapshots[i]
 
     def close(self) -> None:
-        self.child = None
+        self.child = self.writing = None
+
+
+class SimSnapshotWriter:
+    """SnapshotWriter stand-in: frames the parts with the real encoder as they come (its temp file
+    dies with the incarnation); once finished, it is the simulated child whose file becomes durable
+    at a later event (complete_take)."""
+
+    def __init__(self, snaps: SimSnapshots, index: int, term: int, voters: tuple[str, ...],
+                 learners: tuple[str, ...]) -> None:
+        self.snaps = snaps
+        self.meta = (index, term, voters, learners)
+        self.enc = SnapshotEncoder(index, term, voters, learners)
+        self.fd = snaps.fd
+
+    def put(self, name: str, part: bytes) -> None:
+        self.enc.add(name, part)
+
+    def finish(self) -> None:
+        snaps = self.snaps
+        assert snaps.writing is self and snaps.child is None
+        self.enc.finish()
+        index, term, voters, learners = self.meta
+        snaps.writing = None
+        snaps.child = (index, term, voters, b"".join(self.enc.take()), learners)
+        snaps._start_take(snaps, snaps.fd)
 
 
 def open_storage_factory(
