@@ -100,20 +100,25 @@ def test_fresh_seeds_pass_within_a_time_box() -> None:
     assert runs >= 3
 
 
-# (3 nodes: seeds 1-15, since with leases, on in this mix as in every mix with pauses, no removal
-# of the leader falls in seeds 1-12; the share of such removals is the same with or without leases.)
-@pytest.mark.parametrize("nodes,seeds", [(3, range(1, 16)), (5, range(1, 13))])
-def test_membership_changes_under_faults_stay_safe_and_linearizable(nodes: int, seeds: range) -> None:
+# Seeds run from 1 until a removal of the leader and a wipe have both happened (at least `least`
+# seeds, at most `most`): which seed draws a leader removal moves with every change to the timing
+# of the node (leases, snapshot slices), while the share of such seeds stays about the same.
+@pytest.mark.parametrize("nodes,least,most", [(3, 10, 40), (5, 12, 40)])
+def test_membership_changes_under_faults_stay_safe_and_linearizable(nodes: int, least: int, most: int) -> None:
     """Voters added and removed (the leader among them, wiped nodes added back) while partitions,
     crashes, torn writes, pauses, lost and duplicated messages go on: every invariant holds, among
     them that no configuration still in force could elect a leader lacking a committed entry."""
     bit: Counter[str] = Counter()
-    for seed in seeds:
+    runs = 0
+    for seed in range(1, most + 1):
         r = _run(SimConfig(seed=seed, steps=4000, nodes=nodes, faults=FaultMix.parse(
             "member,partition,crash,torn,pause,drop=0.02,dup=0.02,cdup=0.1,interval=0.25,down=0.6")))
         assert r.lin is True, f"seed {seed}: linearizability {r.lin!r}"
         bit.update(r.faults)
-    assert bit["member-ok"] >= len(seeds) // 2 and bit["member-leader"] > 0 and bit["wipe"] > 0, bit
+        runs += 1
+        if runs >= least and bit["member-leader"] > 0 and bit["wipe"] > 0 and bit["install"] > 0:
+            break
+    assert bit["member-ok"] >= runs // 2 and bit["member-leader"] > 0 and bit["wipe"] > 0, (runs, bit)
     assert bit["install"] > 0, bit  # learners catch up by InstallSnapshot
 
 
