@@ -294,6 +294,9 @@ class KVStore:
                 session = self.sessions.touch(src)
             else:
                 clients.move_to_end(src)
+                frozen = self.sessions.frozen  # a snapshot is serializing the table: copy on write
+                if frozen is not None and frozen.get(src) is session:
+                    session = clients[src] = session.copy()
                 if self.dedup:
                     if msg_id in session.results:
                         v = session.results[msg_id]
