@@ -433,10 +433,9 @@ class Node:
         self._propose(src, body, kv.encode_cas(body.key, frm, to, name_json(src), body.msg_id))
 
     def _propose(self, src: str, body: schema.Write | schema.Cas, command: bytes) -> None:
+        """A write or cas at the leader (its callers forward it from any other role, before the
+        command is encoded)."""
         raft = self.raft
-        if raft.role is not Role.LEADER:
-            self._forward(src, body)
-            return
         if len(self.pending) >= PENDING_MAX:
             if not body.fwd:  # (a forwarded one is dropped: its first node may retry it)
                 self._error_reply(src, body.msg_id, kv.ERR_TEMPORARILY_UNAVAILABLE, "overloaded; not applied")
