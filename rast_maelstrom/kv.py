@@ -283,7 +283,7 @@ class KVStore:
             if src is None:
                 return self._write(cmd) if type(cmd) is _Write else self._cas(cmd)
             # A client's request: its stored result if a copy was applied, else apply and record.
-            # (SessionTable.begin and Session.add, inline: this runs for every write and cas on
+            # (`SessionTable.touch`, `Session.prior` and `Session.add` inline: this runs for every write and cas on
             # every replica, and the calls were most of its cost.)
             msg_id = cmd.msg_id
             crc = _crc32(command)

@@ -104,21 +104,6 @@ class SessionTable:
         s = self.clients.get(src)
         return None if s is None else s.prior(msg_id, zlib.crc32(command))
 
-    def begin(self, src: str, msg_id: int, crc: int) -> tuple[Session, int | None]:
-        """At apply time, in one call: the client's session (as `touch`) and what `check` says."""
-        clients = self.clients
-        s = clients.get(src)
-        if s is None:
-            return self.touch(src), None
-        clients.move_to_end(src)
-        if self.frozen is not None and self.frozen.get(src) is s:
-            s = clients[src] = s.copy()
-        v = s.results.get(msg_id)
-        if v is not None:
-            return s, (v & 0xFF if v >> 8 == crc else None)
-        floor = s.floor
-        return s, (EVICTED if floor is not None and msg_id <= floor else None)
-
     def touch(self, src: str) -> Session:
         """The client's session, now the most recently used (created, evicting the least recently
         used one beyond `CLIENTS_MAX`, if it had none). Called for every applied client request."""
