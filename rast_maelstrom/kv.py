@@ -187,9 +187,18 @@ _DUPLICATE_TEXT = "a copy of this request was applied before; this is its result
 _decode_pairs = msgspec.json.Decoder(list[tuple[Union[int, str], msgspec.Raw]]).decode
 
 
+LAYER_ITEMS_MAX = 16384  # writes one overlay layer takes before a new layer is stacked on it
+
+
 class Overlay(dict):
-    """The live map while a snapshot serializes the map as it was (`base`, frozen): writes land
-    here, reads look here first and then in `base` (lin-kv never deletes a key)."""
+    """One layer of the live map while a snapshot serializes the map as it was: writes land in the
+    top layer, reads look there first and then down through `base` (an older layer, and under the
+    last one the frozen map; lin-kv never deletes a key).
+
+    Layers, not one overlay: a dict grows by copying itself into a table twice its size, so one
+    overlay of n entries costs O(n) in the pass whose write makes it resize (7-17 ms at 175,000
+    entries, in fresh memory on a process's first snapshot; bench/snapshots.md). A layer stops
+    at LAYER_ITEMS_MAX entries, so no resize copies more than about 11,000 of them."""
 
     __slots__ = ("base",)
 
@@ -236,26 +245,49 @@ class KVStore:
         overlay.base = base
         return base
 
+    def stack(self, layer_max: int) -> None:
+        """Once the top overlay holds `layer_max` entries, later writes go to a new layer over it
+        (called once per loop pass while an overlay is in use; see `Overlay`)."""
+        top = self.data
+        if type(top) is Overlay and len(top) >= layer_max:
+            self.data = layer = Overlay()
+            layer.base = top
+
     def fold(self, items_max: int) -> bool:
-        """Move up to `items_max` of the overlay's entries into the base map (no longer frozen once
-        its snapshot is serialized); True once the map is one plain dict again."""
-        overlay = self.data
-        if type(overlay) is not Overlay:
+        """Move up to `items_max` entries of the oldest overlay layer into the map under it (no
+        longer frozen once its snapshot is serialized), dropping the layer once it is empty;
+        True once the map is one plain dict again. (Newer layers still shadow what moves.)"""
+        above, layer = None, self.data
+        if type(layer) is not Overlay:
             return True  # (a restore replaced the map meanwhile)
-        base = overlay.base
-        pop = overlay.popitem
-        for _ in range(min(items_max, len(overlay))):
+        while type(layer.base) is Overlay:
+            above, layer = layer, layer.base
+        base = layer.base
+        pop = layer.popitem
+        for _ in range(min(items_max, len(layer))):
             k, v = pop()
             base[k] = v
-        if overlay:
+        if layer:
             return False
-        self.data = base
-        return True
+        if above is None:
+            self.data = base
+            return True
+        above.base = base
+        return False
 
     def items(self) -> dict:
         """The whole map as one dict (a copy while an overlay is in use)."""
-        data = self.data
-        return {**data.base, **data} if type(data) is Overlay else data
+        layer = self.data
+        if type(layer) is not Overlay:
+            return layer
+        layers = []
+        while type(layer) is Overlay:
+            layers.append(layer)
+            layer = layer.base
+        merged = dict(layer)
+        for layer in reversed(layers):
+            merged.update(layer)
+        return merged
 
     def restore(self, section: bytes) -> None:
         """Replace the map with one `serialize` produced (raises on a malformed section)."""

@@ -230,10 +230,12 @@ def _cmd(key, value, src=None, msg_id=0):
     return kv.encode_write(key, b"%d" % value, src, msg_id)
 
 
-def test_a_sliced_snapshot_holds_the_state_at_its_index_while_writes_go_on(tmp_path):
+@pytest.mark.parametrize("layer_items", [kv.LAYER_ITEMS_MAX, 3])
+def test_a_sliced_snapshot_holds_the_state_at_its_index_while_writes_go_on(tmp_path, layer_items):
     """The default way: frozen map and session table, slices written as they come, later writes
     in the overlay (read back at once), folded back after; the file holds exactly what serializing
-    the state at that index whole gives."""
+    the state at that index whole gives. With small layers, the writes stack many overlay layers:
+    the newest write of a key is what every read sees, and folding keeps it so."""
     from rast_maelstrom.state import SnapshotJob
     store = kv.KVStore()
     for i in range(3000):
@@ -243,21 +245,27 @@ def test_a_sliced_snapshot_holds_the_state_at_its_index_while_writes_go_on(tmp_p
     encode_snapshot(10, 3, ("n1",), sm.sections(), want.extend)
     ss = SnapshotStore(str(tmp_path))
     job = SnapshotJob(sm, ss.begin(10, 3, ("n1",)), slice_items=100, slice_bytes=1 << 20, slice_results=50,
-                      fold_items=7)
+                      fold_items=7, layer_items=layer_items)
     expect = {i: b"%d" % i for i in range(3000)}
-    steps = 0
+    steps = depth_max = 0
     for k in range(100_000):
         if k % 2 == 0:  # writes and cas between slices: overwrite, add, new sessions
-            key = (k * 7919) % 5000
+            key = (k * 7919) % 5000 if k % 3 else (k // 3) % 8  # (a few hot keys: in many layers)
             store.apply(_cmd(key, -k, f"c{k % 11}", 10_000 + k))
             expect[key] = b"%d" % -k
             assert store.read(key) == (None, expect[key])  # the overlay first
             assert store.read(2) == (None, expect[2])  # ... then the frozen map
             assert store.apply(kv.encode_cas(2, expect[2], expect[2])) == (None, None)
         steps += 1
+        layer, depth = store.data, 0
+        while type(layer) is kv.Overlay:
+            layer, depth = layer.base, depth + 1
+        depth_max = max(depth_max, depth)
+        assert store.items() == expect
         if not job.step():
             break
     assert steps > 3000 // 100, "the snapshot was not sliced"
+    assert depth_max == 1 if layer_items == kv.LAYER_ITEMS_MAX else depth_max > 5, depth_max
     assert type(store.data) is dict and store.sessions.frozen is None  # folded back, thawed
     assert store.data == expect
     select.select([job.writer.fd], [], [], 30)
@@ -282,3 +290,4 @@ def test_a_failed_snapshot_write_is_reported_and_the_overlay_still_folds_back(tm
         ss.taken()
     assert type(store.data) is dict and store.read(5) == (None, b"5") and len(store.data) == 2000
     assert not (tmp_path / snapshot_name(4)).exists() and ss.indexes() == []
+

@@ -394,7 +394,8 @@ class SimNode(node_mod.Node):
         job = self._snapshot_job
         was = job.serializing
         super()._snapshot_slice()
-        if was and not job.serializing and type(self.kv.data) is kv_mod.Overlay and self.kv.data:
+        top = self.kv.data
+        if was and not job.serializing and type(top) is kv_mod.Overlay and (top or type(top.base) is kv_mod.Overlay):
             self._inv.overlay_snapshots += 1  # writes were applied while it was being serialized
 
     def _on_snapshot_taken(self) -> None:
@@ -524,6 +525,8 @@ class Simulation:
         self.snapshot_pass_s = srng.uniform(0.0001, 0.002)
         if srng.random() < SNAPSHOT_FORK_P and "--snapshot-fork" not in node_argv:
             node_argv = (*node_argv, "--snapshot-fork")
+        # overlay layers of a few writes each in most seeds (drawn last: the draws above stay as they were)
+        self.snapshot_slices["layer_items"] = srng.choice((1, 4, kv_mod.LAYER_ITEMS_MAX))
         self.node_argv = node_argv
         self.now = 0.0
         self.heap: list[tuple] = []
