@@ -291,3 +291,30 @@ def test_a_failed_snapshot_write_is_reported_and_the_overlay_still_folds_back(tm
     assert type(store.data) is dict and store.read(5) == (None, b"5") and len(store.data) == 2000
     assert not (tmp_path / snapshot_name(4)).exists() and ss.indexes() == []
 
+
+@pytest.mark.parametrize("fault", [None, "fsync:2:EIO"])
+def test_a_large_snapshot_is_flushed_in_steps_as_it_is_written_and_a_failed_step_fails_it(
+        tmp_path, monkeypatch, fault):
+    """The writer's thread flushes the file every SYNC_STEP_BYTES while the loop writes on (one
+    fsync of the whole file at the end stalled the loop on the disk's interrupts); a step whose
+    flush fails fails the snapshot: nothing is renamed into place."""
+    from rast_maelstrom.runtime import snapshot as snap_mod
+    from rast_maelstrom.runtime.fileio import DiskFault, FaultyFileIO
+    from rast_maelstrom.state import SnapshotJob
+    monkeypatch.setattr(snap_mod, "SYNC_STEP_BYTES", 16 << 10)
+    store = kv.KVStore()
+    store.data = {i: b"1" * 100 for i in range(4000)}  # about 450 KB of file
+    io = FaultyFileIO(*([DiskFault.parse(fault)] if fault else []))
+    ss = SnapshotStore(str(tmp_path), io=io)
+    job = SnapshotJob(StateMachine(store), ss.begin(4, 1, ("n1",)), slice_items=50)
+    while job.step():
+        pass
+    assert select.select([job.writer.fd], [], [], 30)[0]
+    if fault is None:
+        snap = ss.taken()
+        assert io.calls["fsync"] >= snap.size // (32 << 10), io.calls  # steps as it grew, then the final fsyncs
+        assert ss.indexes() == [4] and ss.load(4)[1]["kv"] == store.serialize()
+    else:
+        with pytest.raises(OSError, match="index 4"):
+            ss.taken()
+        assert io.failed["fsync"] >= 1 and ss.indexes() == [] and not (tmp_path / snapshot_name(4)).exists()
