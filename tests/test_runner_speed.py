@@ -300,3 +300,103 @@ def test_a_failing_op_line_write_is_reported_as_logging_reports_it_and_the_run_g
     finally:
         root.removeHandler(handler)
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+# -- a client's request from bytes, and the inline client paths, against the general path ----------
+def reference_send_body(net: Network, src: str, dest: str, body: dict) -> int:
+    """`send_body` as it was before its inline paths: encode the message, then `_send`."""
+    inbox = net.inboxes[dest]
+    mid = net.next_id
+    net.next_id = mid + 1
+    framed = orjson.dumps({"id": mid, "src": src, "dest": dest, "body": body})
+    net._send(mid, src, inbox, body if inbox.client else framed, framed)
+    return mid
+
+
+_json_bodies = st.dictionaries(st.sampled_from(["type", "msg_id", "key", "value", "from", "to",
+                                                "é\"x"]),
+                               st.one_of(st.integers(-5, 10**12), st.text(max_size=3), st.none(),
+                                         st.lists(st.integers(0, 4), max_size=2)), max_size=5)
+_steps = st.lists(st.one_of(
+    st.tuples(st.just("request"), st.sampled_from(NODES), _json_bodies),
+    st.tuples(st.just("reply"), st.sampled_from(NODES), _json_bodies),
+    st.tuples(st.just("partition"), st.sampled_from(NODES), st.booleans()),
+    st.tuples(st.just("block"), st.sampled_from(NODES), st.booleans()),
+    st.tuples(st.just("down"), st.sampled_from(NODES), st.booleans()),
+), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_steps, st.booleans(), st.booleans())
+def test_requests_from_bytes_and_inline_replies_match_the_general_path(steps, journal, log_recv):
+    """A client's request sent as bytes (`send_json`, as the benchmark's clients send) and a
+    node's reply to a client (routed inline) give the ids, deliveries, counts and journal bytes of
+    the general path, with partitions, a blocked stdin, a node down and the recv log in play."""
+    nets = []
+    for _ in range(2):
+        loop = Loop()
+        out = io.BytesIO() if journal else None
+        net = Network(loop, journal=out, log_recv=log_recv)
+        got: list = []
+        blocked = {node: False for node in NODES}
+        for node in NODES:
+            net.register_node(node, lambda framed, node=node: got.append((node, framed)),
+                              lambda node=node, b=blocked: b[node])
+        net.register_client(CLIENT, lambda src, body: got.append((CLIENT, src, body)))
+        nets.append((loop, net, out, got, blocked))
+    try:
+        for kind, node, arg in steps:
+            for side, (loop, net, out, got, blocked) in enumerate(nets):
+                if kind == "request":
+                    if side == 0:
+                        net.send_json(CLIENT, node, orjson.dumps(arg))
+                    else:
+                        reference_send_body(net, CLIENT, node, arg)
+                elif kind == "reply":
+                    line = orjson.dumps({"src": node, "dest": CLIENT, "body": arg})
+                    if side == 0:
+                        assert net.on_node_lines(node, [line]) == 1
+                    else:
+                        assert reference_route(net, node, line)
+                elif kind == "partition":
+                    if arg:
+                        net.drop_grudge({node: [CLIENT], CLIENT: [node]})
+                    else:
+                        net.heal()
+                elif kind == "block":
+                    blocked[node] = arg
+                    if not arg:
+                        net.resume(node)
+                else:
+                    net.set_node_down(node, arg)
+        (_, a, out_a, got_a, _), (_, b, out_b, got_b, _) = nets
+        assert got_a == got_b
+        assert a.stats() == b.stats() and a.next_id == b.next_id
+        assert a.drop_count == b.drop_count and a.down_drop_count == b.down_drop_count
+        if journal:
+            assert _without_times(out_a.getvalue()) == _without_times(out_b.getvalue())
+            assert out_a.getvalue().count(b"\n") == out_b.getvalue().count(b"\n")
+    finally:
+        for loop, *_ in nets:
+            loop.close()
+
+
+def test_send_body_to_a_node_writes_the_bytes_it_wrote_before():
+    loop = Loop()
+    out = io.BytesIO()
+    net = Network(loop, journal=out)
+    got: list = []
+    net.register_node("n0", got.append)
+    net.register_client(CLIENT, lambda src, body: None)
+    body = {"type": "cas", "msg_id": 3, "key": "k\u00e9", "from": [1, None], "to": 2.5}
+    try:
+        assert net.send_body(CLIENT, "n0", body) == 0
+        assert net.send_json(CLIENT, "n0", orjson.dumps(body)) == 1
+        expected = [orjson.dumps({"id": i, "src": CLIENT, "dest": "n0", "body": body})
+                    for i in (0, 1)]
+        assert got == expected
+        lines = out.getvalue().splitlines()
+        assert [orjson.loads(x)["t"] for x in lines] == ["send", "recv", "send", "recv"]
+        assert lines[0].endswith(b',"msg":' + expected[0] + b"}")
+    finally:
+        loop.close()
