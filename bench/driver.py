@@ -300,7 +300,7 @@ class Cluster:
 
 
 # -- one measurement ------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class _Client:
     index: int
     client_id: str

@@ -182,11 +182,14 @@ class Network:
         self.inboxes: dict[str, _Inbox] = {}
         self.grudges: dict[str, frozenset[str]] = {}  # dest -> srcs it drops
         self.next_id = 0
-        # counts: [send, recv] for all and for client traffic; servers = all - clients
-        self.send_all = 0
-        self.send_clients = 0
-        self.recv_all = 0
-        self.recv_clients = 0
+        # counts: [send, recv] for all and for client traffic; servers = all - clients. A client
+        # message delivered inline (one send and one recv, both client traffic) counts only in
+        # `inline_count`; the properties below add it in.
+        self._send_all = 0
+        self._send_clients = 0
+        self._recv_all = 0
+        self._recv_clients = 0
+        self.inline_count = 0
         self.drop_count = 0
         self.loss_count = 0
         self.dup_count = 0
@@ -313,10 +316,7 @@ class Network:
                     not self.grudges or src not in self.grudges.get(inbox.id, ())):
                 # A reply to a client (latency 0, no loss or dup, an idle inbox: always, for a
                 # client) that no partition drops: `_send` and `_deliver` inline, same effects.
-                self.send_all += 1
-                self.send_clients += 1
-                self.recv_all += 1
-                self.recv_clients += 1
+                self.inline_count += 1
                 if journal is not None:
                     ns = self.loop.now_ns() - self.origin_ns
                     journal.write(b'{"t":"send","ns":%d,"msg":%s}\n{"t":"recv","ns":%d,"id":%d}\n'
@@ -360,10 +360,7 @@ class Network:
                 and (not self.grudges or src not in self.grudges.get(inbox.id, ()))):
             # A client's request to an idle node inbox that no partition drops (latency 0, no
             # loss or dup): `_send` and `_deliver` inline, same effects.
-            self.send_all += 1
-            self.send_clients += 1
-            self.recv_all += 1
-            self.recv_clients += 1
+            self.inline_count += 1
             if self.journal is not None:
                 ns = self.loop.now_ns() - self.origin_ns
                 self.journal.write(b'{"t":"send","ns":%d,"msg":%s}\n{"t":"recv","ns":%d,"id":%d}\n'
@@ -377,9 +374,9 @@ class Network:
         """`framed` may be None only when there is no journal and no send log."""
         now = self.loop.now_ns()
         client_traffic = inbox.client or src[:1] == "c"
-        self.send_all += 1
+        self._send_all += 1
         if client_traffic:
-            self.send_clients += 1
+            self._send_clients += 1
             latency_ns = 0
         else:
             latency_ns = self.sample_latency_ms() * 1_000_000
@@ -469,9 +466,9 @@ class Network:
 
     def _deliver(self, inbox: _Inbox, mid: int, src: str, payload: Any, client_traffic: bool,
                  now: int) -> None:
-        self.recv_all += 1
+        self._recv_all += 1
         if client_traffic:
-            self.recv_clients += 1
+            self._recv_clients += 1
         if self.journal is not None:
             self.journal.write(b'{"t":"recv","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
         if self.log_recv:
@@ -497,6 +494,22 @@ class Network:
                 self.journal.write(b'{"t":"drop","ns":%d,"id":%d}\n' % (now - self.origin_ns, mid))
 
     # -- statistics -------------------------------------------------------------------------------
+    @property
+    def send_all(self) -> int:
+        return self._send_all + self.inline_count
+
+    @property
+    def send_clients(self) -> int:
+        return self._send_clients + self.inline_count
+
+    @property
+    def recv_all(self) -> int:
+        return self._recv_all + self.inline_count
+
+    @property
+    def recv_clients(self) -> int:
+        return self._recv_clients + self.inline_count
+
     def stats(self) -> dict:
         def group(send: int, recv: int) -> dict:
             return {"send-count": send, "recv-count": recv, "msg-count": send}
