@@ -400,3 +400,31 @@ def test_send_body_to_a_node_writes_the_bytes_it_wrote_before():
         assert lines[0].endswith(b',"msg":' + expected[0] + b"}")
     finally:
         loop.close()
+
+
+def test_history_lines_are_the_bytes_the_keyword_path_wrote():
+    """History.append with its explicit node/error/exception writes what the old `**extra` loop
+    wrote: the extras that are not None, in that order, after the six fixed fields."""
+    out = io.BytesIO()
+    loop = Loop()
+    history = History(loop, out, threads=2)
+    calls = [("invoke", 0, "read", [0, None], "n0", None, None),
+             ("ok", 0, "read", [0, 3], "n0", None, None),
+             ("fail", 1, "cas", [0, [1, 2]], "n1", ["precondition-failed", "x"], None),
+             ("info", 2, "write", [1, 4], "n0", "indeterminate: x", {"class": "c", "body": {}}),
+             ("info", "nemesis", "start-partition", {"n0": ["n1"]}, None, None, None)]
+    try:
+        ops = [history.append(t, p, f, v, node=n, error=e, exception=x)
+               for t, p, f, v, n, e, x in calls]
+    finally:
+        loop.close()
+    expected = []
+    for index, ((t, p, f, v, n, e, x), op) in enumerate(zip(calls, ops)):
+        ref = {"index": index, "time": op["time"], "type": t, "process": p, "f": f, "value": v}
+        for k, val in (("node", n), ("error", e), ("exception", x)):
+            if val is not None:
+                ref[k] = val
+        assert op == ref and list(op) == list(ref)
+        expected.append(orjson.dumps(ref) + b"\n")
+    assert out.getvalue() == b"".join(expected)
+    assert history.counts == {"invoke": 1, "ok": 1, "fail": 1, "info": 1}
