@@ -14,11 +14,14 @@ A figure, not a test: the number depends on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,20 +55,25 @@ def run(seconds: float, clients: int, node_count: int, mode: str, journal: bool,
                               loop.now_ns() + int(init_wait_s_max * 1e9)), "init failed"
         state = {"running": True, "done": 0}
         msg_ids = [0] * clients
+        names = [f"c{100 + i}" for i in range(clients)]
+        dests = [nodes[i % node_count] for i in range(clients)]
+        # the request body from bytes: orjson.dumps({"type": mode, "msg_id": m, "echo": i})
+        template = b'{"type":%s,"msg_id":%%d,"echo":%%d}' % orjson.dumps(mode)
+        send_json = net.send_json
 
         def send(i: int) -> None:
             msg_ids[i] += 1
-            net.send_body(f"c{100 + i}", nodes[i % node_count],
-                          {"type": mode, "msg_id": msg_ids[i], "echo": i})
+            send_json(names[i], dests[i], template % (msg_ids[i], i))
 
-        def on_reply(i: int, body: dict) -> None:
+        def on_reply(i: int, src: str, body: dict) -> None:
             assert body["in_reply_to"] == msg_ids[i]
             state["done"] += 1
             if state["running"]:
-                send(i)
+                msg_ids[i] += 1
+                send_json(names[i], dests[i], template % (msg_ids[i], i))
 
         for i in range(clients):
-            net.register_client(f"c{100 + i}", lambda src, body, i=i: on_reply(i, body))
+            net.register_client(names[i], functools.partial(on_reply, i))
         sent0 = net.send_all
         t0 = time.perf_counter()
         cpu0 = time.process_time()

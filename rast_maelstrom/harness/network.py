@@ -72,6 +72,10 @@ inbox_messages_max = 1_000_000
 journal_buffer_bytes = 1 << 20
 
 ENVELOPE_KEYS = frozenset(("src", "dest", "body", "id"))
+# a message delivered at once: its send and its recv, one write (the second with the framed line
+# spliced from the node's own line, as `on_node_lines` frames it)
+JOURNAL_SEND_RECV = b'{"t":"send","ns":%d,"msg":%s}\n{"t":"recv","ns":%d,"id":%d}\n'
+JOURNAL_SEND_RECV_SPLICED = b'{"t":"send","ns":%d,"msg":{"id":%d,%b}\n{"t":"recv","ns":%d,"id":%d}\n'
 LATENCY_DISTS = ("constant", "uniform", "exponential")
 
 
@@ -305,13 +309,6 @@ class Network:
             mid = self.next_id
             self.next_id = mid + 1
             inbox = inboxes[msg["dest"]]
-            if inbox.client and plain:
-                framed = None   # only the journal and the send log would read it
-            elif "id" in msg or rewritten:
-                msg["id"] = mid
-                framed = orjson.dumps(msg)
-            else:
-                framed = b'{"id":%d,%s' % (mid, line.strip()[1:])
             if inbox.client and quick and inbox.head is None and not inbox.queue and (
                     not self.grudges or src not in self.grudges.get(inbox.id, ())):
                 # A reply to a client (latency 0, no loss or dup, an idle inbox: always, for a
@@ -319,11 +316,22 @@ class Network:
                 self.inline_count += 1
                 if journal is not None:
                     ns = self.loop.now_ns() - self.origin_ns
-                    journal.write(b'{"t":"send","ns":%d,"msg":%s}\n{"t":"recv","ns":%d,"id":%d}\n'
-                                  % (ns, framed, ns, mid))
+                    if "id" in msg or rewritten:
+                        msg["id"] = mid
+                        journal.write(JOURNAL_SEND_RECV % (ns, orjson.dumps(msg), ns, mid))
+                    else:   # the framed line spliced straight into the journal's
+                        journal.write(JOURNAL_SEND_RECV_SPLICED % (ns, mid, line.strip()[1:],
+                                                                   ns, mid))
                 inbox.deliver(src, msg["body"])
                 routed += 1
                 continue
+            if inbox.client and plain:
+                framed = None   # only the journal and the send log would read it
+            elif "id" in msg or rewritten:
+                msg["id"] = mid
+                framed = orjson.dumps(msg)
+            else:
+                framed = b'{"id":%d,%s' % (mid, line.strip()[1:])
             self._send(mid, src, inbox, msg["body"] if inbox.client else framed, framed)
             routed += 1
         return routed
@@ -363,8 +371,7 @@ class Network:
             self.inline_count += 1
             if self.journal is not None:
                 ns = self.loop.now_ns() - self.origin_ns
-                self.journal.write(b'{"t":"send","ns":%d,"msg":%s}\n{"t":"recv","ns":%d,"id":%d}\n'
-                                   % (ns, framed, ns, mid))
+                self.journal.write(JOURNAL_SEND_RECV % (ns, framed, ns, mid))
             inbox.deliver(framed)
             return mid
         self._send(mid, src, inbox, framed, framed)
