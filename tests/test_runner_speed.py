@@ -432,3 +432,31 @@ def test_history_lines_are_the_bytes_the_keyword_path_wrote():
         expected.append(orjson.dumps(ref) + b"\n")
     assert out.getvalue() == b"".join(expected)
     assert history.counts == {"invoke": 1, "ok": 1, "fail": 1, "info": 1}
+
+
+def test_a_node_gets_its_stdin_once_a_few_kilobytes_wait_without_waiting_for_the_pass(tmp_path):
+    """deliver() writes the buffered lines as soon as `stdin_flush_bytes` are waiting (the node
+    starts on them while the router routes the rest of its chunk); less waits for the pass end."""
+    from rast_maelstrom.harness import process
+    script = ("import os, sys\n"
+              "data = b''\n"
+              "while data.count(b'\\n') < 5:\n"
+              "    data += os.read(0, 1 << 16)\n"
+              "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
+              "sys.stdout.flush()\n"
+              "os.read(0, 1)\n")
+    loop, net, proc, got = _one_node(tmp_path, script)
+    line = b"x" * 999
+    try:
+        proc.start()
+        for _ in range(4):
+            proc.deliver(line)
+        assert len(proc._out) == 4000 < process.stdin_flush_bytes    # still buffered
+        proc.deliver(line)
+        assert not proc._out                                          # written at once
+        assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
+        assert got == [{"n": 5000}]
+    finally:
+        proc.kill()
+        proc.close()
+        loop.close()
