@@ -6,6 +6,7 @@ well-formed success replies gives the same records as the checked one."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 
@@ -260,7 +261,7 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
     count = 300                       # 300 kB: more than a pipe holds
     script = ("import sys, time\n"
               "time.sleep(0.5)\n"
-              f"data = sys.stdin.buffer.read({count * (len(line) + 1)})\n"
+              f"data = sys.stdin.buffer.read({(count + 1) * (len(line) + 1)})\n"
               "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
               "sys.stdout.flush()\n"
               "time.sleep(30)\n")
@@ -272,9 +273,17 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
         proc.flush()
         stdin_fd = proc.proc.stdin.fileno()
         assert proc._out and proc._stdin_writer_on        # the pipe is full: wait to write
+        writes = []
+        real_write = os.write
+        try:   # while it waits, delivering more does not try the full pipe again
+            os.write = lambda fd, data: writes.append(fd) or real_write(fd, data)
+            proc.deliver(line)
+        finally:
+            os.write = real_write
+        assert stdin_fd not in writes
         assert loop.selector.get_key(stdin_fd).data[1] is not None
         assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
-        assert got == [{"n": count * (len(line) + 1)}]
+        assert got == [{"n": (count + 1) * (len(line) + 1)}]
         assert not proc._out and not proc._stdin_writer_on
         assert stdin_fd not in loop.selector.get_map()      # no busy wakeups on a drained pipe
     finally:

@@ -160,9 +160,10 @@ class NodeProcess:
         out = self._out
         out += framed
         out += b"\n"
-        if len(out) >= stdin_flush_bytes:
+        if len(out) >= stdin_flush_bytes and not self._stdin_writer_on:
             # The node starts on these while the router routes the rest of its chunk, instead
             # of both taking turns on a whole pass's batch (echo: 80-90k -> 110-190k msgs/s).
+            # (Not while a full pipe is awaited: the loop writes once it drains.)
             self.flush()
 
     def blocked(self) -> bool:
