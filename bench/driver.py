@@ -42,6 +42,8 @@ outside its temp dir and its own processes.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import gc
 import logging
 import multiprocessing
@@ -298,7 +300,7 @@ class Cluster:
 
 
 # -- one measurement ------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class _Client:
     index: int
     client_id: str
@@ -311,7 +313,7 @@ class _Client:
     op: tuple | None = None
     node: str = ""
     sent_ns: int = 0
-    timer: Any = None
+    key_json: bytes = b""
 
 
 @dataclass
@@ -369,12 +371,17 @@ class _ClientHalf:
         self.spec = spec
         self.t0_ns = t0_ns
         self.on_window = on_window
-        self.history: list[dict] = []
+        # the records as flat tuples (see `history_dicts`): (type, time, process, f, value, node)
+        # for an invoke, (type, time, process, f, value, node, error, exception) for a completion
+        self.history: list[tuple] = []
+        self.deadlines: collections.deque = collections.deque()
+        self.head_timer: list = [None]
         self.lat_ns: list[int] = []
         self.errors: dict[str, int] = {}
         self.counts = {"ok": 0, "fail": 0, "info": 0}
         self.state = {"issuing": True, "measuring": False, "t_start": 0, "t_end": 0}
-        self.cs = [_Client(index=i, client_id=cid, key=key, process=proc, rng=random.Random(s))
+        self.cs = [_Client(index=i, client_id=cid, key=key, process=proc, rng=random.Random(s),
+                           key_json=orjson.dumps(key))
                    for i, cid, key, proc, s in spec["clients"]]
 
     def start(self) -> None:
@@ -391,56 +398,75 @@ class _ClientHalf:
         timeout_ns = spec["timeout_ms"] * 1_000_000
         zero_ns = self.t0_ns
         now_ns = loop.now_ns
+        send_json = getattr(network, "send_json", None)
+        # The values: random.randint(0, value_max) without its three Python frames (the same
+        # draws: randrange's rejection sampling of getrandbits, as in random._randbelow).
+        value_span = value_max + 1
+        value_bits = value_span.bit_length()
+        # Client timeouts: every op's deadline is its send time + the same timeout, so the
+        # deadlines arrive in order and one FIFO (with one loop timer, at its head's deadline)
+        # replaces a timer per op. An entry is (deadline, client, msg_id); a completed op's entry
+        # is skipped when it comes due. At most one entry per op issued in the last timeout
+        # (bounded by `history_ops_max`, as the history is).
+        deadlines: collections.deque = self.deadlines
+        head_timer = self.head_timer
 
-        def record(type_: str, c: _Client, f: str, value: Any, node: str,
-                   error: Any = None, exception: Any = None) -> None:
-            op = {"index": len(history), "time": now_ns() - zero_ns, "type": type_,
-                  "process": c.process, "f": f, "value": value, "node": node}
-            if error is not None:
-                op["error"] = error
-            if exception is not None:
-                op["exception"] = exception
-            history.append(op)
-
-        def issue(c: _Client) -> None:
+        def issue(c: _Client, now: int) -> None:
             if not state["issuing"] or len(history) >= history_ops_max:
                 return
-            r = c.rng.random()
-            if r < READ_SHARE:
-                f, value = "read", [c.key, None]
-            elif r < READ_SHARE + WRITE_SHARE:
-                f, value = "write", [c.key, c.rng.randint(0, value_max)]
-            else:
-                f, value = "cas", [c.key, [c.rng.randint(0, value_max),
-                                           c.rng.randint(0, value_max)]]
+            rng = c.rng
+            r = rng.random()
             node = nodes[c.key % n] if by_key else nodes[(c.index + c.ops) % n]
             c.ops += 1
-            c.msg_id += 1
-            c.awaiting = c.msg_id
+            c.msg_id = msg_id = c.msg_id + 1
+            c.awaiting = msg_id
+            if r < READ_SHARE:
+                f, value = "read", [c.key, None]
+                body = b'{"type":"read","msg_id":%d,"key":%s}' % (msg_id, c.key_json)
+            else:
+                bits = rng.getrandbits
+                v = bits(value_bits)
+                while v >= value_span:
+                    v = bits(value_bits)
+                if r < READ_SHARE + WRITE_SHARE:
+                    f, value = "write", [c.key, v]
+                    body = b'{"type":"write","msg_id":%d,"key":%s,"value":%d}' % (
+                        msg_id, c.key_json, v)
+                else:
+                    w = bits(value_bits)
+                    while w >= value_span:
+                        w = bits(value_bits)
+                    f, value = "cas", [c.key, [v, w]]
+                    body = b'{"type":"cas","msg_id":%d,"key":%s,"from":%d,"to":%d}' % (
+                        msg_id, c.key_json, v, w)
             c.op = (f, value)
             c.node = node
-            record("invoke", c, f, value, node)
-            if f == "read":
-                body = {"type": "read", "msg_id": c.msg_id, "key": c.key}
-            elif f == "write":
-                body = {"type": "write", "msg_id": c.msg_id, "key": c.key, "value": value[1]}
-            else:
-                body = {"type": "cas", "msg_id": c.msg_id, "key": c.key, "from": value[1][0],
-                        "to": value[1][1]}
-            c.sent_ns = loop.now_ns()
-            c.timer = loop.call_at(c.sent_ns + timeout_ns, on_timeout, c)
-            network.send_body(c.client_id, node, body)
+            history.append(("invoke", now - zero_ns, c.process, f, value, node))
+            c.sent_ns = now
+            deadline = now + timeout_ns
+            deadlines.append((deadline, c, msg_id))
+            if head_timer[0] is None:
+                head_timer[0] = loop.call_at(deadline, on_deadlines)
+            if send_json is not None:
+                send_json(c.client_id, node, body)
+            else:   # a client host's RemoteNetwork
+                network.send_body(c.client_id, node, orjson.loads(body))
 
-        def complete(c: _Client, body: dict | None) -> None:
-            now = loop.now_ns()
+        def on_reply(c: _Client, src: str | None, body: dict | None) -> None:
+            """A reply for `c` (or, with body None, its op's timeout): complete the op, issue the
+            next."""
+            if c.op is None:
+                return
+            if body is not None:
+                irt = body.get("in_reply_to") if type(body) is dict else None
+                if irt is None or irt != c.awaiting:
+                    return
+            now = now_ns()
             f, value = c.op
-            if c.timer is not None:
-                c.timer.cancel()
-                c.timer = None
             outcome = complete_op(f, value, body)
             kind = outcome["type"]
-            record(kind, c, f, outcome["value"], c.node, outcome.get("error"),
-                   outcome.get("exception"))
+            history.append((kind, now - zero_ns, c.process, f, outcome["value"], c.node,
+                            outcome.get("error"), outcome.get("exception")))
             if state["measuring"] and state["t_start"] <= now <= state["t_end"]:
                 counts[kind] += 1
                 if kind == "ok":
@@ -453,28 +479,26 @@ class _ClientHalf:
                 c.process += clients
             c.op = None
             c.awaiting = None
-            issue(c)
+            issue(c, now)
 
-        def on_reply(c: _Client, body: dict) -> None:
-            if c.op is None:
-                return
-            irt = body.get("in_reply_to") if type(body) is dict else None
-            if irt is None or irt != c.awaiting:
-                return
-            complete(c, body)
-
-        def on_timeout(c: _Client) -> None:
-            c.timer = None
-            if c.op is not None:
-                complete(c, None)
+        def on_deadlines() -> None:
+            head_timer[0] = None
+            now = now_ns()
+            while deadlines and deadlines[0][0] <= now:
+                _, c, msg_id = deadlines.popleft()
+                if c.awaiting == msg_id:
+                    on_reply(c, None, None)
+            if deadlines and head_timer[0] is None:
+                head_timer[0] = loop.call_at(deadlines[0][0], on_deadlines)
 
         for c in self.cs:
-            network.register_client(c.client_id, lambda src, body, c=c: on_reply(c, body))
+            network.register_client(c.client_id, functools.partial(on_reply, c))
         t0 = self.t0_ns
         loop.call_at(t0 + int(spec["warmup_s"] * 1e9), self.begin_window)
         loop.call_at(t0 + int((spec["warmup_s"] + spec["duration_s"]) * 1e9), self.end_window)
+        now = now_ns()
         for c in self.cs:
-            issue(c)
+            issue(c, now)
 
     def begin_window(self) -> None:
         st = self.state
@@ -510,9 +534,10 @@ class _ClientHalf:
                 self.begin_window()
             self.end_window()
         loop.run_until(self.idle, loop.now_ns() + timeout_ns + int(drain_slack_s * 1e9))
-        for c in self.cs:
-            if c.timer is not None:
-                c.timer.cancel()
+        if self.head_timer[0] is not None:
+            self.head_timer[0].cancel()
+            self.head_timer[0] = None
+        self.deadlines.clear()
         return {"history": self.history, "lat_ns": self.lat_ns, "errors": self.errors,
                 **self.counts, "window_ns": st["t2"] - st["t_start"],
                 "cpu_s": st["cpu2"] - st["cpu"]}
@@ -634,7 +659,7 @@ def run_cell(cluster: Cluster, clients: int, duration_s: float, *, warmup_s: flo
         per_key = verdict["results"].get(key, {})
         res.explanation = per_key.get("explanation") or per_key.get("cause") or ""
     if keep_history or res.linearizable is not True:
-        res.history = history
+        res.history = history_dicts(history)
     if cluster.any_exited():
         raise ClusterError(f"{cluster.system.name}: nodes {cluster.exited()} exited during "
                            f"the cell; logs in {cluster.workdir}")
@@ -680,18 +705,38 @@ def _run_client_host(cluster: Cluster, spec: dict, on_window: Any) -> dict:
         result.unlink(missing_ok=True)
 
 
-def _check_child(conn: Any, history: list[dict], time_limit_s: float) -> None:
+def history_dicts(records: list) -> list[dict]:
+    """A cell's history records (flat tuples, or lists after a client host's JSON) as the
+    history's op dicts (contract format): index, time, type, process, f, value, node, and error
+    and exception when set."""
+    ops = []
+    for index, rec in enumerate(records):
+        op = {"index": index, "time": rec[1], "type": rec[0], "process": rec[2], "f": rec[3],
+              "value": rec[4], "node": rec[5]}
+        if len(rec) > 6:
+            if rec[6] is not None:
+                op["error"] = rec[6]
+            if rec[7] is not None:
+                op["exception"] = rec[7]
+        ops.append(op)
+    return ops
+
+
+def _check_child(conn: Any, history: list, time_limit_s: float) -> None:
     try:
+        if history and type(history[0]) is not dict:
+            history = history_dicts(history)   # here, off the router's thread
         conn.send(check_independent(history, time_limit_s=time_limit_s))
     finally:
         conn.close()
 
 
-def check_while_serving(loop: Loop, history: list[dict], time_limit_s: float) -> dict:
+def check_while_serving(loop: Loop, history: list, time_limit_s: float) -> dict:
     """`check_independent` in a forked child (it sees the history without copying) while `loop`
     keeps running, so heartbeats and acknowledgements between the nodes flow during the check as
-    they do under Maelstrom, which checks only after the test. Bounded by the check's own limit
-    plus `check_slack_s`; the child is killed by PID past that, and the verdict is unknown."""
+    they do under Maelstrom, which checks only after the test. `history`: op dicts, or a cell's
+    flat records (converted in the child). Bounded by the check's own limit plus
+    `check_slack_s`; the child is killed by PID past that, and the verdict is unknown."""
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_check_child, args=(send, history, time_limit_s), daemon=True)

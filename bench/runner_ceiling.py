@@ -12,7 +12,9 @@ sys.path starts with its tree, so each side imports its own harness. Cases:
   (`run_cell(clients_in="process")`, harness/clienthost.py; the old tree has only its loop): CPU
   is the router's plus the client host's, the router's own beside it;
 - echo: bench/router_bench.py's `run` on 1 echo node, 64 clients, journal on: routed msgs/s and the
-  router's CPU per message (µs);
+  router's CPU per message (µs); echo-fast: the same with the fixture bench/echo_node.py (orjson,
+  replies from byte templates: cheap enough that the router, not the node, is measured), the new
+  tree's on both sides;
 - runner-2n, runner-sat: the whole runner, `python -m rast_maelstrom.harness test -w lin-kv` (the
   tree's own), on 1 null node with --concurrency 2 (2n) and 32, --rate 1e6 (closed loop),
   --time-limit `--seconds` (at least 1): ok ops in history.jsonl per second of the time limit,
@@ -65,11 +67,13 @@ CASES = {  # name -> (kind, clients)
     "null-2n-proc": ("null-process", 6),   # new: the clients in a client host (old: in the loop)
     "null-sat-proc": ("null-process", 64),
     "echo": ("echo", 64),
+    "echo-fast": ("echo-fast", 64),   # the same with bench/echo_node.py (orjson), on both sides
     "runner-2n": ("runner", 2),     # bin/maelstrom-py test, 1 null node, --concurrency 2n
     "runner-sat": ("runner", 32),
     "route-cpu": ("route", 64),     # no processes: the routing and completion code alone
 }
 TARGETS = {"null-2n": ("ratio", 2.0), "null-sat": ("ratio", 2.0), "echo": ("abs", 150_000),
+           "echo-fast": ("abs", 150_000),
            "null-2n-proc": ("ratio", 2.0), "null-sat-proc": ("ratio", 2.0),
            "runner-2n": ("ratio", 2.0), "runner-sat": ("ratio", 2.0)}
 
@@ -85,11 +89,17 @@ def child(tree: Path, case: str, seconds: float) -> dict:
             return run_route(clients)
         if kind == "runner":
             return run_runner(tree, clients, seconds, workdir)
-        if kind == "echo":
-            from router_bench import run
-            rate, cpu, _ = run(seconds, clients, 1, "echo", True, workdir)
-            return {"rate": rate, "cpu_us": cpu / rate * 1e6}
         import inspect
+        if kind in ("echo", "echo-fast"):
+            import router_bench
+            kw = {}
+            if kind == "echo-fast":   # both sides: this (new) tree's fixture node
+                fixture = str(ROOT / "bench" / "echo_node.py")
+                router_bench.ECHO = fixture
+                if "program" in inspect.signature(router_bench.run).parameters:
+                    kw["program"] = fixture
+            rate, cpu, _ = router_bench.run(seconds, clients, 1, "echo", True, workdir, **kw)
+            return {"rate": rate, "cpu_us": cpu / rate * 1e6}
         from driver import Cluster, System, run_cell
         where = "process" if kind == "null-process" else None
         kw = ({"clients_in": where} if where and "clients_in" in
@@ -269,7 +279,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
            f"{meta['nproc']} CPUs, load average {meta['load'][0]:.2f} → {meta['load_end'][0]:.2f} "
            "(the machine is shared). Rounds alternate old and new case by case. null-*: 3 null "
            "nodes under bench/driver.py (ok ops/s); echo: bench/router_bench.py, 1 echo node, 64 "
-           "clients, journal on (routed msgs/s); runner-*: `maelstrom-py test` itself on 1 null node "
+           "clients, journal on (routed msgs/s; echo-fast: with the fixture bench/echo_node.py, "
+           "orjson, on both sides); runner-*: `maelstrom-py test` itself on 1 null node "
            "(ok ops/s of the time limit, history and jepsen.log included). CPU is the runner process's CPU per completed "
            "op (null) or per routed message (echo), median of the rounds; with the clients in a "
            "client host (*-proc) the router's and the host's together, the router's alone in "

@@ -6,6 +6,7 @@ well-formed success replies gives the same records as the checked one."""
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 
@@ -98,6 +99,7 @@ def test_a_chunk_routed_at_once_matches_line_by_line_routing(lines, journal):
         assert fast.stats() == ref.stats() and fast.next_id == ref.next_id
         if journal:
             assert _without_times(out_a.getvalue()) == _without_times(out_b.getvalue())
+            assert _ns_zeroed(out_a.getvalue()) == _ns_zeroed(out_b.getvalue())
         # the one-line entry point says the same
         if lines:
             _, one, _, _ = _network(journal)
@@ -259,7 +261,7 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
     count = 300                       # 300 kB: more than a pipe holds
     script = ("import sys, time\n"
               "time.sleep(0.5)\n"
-              f"data = sys.stdin.buffer.read({count * (len(line) + 1)})\n"
+              f"data = sys.stdin.buffer.read({(count + 1) * (len(line) + 1)})\n"
               "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
               "sys.stdout.flush()\n"
               "time.sleep(30)\n")
@@ -271,9 +273,17 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
         proc.flush()
         stdin_fd = proc.proc.stdin.fileno()
         assert proc._out and proc._stdin_writer_on        # the pipe is full: wait to write
+        writes = []
+        real_write = os.write
+        try:   # while it waits, delivering more does not try the full pipe again
+            os.write = lambda fd, data: writes.append(fd) or real_write(fd, data)
+            proc.deliver(line)
+        finally:
+            os.write = real_write
+        assert stdin_fd not in writes
         assert loop.selector.get_key(stdin_fd).data[1] is not None
         assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
-        assert got == [{"n": count * (len(line) + 1)}]
+        assert got == [{"n": (count + 1) * (len(line) + 1)}]
         assert not proc._out and not proc._stdin_writer_on
         assert stdin_fd not in loop.selector.get_map()      # no busy wakeups on a drained pipe
     finally:
@@ -300,3 +310,162 @@ def test_a_failing_op_line_write_is_reported_as_logging_reports_it_and_the_run_g
     finally:
         root.removeHandler(handler)
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+# -- a client's request from bytes, and the inline client paths, against the general path ----------
+def _ns_zeroed(journal: bytes) -> bytes:
+    return re.sub(rb'"ns":\d+', b'"ns":0', journal)
+
+
+def reference_send_body(net: Network, src: str, dest: str, body: dict) -> int:
+    """`send_body` as it was before its inline paths: encode the message, then `_send`."""
+    inbox = net.inboxes[dest]
+    mid = net.next_id
+    net.next_id = mid + 1
+    framed = orjson.dumps({"id": mid, "src": src, "dest": dest, "body": body})
+    net._send(mid, src, inbox, body if inbox.client else framed, framed)
+    return mid
+
+
+_json_bodies = st.dictionaries(st.sampled_from(["type", "msg_id", "key", "value", "from", "to",
+                                                "é\"x"]),
+                               st.one_of(st.integers(-5, 10**12), st.text(max_size=3), st.none(),
+                                         st.lists(st.integers(0, 4), max_size=2)), max_size=5)
+_steps = st.lists(st.one_of(
+    st.tuples(st.just("request"), st.sampled_from(NODES), _json_bodies),
+    st.tuples(st.just("reply"), st.sampled_from(NODES), _json_bodies),
+    st.tuples(st.just("partition"), st.sampled_from(NODES), st.booleans()),
+    st.tuples(st.just("block"), st.sampled_from(NODES), st.booleans()),
+    st.tuples(st.just("down"), st.sampled_from(NODES), st.booleans()),
+), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_steps, st.booleans(), st.booleans())
+def test_requests_from_bytes_and_inline_replies_match_the_general_path(steps, journal, log_recv):
+    """A client's request sent as bytes (`send_json`, as the benchmark's clients send) and a
+    node's reply to a client (routed inline) give the ids, deliveries, counts and journal bytes of
+    the general path, with partitions, a blocked stdin, a node down and the recv log in play."""
+    nets = []
+    for _ in range(2):
+        loop = Loop()
+        out = io.BytesIO() if journal else None
+        net = Network(loop, journal=out, log_recv=log_recv)
+        got: list = []
+        blocked = {node: False for node in NODES}
+        for node in NODES:
+            net.register_node(node, lambda framed, node=node: got.append((node, framed)),
+                              lambda node=node, b=blocked: b[node])
+        net.register_client(CLIENT, lambda src, body: got.append((CLIENT, src, body)))
+        nets.append((loop, net, out, got, blocked))
+    try:
+        for kind, node, arg in steps:
+            for side, (loop, net, out, got, blocked) in enumerate(nets):
+                if kind == "request":
+                    if side == 0:
+                        net.send_json(CLIENT, node, orjson.dumps(arg))
+                    else:
+                        reference_send_body(net, CLIENT, node, arg)
+                elif kind == "reply":
+                    line = orjson.dumps({"src": node, "dest": CLIENT, "body": arg})
+                    if side == 0:
+                        assert net.on_node_lines(node, [line]) == 1
+                    else:
+                        assert reference_route(net, node, line)
+                elif kind == "partition":
+                    if arg:
+                        net.drop_grudge({node: [CLIENT], CLIENT: [node]})
+                    else:
+                        net.heal()
+                elif kind == "block":
+                    blocked[node] = arg
+                    if not arg:
+                        net.resume(node)
+                else:
+                    net.set_node_down(node, arg)
+        (_, a, out_a, got_a, _), (_, b, out_b, got_b, _) = nets
+        assert got_a == got_b
+        assert a.stats() == b.stats() and a.next_id == b.next_id
+        assert a.drop_count == b.drop_count and a.down_drop_count == b.down_drop_count
+        if journal:   # the same bytes, but for the clock's readings
+            assert _ns_zeroed(out_a.getvalue()) == _ns_zeroed(out_b.getvalue())
+    finally:
+        for loop, *_ in nets:
+            loop.close()
+
+
+def test_send_body_to_a_node_writes_the_bytes_it_wrote_before():
+    loop = Loop()
+    out = io.BytesIO()
+    net = Network(loop, journal=out)
+    got: list = []
+    net.register_node("n0", got.append)
+    net.register_client(CLIENT, lambda src, body: None)
+    body = {"type": "cas", "msg_id": 3, "key": "k\u00e9", "from": [1, None], "to": 2.5}
+    try:
+        assert net.send_body(CLIENT, "n0", body) == 0
+        assert net.send_json(CLIENT, "n0", orjson.dumps(body)) == 1
+        expected = [orjson.dumps({"id": i, "src": CLIENT, "dest": "n0", "body": body})
+                    for i in (0, 1)]
+        assert got == expected
+        lines = out.getvalue().splitlines()
+        assert [orjson.loads(x)["t"] for x in lines] == ["send", "recv", "send", "recv"]
+        assert lines[0].endswith(b',"msg":' + expected[0] + b"}")
+    finally:
+        loop.close()
+
+
+def test_history_lines_are_the_bytes_the_keyword_path_wrote():
+    """History.append with its explicit node/error/exception writes what the old `**extra` loop
+    wrote: the extras that are not None, in that order, after the six fixed fields."""
+    out = io.BytesIO()
+    loop = Loop()
+    history = History(loop, out, threads=2)
+    calls = [("invoke", 0, "read", [0, None], "n0", None, None),
+             ("ok", 0, "read", [0, 3], "n0", None, None),
+             ("fail", 1, "cas", [0, [1, 2]], "n1", ["precondition-failed", "x"], None),
+             ("info", 2, "write", [1, 4], "n0", "indeterminate: x", {"class": "c", "body": {}}),
+             ("info", "nemesis", "start-partition", {"n0": ["n1"]}, None, None, None)]
+    try:
+        ops = [history.append(t, p, f, v, node=n, error=e, exception=x)
+               for t, p, f, v, n, e, x in calls]
+    finally:
+        loop.close()
+    expected = []
+    for index, ((t, p, f, v, n, e, x), op) in enumerate(zip(calls, ops)):
+        ref = {"index": index, "time": op["time"], "type": t, "process": p, "f": f, "value": v}
+        for k, val in (("node", n), ("error", e), ("exception", x)):
+            if val is not None:
+                ref[k] = val
+        assert op == ref and list(op) == list(ref)
+        expected.append(orjson.dumps(ref) + b"\n")
+    assert out.getvalue() == b"".join(expected)
+    assert history.counts == {"invoke": 1, "ok": 1, "fail": 1, "info": 1}
+
+
+def test_a_node_gets_its_stdin_once_a_few_kilobytes_wait_without_waiting_for_the_pass(tmp_path):
+    """deliver() writes the buffered lines as soon as `stdin_flush_bytes` are waiting (the node
+    starts on them while the router routes the rest of its chunk); less waits for the pass end."""
+    from rast_maelstrom.harness import process
+    script = ("import os, sys\n"
+              "data = b''\n"
+              "while data.count(b'\\n') < 5:\n"
+              "    data += os.read(0, 1 << 16)\n"
+              "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
+              "sys.stdout.flush()\n"
+              "os.read(0, 1)\n")
+    loop, net, proc, got = _one_node(tmp_path, script)
+    line = b"x" * 999
+    try:
+        proc.start()
+        for _ in range(4):
+            proc.deliver(line)
+        assert len(proc._out) == 4000 < process.stdin_flush_bytes    # still buffered
+        proc.deliver(line)
+        assert not proc._out                                          # written at once
+        assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
+        assert got == [{"n": 5000}]
+    finally:
+        proc.kill()
+        proc.close()
+        loop.close()

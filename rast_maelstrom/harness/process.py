@@ -6,7 +6,8 @@ java.io.tmpdir), inherited environment, three non-blocking pipes served by the r
   from the loop but kept open (the node blocks once the pipe fills, as under the jar).
 - stderr: each line appended to `node-logs/<id>.log` (flushed after every read), echoed at INFO on
   the console with --log-stderr, and kept in a ring of the last `debug_lines_max` lines.
-- stdin: framed messages are buffered and written when the fd is writable; a broken pipe (dead
+- stdin: framed messages are buffered and written at the end of the loop pass, or as soon as
+  `stdin_flush_bytes` are buffered, and when the fd is writable again; a broken pipe (dead
   node) drops them silently. `blocked()` reports when the buffer holds more than
   `stdin_buffer_max_bytes`, and the network then stops taking messages for this node off its inbox.
 - teardown: SIGKILL, then wait up to `kill_wait_s`. A process that had already exited is a crash,
@@ -43,6 +44,7 @@ stdin_buffer_max_bytes = 1 << 20
 partial_line_max_bytes = 64 << 20
 kill_wait_s = 5.0
 drain_reads_max = 64
+stdin_flush_bytes = 4096   # deliver() writes a node's buffered stdin once it holds this much
 
 
 class NodeProcess:
@@ -151,12 +153,18 @@ class NodeProcess:
 
     # -- stdin ------------------------------------------------------------------------------------
     def deliver(self, framed: bytes) -> None:
-        """Queue one message line for the node's stdin (flushed at the end of the loop pass)."""
+        """Queue one message line for the node's stdin (flushed at the end of the loop pass, or
+        now if `stdin_flush_bytes` are waiting)."""
         if self.stdin_closed:
             return
         out = self._out
         out += framed
         out += b"\n"
+        if len(out) >= stdin_flush_bytes and not self._stdin_writer_on:
+            # The node starts on these while the router routes the rest of its chunk, instead
+            # of both taking turns on a whole pass's batch (echo: 80-90k -> 110-190k msgs/s).
+            # (Not while a full pipe is awaited: the loop writes once it drains.)
+            self.flush()
 
     def blocked(self) -> bool:
         return len(self._out) > stdin_buffer_max_bytes

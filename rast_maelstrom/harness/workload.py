@@ -177,17 +177,22 @@ class History:
     def elapsed_ns(self) -> int:
         return self.loop.now_ns() - self.zero_ns
 
-    def append(self, type_: str, process: Any, f: str, value: Any, **extra: Any) -> dict:
+    def append(self, type_: str, process: Any, f: str, value: Any, node: Any = None,
+               error: Any = None, exception: Any = None) -> dict:
+        """Record an op; node, error and exception are set only when not None (in that order)."""
         op = {"index": self.next_index, "time": self.loop.now_ns() - self.zero_ns, "type": type_,
               "process": process, "f": f, "value": value}
-        for k, v in extra.items():
-            if v is not None:
-                op[k] = v
+        if node is not None:
+            op["node"] = node
+        if error is not None:
+            op["error"] = error
+        if exception is not None:
+            op["exception"] = exception
         self.next_index += 1
         if process != "nemesis":
             self.counts[type_] += 1
         if self.out is not None:
-            self.out.write(orjson.dumps(op) + b"\n")
+            self.out.write(orjson.dumps(op, option=orjson.OPT_APPEND_NEWLINE))
         if op_log.isEnabledFor(logging.INFO):
             # As the jar's interpreter logs ops: from the worker's thread, op->str's layout.
             if process == "nemesis":
