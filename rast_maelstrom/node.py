@@ -92,7 +92,10 @@ from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose
 
 log = logging.getLogger("rast")
 
-READ_BYTES_MAX = 1 << 20  # per os.read
+# Per os.read. Below glibc's mmap threshold (128 KiB) on purpose: a larger read buffer is mmapped
+# for every call, faulted in, shrunk with mremap and unmapped (with a TLB shootdown across the
+# threads' CPUs), about 30 us per read here; a pipe hands over at most its 64 KiB per read anyway.
+READ_BYTES_MAX = 1 << 16
 READS_PER_PASS_MAX = 64  # os.read calls per pass before yielding to timers and output
 PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
 PRE_INIT_BUFFER_BYTES_MAX = 64 << 20  # ... and their bytes
