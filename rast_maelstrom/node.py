@@ -92,7 +92,10 @@ from .wire.codec import LINE_BYTES_MAX, LineSplitter, MalformedMessage, diagnose
 
 log = logging.getLogger("rast")
 
-READ_BYTES_MAX = 1 << 20  # per os.read
+# Per os.read. Below glibc's mmap threshold (128 KiB) on purpose: a larger read buffer is mmapped
+# for every call, faulted in, shrunk with mremap and unmapped (with a TLB shootdown across the
+# threads' CPUs), about 30 us per read here; a pipe hands over at most its 64 KiB per read anyway.
+READ_BYTES_MAX = 1 << 16
 READS_PER_PASS_MAX = 64  # os.read calls per pass before yielding to timers and output
 PRE_INIT_BUFFER_MAX = 100_000  # lines buffered before init arrives
 PRE_INIT_BUFFER_BYTES_MAX = 64 << 20  # ... and their bytes
@@ -173,8 +176,11 @@ class Node:
         self._read_seq = 0
         self.tick_s = args.tick_ms / 1000.0
         self.lease_reads = bool(getattr(args, "lease_reads", True))
-        self._next_tick = 0.0
+        self._next_tick = 0.0  # the time of the first tick not yet counted
+        self._tick_due = 0.0  # ... and of the tick the timer wakes at (later when sleeping through)
         self._tick_timer = None
+        self._tick_gen = 0
+        self.lazy_ticks = bool(getattr(args, "lazy_ticks", True))
         self._thread_sends = False  # the writer sends what waits on a batch (see _WalStorage)
         self._role_seen: Role | None = None  # the role the last pass ended in (logged on change)
         self.stopped = False
@@ -302,7 +308,7 @@ class Node:
         self._reply(src, body.msg_id, {"type": "init_ok"})
         log.info("initialised as %s of %s (data dir %s)", node_id, node_ids, self.data_dir)
         self._next_tick = self.loop.clock() + self.tick_s
-        self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
+        self._arm_tick()
         buffered, self.pre_init = self.pre_init, []
         for line in buffered:
             self.on_line(line)
@@ -568,31 +574,56 @@ class Node:
         if src not in self.node_ids or src == self.node_id:
             self._drop_peer(src, type(body).__name__.lower(), "not a peer of ours")
             return
+        if self._tick_due > self._next_tick:  # sleeping through ticks (--lazy-ticks): count them first
+            self._advance_clock(before_step=True)
         self.raft.step(_decode_raft(src, self.node_id, body))
 
     # ------------------------------------------------------------------ time and durability
 
-    def _on_tick(self) -> None:
+    def _on_tick(self, gen: int) -> None:
+        if gen != self._tick_gen:
+            return  # re-armed earlier since (a loop without cancel, as the tests' manual one)
         self._advance_clock()
-        self._tick_timer = self.loop.call_at(self._next_tick, self._on_tick)
+        self._arm_tick()
 
-    def _advance_clock(self) -> None:
+    def _arm_tick(self) -> None:
+        """Wake at the next tick at which the core acts on its own (`Raft.ticks_to_act`): every tick
+        for a leader; for anyone else, with `--lazy-ticks` (the default), only at its election
+        timeout: a follower that hears from its leader never wakes for a tick at all (its ticks are
+        counted when a Raft message arrives, before it is stepped, and when the timer fires)."""
+        k = self.raft.ticks_to_act() if self.lazy_ticks else 1
+        self._tick_due = self._next_tick + (k - 1) * self.tick_s
+        self._tick_gen += 1
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+        self._tick_timer = self.loop.call_at(self._tick_due, lambda g=self._tick_gen: self._on_tick(g))
+
+    def _advance_clock(self, before_step: bool = False) -> None:
         """Turn elapsed wall time into Raft ticks. After a stall (a long pass, a paused process), a
         leader catches up on every tick it missed, so its heartbeats, check-quorum and any lease
-        expire on time; anyone else catches up on at most `FOLLOWER_CATCHUP_TICKS_MAX`, so a stall of
-        its own is not mistaken for a silent leader (heartbeats may be waiting unread on stdin). A
-        leader that check-quorum demotes half way through catching up stops there too: ticking on
-        would start one pre-vote campaign per election timeout of the stall, all in this pass."""
+        expire on time; anyone else catches up on at most `FOLLOWER_CATCHUP_TICKS_MAX` past the tick
+        it planned to wake at, so a stall of its own is not mistaken for a silent leader (heartbeats
+        may be waiting unread on stdin). A leader that check-quorum demotes half way through
+        catching up stops there too: ticking on would start one pre-vote campaign per election
+        timeout of the stall, all in this pass. `before_step` (a Raft message is about to be
+        stepped): only the ticks slept through before the planned one, which cannot act; the
+        planned tick itself is the timer's, after this pass's messages, as when every tick woke us."""
         now = self.loop.clock()
         if self._next_tick > now:
             return
         raft = self.raft
         due = int((now - self._next_tick) / self.tick_s) + 1
-        if due > STALL_LOG_TICKS:
-            log.info("%s stalled %.0f ms (%d ticks behind)", raft.role.value, due * self.tick_s * 1e3, due)
-        n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else FOLLOWER_CATCHUP_TICKS_MAX)
+        planned = max(0, round((self._tick_due - self._next_tick) / self.tick_s))  # slept through
+        if before_step:
+            n = due = min(due, planned)
+        else:
+            if due - planned > STALL_LOG_TICKS:
+                log.info("%s stalled %.0f ms (%d ticks behind)", raft.role.value,
+                         (due - planned) * self.tick_s * 1e3, due - planned)
+            cap = planned + FOLLOWER_CATCHUP_TICKS_MAX
+            n = min(due, LEADER_CATCHUP_TICKS_MAX if raft.role is Role.LEADER else cap)
         for k in range(n):
-            if k >= FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
+            if k >= planned + FOLLOWER_CATCHUP_TICKS_MAX and raft.role is not Role.LEADER:
                 break  # demoted while catching up (check-quorum): from here on a follower's cap
             raft.tick()
         self._next_tick += due * self.tick_s
@@ -642,6 +673,8 @@ class Node:
             if self.forwards.items and raft.leader_id != self._fwd_leader:
                 self._retry_forwards(True)  # a new leader (or none): re-send what went elsewhere
             rd = raft.ready()
+            if self.lazy_ticks and self._next_tick + (raft.ticks_to_act() - 1) * self.tick_s < self._tick_due:
+                self._arm_tick()  # acts sooner than planned (a new leader, a new election timeout)
             if raft.role is not self._role_seen:
                 self._role_seen = raft.role
                 log.info("%s in term %d (leader %s)", raft.role.value, raft.current_term, raft.leader_id)
@@ -1108,6 +1141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "factor (E-1)/(E-3) of each other, E the election timeout in ticks (7%% at the "
                         "defaults); pauses are fine (a resumed leader catches up on its clock first); "
                         "--no-lease-reads: a heartbeat round (ReadIndex) per batch of reads")
+    p.add_argument("--lazy-ticks", action=argparse.BooleanOptionalAction, default=True,
+                   help="a node that is not the leader wakes only when its election timeout is due, "
+                        "not every tick (the default; --no-lazy-ticks: every tick, for comparisons)")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (unsafe; for comparisons only)")
     p.add_argument("--no-batching", action="store_true",
                    help="for comparisons: one Ready (WAL batch, stdout write) per input message, one entry "

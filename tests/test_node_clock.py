@@ -58,13 +58,87 @@ def make_node(node_ids: list[str], *flags: str) -> tuple[node_mod.Node, ManualLo
 
 
 def test_a_follower_stalled_for_seconds_catches_up_only_a_few_ticks() -> None:
-    n, loop, _ = make_node(["n0", "n1", "n2"])
+    # (waking every tick; for the default, which sleeps until the election timeout, see below)
+    n, loop, _ = make_node(["n0", "n1", "n2"], "--no-lazy-ticks")
     raft = n.raft
     before = raft.election_elapsed
     loop.now += 5.0  # five seconds without running: 500 ticks of wall time
     loop.fire_due()
     assert raft.role is Role.FOLLOWER
     assert raft.election_elapsed - before == node_mod.FOLLOWER_CATCHUP_TICKS_MAX
+
+
+def _heartbeat_line(n: node_mod.Node, term: int) -> bytes:
+    from rast_maelstrom.core import Heartbeat
+    return n._raft_line(Heartbeat("n1", "n0", term, 0, 0))
+
+
+def test_a_follower_stalled_for_seconds_with_its_leaders_heartbeats_waiting_does_not_campaign() -> None:
+    for flags in ((), ("--no-lazy-ticks",)):
+        n, loop, _ = make_node(["n0", "n1", "n2"], *flags)
+        raft = n.raft
+        n.on_line(_heartbeat_line(n, 1))
+        n.flush()
+        assert raft.leader_id == "n1"
+        loop.now += 5.0  # stopped for five seconds while the leader's heartbeats queued on stdin
+        n.on_line(_heartbeat_line(n, 1))  # a pass runs its readers before its timers
+        loop.fire_due()
+        n.flush()
+        assert raft.role is Role.FOLLOWER and raft.leader_id == "n1", flags
+        assert raft.election_elapsed <= node_mod.FOLLOWER_CATCHUP_TICKS_MAX + 1, flags
+
+
+def _ticks_until_campaign(*flags: str) -> tuple[int, int, int]:
+    """(10 ms steps of wall time until the node campaigns, ticks it counted, timer wake-ups it
+    took), its leader silent after one heartbeat."""
+    n, loop, _ = make_node(["n0", "n1", "n2"], "--seed", "7", *flags)
+    n.on_line(_heartbeat_line(n, 1))
+    n.flush()
+    wakes = 0
+    for step in range(1, 1000):
+        loop.now = step * n.tick_s
+        wakes += any(t[0] <= loop.now for t in loop.timers)
+        loop.fire_due()
+        n.flush()
+        if n.raft.role is not Role.FOLLOWER:
+            return step, n.raft.ticks, wakes
+    raise AssertionError("never campaigned")
+
+
+def test_a_follower_sleeps_through_ticks_until_its_election_timeout_and_campaigns_on_time() -> None:
+    lazy_step, lazy_ticks, lazy_wakes = _ticks_until_campaign()
+    eager_step, eager_ticks, eager_wakes = _ticks_until_campaign("--no-lazy-ticks")
+    assert lazy_ticks == eager_ticks  # the same election timeout, to the tick
+    assert abs(lazy_step - eager_step) <= 1  # (the manual clock's float steps: one step either way)
+    assert eager_wakes >= eager_ticks - 2  # every tick woke it (one wake may count two: float steps)
+    assert lazy_wakes <= 2  # once, at the timeout (plus the timer armed before the heartbeat)
+
+
+def test_a_follower_keeps_sleeping_while_heartbeats_arrive_and_campaigns_when_they_stop() -> None:
+    n, loop, _ = make_node(["n0", "n1", "n2"], "--seed", "3")
+    wakes = 0
+    step = 0
+    for step in range(1, 200):  # 2 s of heartbeats every 50 ms
+        loop.now = step * n.tick_s
+        if step % 5 == 0:
+            n.on_line(_heartbeat_line(n, 1))
+        wakes += any(t[0] <= loop.now for t in loop.timers)
+        loop.fire_due()
+        n.flush()
+        assert n.raft.role is Role.FOLLOWER
+    assert wakes <= 8  # 2 s of ticks: a wake at each old deadline, every 300-600 ms, not 200
+    silent_from = step
+    for step in range(silent_from + 1, silent_from + 200):
+        loop.now = step * n.tick_s
+        loop.fire_due()
+        n.flush()
+        if n.raft.role is not Role.FOLLOWER:
+            break
+    waited = step - silent_from
+    # the last heartbeat came at most 4 ticks before the silence; timeouts are drawn from [E, 2E)
+    assert n.raft.role is not Role.FOLLOWER
+    e = node_mod._election_ticks(n.args)
+    assert e - 5 <= waited <= 2 * e, waited
 
 
 def test_a_leader_stalled_for_seconds_catches_up_every_tick() -> None:

@@ -438,6 +438,26 @@ def test_fsync_failure_stops_the_writer(tmp_path, monkeypatch):
     w.close()
 
 
+def test_a_segment_changed_behind_the_writers_back_stops_it_at_that_batch(tmp_path):
+    w, _ = open_wal(tmp_path)
+    writer = WalWriter(w)
+    first = writer.submit((1, None), 1, [(1, b"x")])
+    deadline = time.monotonic() + 10
+    while writer.durable_id < first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(seg(tmp_path), "ab") as f:  # another writer (or a bug of ours) grows the segment
+        f.write(b"stray")
+    writer.submit(None, 2, [(1, b"y")])
+    assert wait_readable(writer.wake_fd), "the loop was not woken on the failed check"
+    while writer.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(writer.error, AssertionError)
+    with pytest.raises(WalWriterError):
+        writer.submit(None, 3, [(1, b"z")])
+    writer.close()
+    w.close()
+
+
 class PowerLoss:
     """The disk under a power cut: a file keeps only what the last fdatasync/fsync of it covered.
     (SIGKILL keeps the page cache, so only this shows a missing fsync.) Wraps the real calls."""

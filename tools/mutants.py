@@ -262,6 +262,12 @@ MUTANTS: tuple[Mutant, ...] = (
       "            if False:\n",
       ("tests/test_node_clock.py",),
       "a leader resumed after a pause serves queued reads from a lease that expired while it was stopped"),
+    M("lazy-ticks-counted-after-the-message", "rast_maelstrom/node.py",
+      "        if self._tick_due > self._next_tick:  # sleeping through ticks (--lazy-ticks): count them first\n",
+      "        if False:\n",
+      ("tests/test_node_clock.py",),
+      "a follower that sleeps through ticks counts them after its leader's heartbeat, not before, "
+      "and campaigns against a live leader"),
     M("sim-lease-freshness-unchecked", "rast_maelstrom/sim/checks.py",
       "        if index < self.decided_max:\n",
       "        if False:\n",

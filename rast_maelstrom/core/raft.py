@@ -320,6 +320,15 @@ class Raft:
                 else:
                     self._become_candidate()
 
+    def ticks_to_act(self) -> int:
+        """How many more `tick` calls until one acts on its own (k >= 1): a leader's can act on any
+        tick (heartbeats, check-quorum, stall checks, a handover's expiry); anyone else's only at
+        the election timeout. A driver may sleep through the ticks before it, counting them later
+        (messages stepped meanwhile reset the count; ask again after them)."""
+        if self.role is Role.LEADER:
+            return 1
+        return max(1, self.randomized_election_ticks - self.election_elapsed)
+
     def propose(self, data: Any) -> tuple[int, int] | None:
         """Append `data` if leader. Returns (index, term) of the new entry, or None if not leader
         (or handing leadership over: the heir must catch up with a log that stands still)."""
