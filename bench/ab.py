@@ -50,9 +50,10 @@ def parse_system(spec: str) -> System:
     name, sep, command = spec.partition("=")
     if not sep or not name or not command.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=COMMAND, got {spec!r}")
-    argv = shlex.split(command)
-    if not Path(argv[0]).is_absolute() and (ROOT / argv[0]).exists():
-        argv[0] = str(ROOT / argv[0])
+    # (every word naming a file under the repository, not the program alone: nodes start in a
+    # working directory of their own, so `python bench/x.py` must reach them as absolute paths)
+    argv = [str(ROOT / w) if not Path(w).is_absolute() and (ROOT / w).is_file() else w
+            for w in shlex.split(command)]
     return System(name, argv, notes=command)
 
 
