@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from benchmods import bench_module
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _ab():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import ab
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return ab
 
 
 def test_every_relative_path_in_a_system_command_is_taken_from_the_repository_root():
     """Nodes start in a working directory of their own, so a script given as an argument
     (`python bench/x.py`) must be made absolute too, not only the program; other words stay."""
-    ab = _ab()
+    ab = bench_module("ab")
     s = ab.parse_system("p=python3 bench/null_node.py --base-port 2000 bench")
     assert s.name == "p"
     assert s.argv == ["python3", str(ROOT / "bench" / "null_node.py"), "--base-port", "2000", "bench"]

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmods import bench_module
 from rast_maelstrom.harness.clienthost import ClientHost, RemoteNetwork
 from rast_maelstrom.harness.eventloop import Loop
 from rast_maelstrom.harness.network import Network
@@ -152,12 +153,7 @@ def test_replies_reach_the_hosted_client_as_the_same_src_and_body(tmp_path):
 
 # -- the benchmark driver's cells --------------------------------------------------------------------
 def _driver():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import driver
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return driver
+    return bench_module("driver")
 
 
 def _ops_by_client(history: list[dict], clients: int) -> dict:
