@@ -59,7 +59,6 @@ from collections import deque
 from typing import Any, Callable, Union
 
 import msgspec
-import orjson
 
 from . import __version__, forwards, kv, sessions
 from .core import (

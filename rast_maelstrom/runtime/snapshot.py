@@ -54,7 +54,6 @@ import struct
 import threading
 import warnings
 from dataclasses import dataclass
-from collections import deque
 from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
