@@ -281,11 +281,11 @@ def test_stdin_back_pressure_waits_for_writability_and_stops_waiting_once_draine
         finally:
             os.write = real_write
         assert stdin_fd not in writes
-        assert loop.selector.get_key(stdin_fd).data[1] is not None
+        assert loop.callbacks(stdin_fd)[1] is not None
         assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
         assert got == [{"n": (count + 1) * (len(line) + 1)}]
         assert not proc._out and not proc._stdin_writer_on
-        assert stdin_fd not in loop.selector.get_map()      # no busy wakeups on a drained pipe
+        assert loop.callbacks(stdin_fd) is None      # no busy wakeups on a drained pipe
     finally:
         proc.kill()
         proc.close()
@@ -458,6 +458,7 @@ def test_a_node_gets_its_stdin_once_a_few_kilobytes_wait_without_waiting_for_the
     line = b"x" * 999
     try:
         proc.start()
+        proc.eager = False    # under heavy load (light load writes the first at once: below)
         for _ in range(4):
             proc.deliver(line)
         assert len(proc._out) == 4000 < process.stdin_flush_bytes    # still buffered
@@ -466,6 +467,51 @@ def test_a_node_gets_its_stdin_once_a_few_kilobytes_wait_without_waiting_for_the
         assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
         assert got == [{"n": 5000}]
     finally:
+        proc.kill()
+        proc.close()
+        loop.close()
+
+
+def test_under_light_load_a_nodes_messages_are_written_at_once(tmp_path):
+    """After a pass that delivered at most `eager_pass_messages_max` messages, each message of
+    the next pass goes to the node's stdin at once; after a busier pass they wait for the pass
+    end (or `stdin_flush_bytes`), so the nodes' batches stay whole under load."""
+    from rast_maelstrom.harness import process
+    script = ("import os, sys\n"
+              "data = b''\n"
+              "while not data.endswith(b'd\\n'):\n"
+              "    data += os.read(0, 1 << 16)\n"
+              "sys.stdout.write('{\"src\":\"n0\",\"dest\":\"c7\",\"body\":{\"n\":%d}}\\n' % len(data))\n"
+              "sys.stdout.flush()\n"
+              "os.read(0, 1)\n")
+    loop, net, proc, got = _one_node(tmp_path, script)
+    writes = []
+    real_write = os.write
+    try:
+        proc.start()
+        stdin_fd = proc.proc.stdin.fileno()
+        os.write = lambda fd, data: writes.append((fd, bytes(data))) or real_write(fd, data)
+        assert proc.eager                                  # a fresh process: light load
+        proc.deliver(b"a")
+        proc.deliver(b"b")
+        assert writes == [(stdin_fd, b"a\n"), (stdin_fd, b"b\n")] and not proc._out
+        process.end_pass([proc])                           # 2 delivered: light
+        assert proc.eager and proc.batch == 0
+        proc.eager = False
+        for i in range(process.eager_pass_messages_max + 1):   # one over the bound
+            proc.deliver(b"c")
+        assert len(writes) == 2 and len(proc._out) == 2 * (process.eager_pass_messages_max + 1)
+        process.end_pass([proc])                           # heavy: written now, in one write
+        assert len(writes) == 3 and not proc._out and not proc.eager
+        proc.deliver(b"d")
+        assert proc._out == b"d\n" and len(writes) == 3    # heavy load: buffered
+        process.end_pass([proc])
+        assert proc.eager and writes[-1] == (stdin_fd, b"d\n")   # one message: light again
+        os.write = real_write
+        assert loop.run_until(lambda: got, loop.now_ns() + 20 * 10**9)
+        assert got == [{"n": 6 + 2 * (process.eager_pass_messages_max + 1)}]   # all, in order
+    finally:
+        os.write = real_write
         proc.kill()
         proc.close()
         loop.close()

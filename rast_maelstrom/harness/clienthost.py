@@ -38,7 +38,7 @@ from typing import Callable
 import orjson
 
 from .eventloop import Loop
-from .process import NodeProcess, partial_line_max_bytes, read_chunk_bytes
+from .process import NodeProcess, end_pass, partial_line_max_bytes, read_chunk_bytes
 
 log = logging.getLogger("maelstrom.clienthost")
 
@@ -162,8 +162,7 @@ class ClientHost:
         return self.t0_ns
 
     def _flush(self) -> None:
-        if self.proc._out:
-            self.proc.flush()
+        end_pass((self.proc,))
 
     def _first_lines(self, host_id: str, lines: list[bytes]) -> int:
         first = lines[0]
