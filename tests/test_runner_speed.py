@@ -41,6 +41,16 @@ LINES = [
     b'garbage',
     b'',
     b'[1,2]',
+    # the fast path's own edges: unhashable or non-string ids, three keys but not those three
+    b'{"src":["n0"],"dest":"n1","body":{}}',
+    b'{"src":"n0","dest":{"n1":1},"body":{}}',
+    b'{"src":"n0","dest":1,"body":{}}',
+    b'{"src":true,"dest":"n1","body":{}}',
+    b'{"dest":"n1","body":{},"id":1}',
+    b'{"body":{},"dest":"n1","src":"n0"}',
+    b'"n0"',
+    b'null',
+    b'7',
 ]
 
 

@@ -53,8 +53,8 @@ class Loop:
     """An epoll (or poll) set plus a timer heap. Readers/writers are callbacks taking no arguments.
 
     The fds are watched with `select.epoll` where there is one (Linux), else `select.poll`,
-    called directly: `selectors` adds a Python layer of key objects and a list per pass that cost
-    the router about 2 µs of every pass (see bench/runner_ceiling.md)."""
+    called directly: `selectors` adds a Python layer of key objects and a list per pass (one pass
+    over 3 pipes, one readable: 2.4-2.9 µs with it, 1.3-1.7 µs without, in one run)."""
 
     def __init__(self) -> None:
         if hasattr(select, "epoll"):

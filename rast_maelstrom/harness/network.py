@@ -283,14 +283,19 @@ class Network:
         quick = not (self.log_send or self.log_recv)
         routed = 0
         for line in lines:
+            # The fast path's test: the ids are keys of `inboxes` (all of them str, and orjson
+            # makes only exact str, so a hit is a registered id of the right type), exactly
+            # three keys (so no id), a body that is an object. Anything else (not JSON, not an
+            # object, a key missing, an unhashable id) raises or fails here.
             try:
                 msg = loads(line)
-            except orjson.JSONDecodeError:
-                msg = None
-            if (type(msg) is dict and len(msg) == 3 and type(msg.get("body")) is dict
-                    and type(msg.get("src")) is str and type(msg.get("dest")) is str
-                    and msg["src"] in inboxes and msg["dest"] in inboxes):
                 src = msg["src"]
+                body = msg["body"]
+                inbox = inboxes[msg["dest"]]
+                fast = len(msg) == 3 and type(body) is dict and src in inboxes
+            except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+                fast = False
+            if fast:
                 rewritten = False
             else:
                 try:
@@ -306,9 +311,10 @@ class Network:
                                 "to send a malformed message; reading nothing more from its "
                                 "stdout. %s. Line: %r", node_id, exc, line[:500])
                     return routed
+                body = msg["body"]
+                inbox = inboxes[msg["dest"]]
             mid = self.next_id
             self.next_id = mid + 1
-            inbox = inboxes[msg["dest"]]
             if inbox.client and quick and inbox.head is None and not inbox.queue and (
                     not self.grudges or src not in self.grudges.get(inbox.id, ())):
                 # A reply to a client (latency 0, no loss or dup, an idle inbox: always, for a
@@ -322,7 +328,7 @@ class Network:
                     else:   # the framed line spliced straight into the journal's
                         journal.write(JOURNAL_SEND_RECV_SPLICED % (ns, mid, line.strip()[1:],
                                                                    ns, mid))
-                inbox.deliver(src, msg["body"])
+                inbox.deliver(src, body)
                 routed += 1
                 continue
             if inbox.client and plain:
@@ -332,7 +338,7 @@ class Network:
                 framed = orjson.dumps(msg)
             else:
                 framed = b'{"id":%d,%s' % (mid, line.strip()[1:])
-            self._send(mid, src, inbox, msg["body"] if inbox.client else framed, framed)
+            self._send(mid, src, inbox, body if inbox.client else framed, framed)
             routed += 1
         return routed
 

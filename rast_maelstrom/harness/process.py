@@ -8,8 +8,10 @@ java.io.tmpdir), inherited environment, three non-blocking pipes served by the r
   the console with --log-stderr, and kept in a ring of the last `debug_lines_max` lines.
 - stdin: framed messages are buffered and written at the end of the loop pass, or as soon as
   `stdin_flush_bytes` are buffered, and when the fd is writable again; under light load (the
-  last pass delivered at most `eager_pass_messages_max` messages) each is written at once. A broken pipe (dead node) drops them silently. `blocked()` reports when the buffer holds more than
-  `stdin_buffer_max_bytes`, and the network then stops taking messages for this node off its inbox.
+  last pass delivered at most `eager_pass_messages_max` messages) each is written at once. A
+  broken pipe (dead node) drops them silently. `blocked()` reports when the buffer holds more
+  than `stdin_buffer_max_bytes`, and the network then stops taking messages for this node off
+  its inbox.
 - teardown: SIGKILL, then wait up to `kill_wait_s`. A process that had already exited is a crash,
   unless the nemesis killed it (below).
 - [extension] nemesis faults: `nemesis_kill()` SIGKILLs the process, reaps it, reads the rest of
