@@ -197,8 +197,9 @@ class Overlay(dict):
 
     Layers, not one overlay: a dict grows by copying itself into a table twice its size, so one
     overlay of n entries costs O(n) in the pass whose write makes it resize (at 175,000 entries
-    17 ms in fresh memory, on a process's first snapshot, and 6-8 ms later; bench/snapshots.md). A layer stops
-    at LAYER_ITEMS_MAX entries, so no resize copies more than about 11,000 of them."""
+    17 ms in fresh memory, on a process's first snapshot, and 6-8 ms later; bench/snapshots.md).
+    A layer stops at LAYER_ITEMS_MAX entries, so no resize copies more than about 11,000 of
+    them."""
 
     __slots__ = ("base",)
 

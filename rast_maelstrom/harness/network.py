@@ -293,7 +293,7 @@ class Network:
                 body = msg["body"]
                 inbox = inboxes[msg["dest"]]
                 fast = len(msg) == 3 and type(body) is dict and src in inboxes
-            except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            except (orjson.JSONDecodeError, KeyError, TypeError):
                 fast = False
             if fast:
                 rewritten = False

@@ -169,20 +169,14 @@ class NodeProcess:
             return
         out = self._out
         self.batch += 1
-        if not out and self.eager and not self._stdin_writer_on:
-            # Light load (see `eager_pass_messages_max`): the node would sit idle until the end
-            # of the pass; handed each message now (as the jar writes them), it works while the
-            # router routes the rest (null-2n: about 1.3 x the ok ops/s, bench/runner_ceiling.md).
-            out += framed
-            out += b"\n"
-            self.flush()
-            return
         out += framed
         out += b"\n"
-        if len(out) >= stdin_flush_bytes and not self._stdin_writer_on:
-            # The node starts on these while the router routes the rest of its chunk, instead
-            # of both taking turns on a whole pass's batch (echo: 80-90k -> 110-190k msgs/s).
-            # (Not while a full pipe is awaited: the loop writes once it drains.)
+        if (self.eager or len(out) >= stdin_flush_bytes) and not self._stdin_writer_on:
+            # The node starts on these while the router routes the rest of the pass, instead of
+            # both taking turns on a whole pass's batch: under light load (`eager`, see
+            # `eager_pass_messages_max`) each message, as the jar writes them (null-2n: about
+            # 1.3 x the ok ops/s), else every `stdin_flush_bytes` (echo: 80-90k -> 110-190k
+            # msgs/s). (Not while a full pipe is awaited: the loop writes once it drains.)
             self.flush()
 
     def blocked(self) -> bool:

@@ -419,9 +419,10 @@ class SnapshotWriter:
     Why flush in steps: the disk's completions run as interrupts on a CPU the loop may be on,
     and are charged to no thread; one fsync of a whole 40 MB file at the end took 18-28 ms from
     the loop in one pass (measured with 1,000,000 keys; bench/snapshots.md); flushed in 4 MiB
-    steps, the worst pass of the same probe runs was 1.3-3.0 ms. (A thread that took every part would share the GIL with the loop hundreds of times per
-    snapshot: on a loaded machine the loop then waits for it whenever it is descheduled holding
-    the GIL; this one takes the GIL once per step.)"""
+    steps, the worst pass of the same probe runs was 1.3-3.0 ms. (A thread that took every part
+    would share the GIL with the loop hundreds of times per snapshot: on a loaded machine the
+    loop then waits for it whenever it is descheduled holding the GIL; this one takes the GIL
+    once per step.)"""
 
     def __init__(self, store: SnapshotStore, index: int, term: int, voters: tuple[str, ...],
                  learners: tuple[str, ...]) -> None:
